@@ -1,0 +1,108 @@
+// The Adam update rule, written once for every path: the CPU and CUDA kernels of every op and the
+// TF-free pybind11 module all call these functions. No TensorFlow include may appear here.
+//
+// The operation order is stock TensorFlow's ApplyAdam kernel (training_ops.cc), so that float32 and
+// float64 results are bit-identical to stock when compiled without FMA contraction:
+//   alpha = lr * sqrt(1 - beta2_power) / (1 - beta1_power)
+//   m    += (g - m) * (1 - beta1)
+//   v    += (g * g - v) * (1 - beta2)
+//   var  -= (m * alpha) / (sqrt(v) + epsilon)
+//   nesterov: var -= ((g * (1 - beta1) + beta1 * m) * alpha) / (sqrt(v) + epsilon)
+#ifndef TF_ADAM_OP_CORE_ADAM_UPDATE_RULE_H_
+#define TF_ADAM_OP_CORE_ADAM_UPDATE_RULE_H_
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define TF_ADAM_OP_HOST_DEVICE __host__ __device__
+#else
+#define TF_ADAM_OP_HOST_DEVICE
+#endif
+
+namespace tf_adam_op {
+
+// IEEE square root of the arithmetic type (float stays float: sqrtf/sqrtps, never via double).
+template <typename C>
+TF_ADAM_OP_HOST_DEVICE inline C Sqrt(C x) {
+#if defined(__CUDA_ARCH__)
+  return sqrt(x);  // CUDA's float and double overloads
+#else
+  return std::sqrt(x);
+#endif
+}
+
+// The type the arithmetic is done in ("opmath"): low-precision storage types specialise this to
+// float (see low_precision.h), so a half or bfloat16 element is rounded once, on store.
+template <typename T>
+struct OpMath {
+  using type = T;
+};
+template <typename T>
+using OpMathT = typename OpMath<T>::type;
+
+// The per-step scalars, derived once per op call rather than once per element.
+template <typename C>
+struct AdamStep {
+  C alpha;            // lr * sqrt(1 - beta2_power) / (1 - beta1_power)
+  C beta1;
+  C one_minus_beta1;
+  C one_minus_beta2;
+  C epsilon;
+};
+
+template <typename C>
+TF_ADAM_OP_HOST_DEVICE inline AdamStep<C> MakeAdamStep(C beta1_power, C beta2_power, C lr, C beta1,
+                                                       C beta2, C epsilon) {
+  AdamStep<C> step;
+  step.alpha = lr * Sqrt(C(1) - beta2_power) / (C(1) - beta1_power);
+  step.beta1 = beta1;
+  step.one_minus_beta1 = C(1) - beta1;
+  step.one_minus_beta2 = C(1) - beta2;
+  step.epsilon = epsilon;
+  return step;
+}
+
+// One element of the dense rule. T is the storage type, C = OpMathT<T> the arithmetic type.
+template <bool kNesterov, typename T, typename C = OpMathT<T>>
+TF_ADAM_OP_HOST_DEVICE inline void AdamUpdateElement(T* var, T* m, T* v, const T grad,
+                                                     const AdamStep<C>& step) {
+  const C g = static_cast<C>(grad);
+  C m_c = static_cast<C>(*m);
+  C v_c = static_cast<C>(*v);
+  m_c += (g - m_c) * step.one_minus_beta1;
+  v_c += (g * g - v_c) * step.one_minus_beta2;
+  const C numerator = kNesterov ? (g * step.one_minus_beta1 + step.beta1 * m_c) : m_c;
+  const C var_c = static_cast<C>(*var) - (numerator * step.alpha) / (Sqrt(v_c) + step.epsilon);
+  *m = static_cast<T>(m_c);
+  *v = static_cast<T>(v_c);
+  *var = static_cast<T>(var_c);
+}
+
+// Elements [begin, end) of flat arrays. 64-bit indices: tensors past 2^31 elements are fine.
+// Written as a plain loop over restrict pointers so the compiler vectorises it; vector add, mul, div
+// and sqrt round exactly as the scalar ones, so vectorising never changes a bit.
+template <bool kNesterov, typename T, typename C = OpMathT<T>>
+TF_ADAM_OP_HOST_DEVICE inline void AdamUpdateRange(T* __restrict__ var, T* __restrict__ m,
+                                                   T* __restrict__ v, const T* __restrict__ grad,
+                                                   int64_t begin, int64_t end,
+                                                   const AdamStep<C> step) {
+  for (int64_t i = begin; i < end; ++i) {
+    AdamUpdateElement<kNesterov, T, C>(var + i, m + i, v + i, grad[i], step);
+  }
+}
+
+template <typename T, typename C = OpMathT<T>>
+TF_ADAM_OP_HOST_DEVICE inline void AdamUpdateRange(bool use_nesterov, T* var, T* m, T* v,
+                                                   const T* grad, int64_t begin, int64_t end,
+                                                   const AdamStep<C>& step) {
+  if (use_nesterov) {
+    AdamUpdateRange<true, T, C>(var, m, v, grad, begin, end, step);
+  } else {
+    AdamUpdateRange<false, T, C>(var, m, v, grad, begin, end, step);
+  }
+}
+
+}  // namespace tf_adam_op
+
+#endif  // TF_ADAM_OP_CORE_ADAM_UPDATE_RULE_H_

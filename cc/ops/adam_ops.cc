@@ -1,0 +1,104 @@
+// Op registrations and shape functions for the Adam ops.
+//
+// Inputs are in stock ApplyAdam's order. One deliberate difference: the six scalar hyperparameters
+// have their own type attr `Tscalar`, the type the update is computed in (float for half, bfloat16
+// and float; double for double), so that beta2 = 0.999 and epsilon = 1e-8 reach a half or bfloat16
+// kernel intact instead of being rounded to 1.0 and 0 (see README, "Numerics").
+// T is `numbertype` as in stock, so an integer variable gets stock's NotFound (no kernel registered)
+// rather than a different error; kernels exist for half, bfloat16, float and double.
+#include "absl/strings/str_cat.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/shape_inference.h"
+
+namespace tensorflow {
+namespace {
+
+using shape_inference::InferenceContext;
+using shape_inference::ShapeHandle;
+
+constexpr int kVarInput = 0;
+constexpr int kFirstScalarInput = 3;
+constexpr int kNumScalarInputs = 6;
+constexpr int kGradInput = kFirstScalarInput + kNumScalarInputs;
+
+// The shape of a resource variable from its handle data; unknown when the handle carries none (the
+// handle's own shape is a scalar and says nothing about the variable).
+ShapeHandle ResourceVariableShape(InferenceContext* c, int input) {
+  const auto* handle_data = c->input_handle_shapes_and_types(input);
+  if (handle_data != nullptr && !handle_data->empty() && (*handle_data)[0].dtype != DT_INVALID) {
+    return (*handle_data)[0].shape;
+  }
+  return c->UnknownShape();
+}
+
+absl::Status CheckScalarType(InferenceContext* c) {
+  DataType t, tscalar;
+  TF_RETURN_IF_ERROR(c->GetAttr("T", &t));
+  TF_RETURN_IF_ERROR(c->GetAttr("Tscalar", &tscalar));
+  const DataType expected = t == DT_DOUBLE ? DT_DOUBLE : DT_FLOAT;
+  if (tscalar != expected) {
+    return absl::InvalidArgumentError(absl::StrCat("The hyperparameters of an Adam update of ", DataTypeString(t),
+                                   " variables must be ", DataTypeString(expected),
+                                   " (the type the update is computed in), got ",
+                                   DataTypeString(tscalar)));
+  }
+  return absl::OkStatus();
+}
+
+// Merges var, m, v and grad (stock's rule) and requires rank 0 for the six scalars.
+absl::Status AdamShapeFn(InferenceContext* c, bool is_resource) {
+  TF_RETURN_IF_ERROR(CheckScalarType(c));
+  ShapeHandle s = is_resource ? ResourceVariableShape(c, kVarInput) : c->input(kVarInput);
+  for (int i = 1; i < kFirstScalarInput; ++i) {
+    TF_RETURN_IF_ERROR(c->Merge(s, is_resource ? ResourceVariableShape(c, i) : c->input(i), &s));
+  }
+  ShapeHandle unused;
+  for (int i = kFirstScalarInput; i < kGradInput; ++i) {
+    TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
+  }
+  TF_RETURN_IF_ERROR(c->Merge(s, c->input(kGradInput), &s));
+  if (c->num_outputs() > 0) c->set_output(0, s);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+#define TF_ADAM_OP_DENSE_INPUTS(VAR_TYPE)                                          \
+  Input("var: " VAR_TYPE)                                                          \
+      .Input("m: " VAR_TYPE)                                                       \
+      .Input("v: " VAR_TYPE)                                                       \
+      .Input("beta1_power: Tscalar")                                               \
+      .Input("beta2_power: Tscalar")                                               \
+      .Input("lr: Tscalar")                                                        \
+      .Input("beta1: Tscalar")                                                     \
+      .Input("beta2: Tscalar")                                                     \
+      .Input("epsilon: Tscalar")                                                   \
+      .Input("grad: T")                                                            \
+      .Attr("T: numbertype")                                                       \
+      .Attr("Tscalar: {float, double}")                                            \
+      .Attr("use_locking: bool = false")                                           \
+      .Attr("use_nesterov: bool = false")
+
+REGISTER_OP("ApplyAdamV1")
+    .TF_ADAM_OP_DENSE_INPUTS("Ref(T)")
+    .Output("out: Ref(T)")
+    .SetShapeFn([](InferenceContext* c) { return AdamShapeFn(c, /*is_resource=*/false); })
+    .Doc(R"doc(
+Update '*var' by one Adam step (stock ApplyAdam's rule and operation order).
+
+alpha = lr * sqrt(1 - beta2_power) / (1 - beta1_power)
+m += (grad - m) * (1 - beta1)
+v += (grad * grad - v) * (1 - beta2)
+var -= (m * alpha) / (sqrt(v) + epsilon)   (nesterov: m -> grad * (1 - beta1) + beta1 * m)
+
+Half and bfloat16 variables are updated in float32 and rounded once; their hyperparameters are float32.
+)doc");
+
+REGISTER_OP("ResourceApplyAdamV1")
+    .TF_ADAM_OP_DENSE_INPUTS("resource")
+    .SetShapeFn([](InferenceContext* c) { return AdamShapeFn(c, /*is_resource=*/true); })
+    .Doc("ApplyAdamV1 on resource variables: var, m and v are handles.");
+
+#undef TF_ADAM_OP_DENSE_INPUTS
+
+}  // namespace tensorflow

@@ -1,0 +1,99 @@
+// tf_adam_op._core: the Adam update rule of the op kernels, applied in place to NumPy arrays.
+// Links no TensorFlow (only Eigen's half/bfloat16 headers), so it serves as a second reference in
+// the tests and as a graph-free Adam step for users.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "core/adam_update_rule.h"
+#include "core/low_precision.h"
+
+namespace py = pybind11;
+
+namespace tf_adam_op {
+namespace {
+
+struct Hyperparameters {
+  double beta1_power, beta2_power, lr, beta1, beta2, epsilon;
+};
+
+template <typename T>
+void ApplyAdamTyped(py::array& var, py::array& m, py::array& v, const py::array& grad,
+                    const Hyperparameters& h, bool use_nesterov) {
+  using C = OpMathT<T>;
+  // Python floats are rounded to the arithmetic type once, as TF does when it converts them.
+  const AdamStep<C> step = MakeAdamStep<C>(C(h.beta1_power), C(h.beta2_power), C(h.lr), C(h.beta1),
+                                           C(h.beta2), C(h.epsilon));
+  T* var_data = static_cast<T*>(var.mutable_data());
+  T* m_data = static_cast<T*>(m.mutable_data());
+  T* v_data = static_cast<T*>(v.mutable_data());
+  const T* grad_data = static_cast<const T*>(grad.data());
+  const int64_t size = var.size();
+  py::gil_scoped_release release;
+  AdamUpdateRange<T>(use_nesterov, var_data, m_data, v_data, grad_data, 0, size, step);
+}
+
+void CheckOperand(const py::array& array, const char* name, const py::array& var, bool writable) {
+  if (!array.dtype().is(var.dtype())) {
+    throw py::type_error(std::string(name) + " has dtype " + py::str(array.dtype()).cast<std::string>() +
+                         " but var has " + py::str(var.dtype()).cast<std::string>());
+  }
+  if (array.ndim() != var.ndim() ||
+      !std::equal(array.shape(), array.shape() + array.ndim(), var.shape())) {
+    throw py::value_error(std::string("var and ") + name + " do not have the same shape: " +
+                          py::str(var.attr("shape")).cast<std::string>() + " vs " +
+                          py::str(array.attr("shape")).cast<std::string>());
+  }
+  if (!(array.flags() & py::array::c_style)) {
+    throw py::value_error(std::string(name) + " must be C-contiguous");
+  }
+  if (writable && !array.writeable()) {
+    throw py::value_error(std::string(name) + " must be writeable (it is updated in place)");
+  }
+}
+
+void ApplyAdam(py::array var, py::array m, py::array v, py::array grad, double beta1_power,
+               double beta2_power, double lr, double beta1, double beta2, double epsilon,
+               bool use_nesterov) {
+  CheckOperand(var, "var", var, /*writable=*/true);
+  CheckOperand(m, "m", var, /*writable=*/true);
+  CheckOperand(v, "v", var, /*writable=*/true);
+  CheckOperand(grad, "grad", var, /*writable=*/false);
+  if (var.is(m) || var.is(v) || m.is(v)) {
+    throw py::value_error("var, m and v must be distinct arrays");
+  }
+  const Hyperparameters h{beta1_power, beta2_power, lr, beta1, beta2, epsilon};
+  const std::string dtype = py::str(var.dtype().attr("name"));
+  if (dtype == "float32") {
+    ApplyAdamTyped<float>(var, m, v, grad, h, use_nesterov);
+  } else if (dtype == "float64") {
+    ApplyAdamTyped<double>(var, m, v, grad, h, use_nesterov);
+  } else if (dtype == "float16") {
+    ApplyAdamTyped<Eigen::half>(var, m, v, grad, h, use_nesterov);
+  } else if (dtype == "bfloat16") {  // ml_dtypes.bfloat16, TF's NumPy bfloat16
+    ApplyAdamTyped<Eigen::bfloat16>(var, m, v, grad, h, use_nesterov);
+  } else {
+    throw py::type_error("apply_adam supports float16, bfloat16, float32 and float64, got " +
+                         dtype);
+  }
+}
+
+}  // namespace
+}  // namespace tf_adam_op
+
+PYBIND11_MODULE(_core, module) {
+  module.doc() = "The tf_adam_op update rule on NumPy arrays (no TensorFlow linked).";
+  module.def("apply_adam", &tf_adam_op::ApplyAdam, py::arg("var"), py::arg("m"), py::arg("v"),
+             py::arg("grad"), py::arg("beta1_power"), py::arg("beta2_power"), py::arg("lr"),
+             py::arg("beta1"), py::arg("beta2"), py::arg("epsilon"), py::kw_only(),
+             py::arg("use_nesterov") = false,
+             "One Adam step in place on var, m and v, with the op kernel's arithmetic and rounding.");
+  module.def("build_info", []() {
+    py::dict info;
+    info["tf_version"] = TF_ADAM_OP_TF_VERSION;
+    info["compiler"] = TF_ADAM_OP_COMPILER;
+    info["cuda_kernels_built"] = static_cast<bool>(TF_ADAM_OP_CUDA_BUILT);
+    return info;
+  });
+}

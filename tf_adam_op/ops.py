@@ -1,0 +1,59 @@
+"""Python wrappers of the raw ops, inputs in stock ApplyAdam's order.
+
+They are the wrappers `tf.load_op_library` generates, with one convenience: hyperparameters given as
+Python numbers are converted to the type the update is computed in (float32 for half, bfloat16 and
+float32 variables, float64 for float64 ones), which the op requires. Tensors are passed unchanged,
+so a tensor of the wrong dtype is still an error.
+"""
+
+import numbers
+
+import tensorflow as tf
+
+from tf_adam_op import _loader
+
+__all__ = ["apply_adam_v1", "resource_apply_adam_v1", "compute_dtype"]
+
+# Loaded at import, so a missing library or a TF version mismatch is an ImportError right away.
+_op_library = _loader.op_library()
+
+OP_NAMES = ("ApplyAdamV1", "ResourceApplyAdamV1")
+for _op_name in OP_NAMES:
+  tf.no_gradient(_op_name)
+
+
+def compute_dtype(dtype):
+  """The dtype an Adam update of `dtype` variables is computed in (and its hyperparameters' dtype)."""
+  return tf.float64 if tf.as_dtype(dtype).base_dtype == tf.float64 else tf.float32
+
+
+def _scalars(values, variable_dtype):
+  dtype = compute_dtype(variable_dtype)
+  return [
+      tf.constant(x, dtype=dtype)
+      if isinstance(x, numbers.Real) and not isinstance(x, bool) else x for x in values
+  ]
+
+
+def _variable_dtype(var, grad):
+  """var's dtype for a ref variable; for a resource handle, the gradient's."""
+  dtype = getattr(var, "dtype", None)
+  if dtype is not None and dtype.base_dtype != tf.resource:
+    return dtype.base_dtype
+  return tf.convert_to_tensor(grad).dtype
+
+
+def apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad,
+                  use_locking=False, use_nesterov=False, name=None):
+  """One Adam step on ref variables var, m, v (TF1 graphs). Returns var's ref."""
+  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _variable_dtype(var, grad))
+  return _op_library.apply_adam_v1(
+      var, m, v, *scalars, grad, use_locking=use_locking, use_nesterov=use_nesterov, name=name)
+
+
+def resource_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad,
+                           use_locking=False, use_nesterov=False, name=None):
+  """One Adam step on resource variables, given by their handles. Returns the op."""
+  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _variable_dtype(var, grad))
+  return _op_library.resource_apply_adam_v1(
+      var, m, v, *scalars, grad, use_locking=use_locking, use_nesterov=use_nesterov, name=name)

@@ -1,0 +1,177 @@
+"""tf_adam_op.AdamOptimizer: a drop-in for tf.compat.v1.train.AdamOptimizer on the fused op.
+
+Everything a user or a checkpoint can see is stock's: the constructor, the slots "m" and "v" (saved
+as <var>/Adam and <var>/Adam_1), one pair of float32 beta power accumulators per optimizer and graph
+(colocated with the first variable by name, advanced by multiplication in `_finish`), callable
+hyperparameters, and the operation order, so float32/float64 results are bit-identical to stock.
+What differs is underneath: dense updates run ApplyAdamV1 / ResourceApplyAdamV1, and half/bfloat16
+variables get float32 hyperparameters (stock rounds beta2=0.999 to 1.0 in bfloat16).
+"""
+
+import numbers
+
+import tensorflow as tf
+from tensorflow.python.framework import ops as framework_ops
+from tensorflow.python.training import optimizer as optimizer_lib
+
+from tf_adam_op import ops
+
+__all__ = ["AdamOptimizer"]
+
+SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+
+
+def _is_number(value):
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_hyperparameters(learning_rate, beta1, beta2, epsilon):
+  """ValueError for values out of range; values that are not Python numbers pass unchecked."""
+  checks = (
+      ("learning_rate", learning_rate, lambda x: x >= 0, "must be >= 0"),
+      ("beta1", beta1, lambda x: 0 <= x < 1, "must be in [0, 1)"),
+      ("beta2", beta2, lambda x: 0 <= x < 1, "must be in [0, 1)"),
+      ("epsilon", epsilon, lambda x: x >= 0, "must be >= 0"),
+  )
+  for name, value, valid, rule in checks:
+    if _is_number(value) and not valid(value):  # NaN fails every comparison, so it is rejected
+      raise ValueError(f"AdamOptimizer: {name} {rule}, got {value!r}")
+
+
+class AdamOptimizer(optimizer_lib.Optimizer):
+  """Adam (Kingma & Ba, 2015) with stock TF1 semantics, on one fused C++ op per variable.
+
+  Args:
+    learning_rate: A float, a scalar Tensor, or (eager) a callable returning one.
+    beta1: Decay rate of the first moment estimates (float, Tensor or callable).
+    beta2: Decay rate of the second moment estimates (float, Tensor or callable).
+    epsilon: "Epsilon hat" of the paper (float, Tensor or callable).
+    use_locking: Lock the variables during the update (ref variables; resource variables are always
+      locked for dense updates, as in stock).
+    name: Name of the optimizer's ops and of its slots in checkpoints ("Adam").
+    use_own_namescope_for_non_slot_vars: As stock: create beta1_power/beta2_power in a root scope.
+
+  Python numbers out of range (beta outside [0, 1), negative learning rate or epsilon) are a
+  ValueError here; tensors and callables are checked when their value is known (eager steps).
+  """
+
+  def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, use_locking=False,
+               name="Adam", use_own_namescope_for_non_slot_vars=False):
+    _check_hyperparameters(learning_rate, beta1, beta2, epsilon)
+    super().__init__(use_locking, name, use_own_namescope_for_non_slot_vars)
+    self._lr = learning_rate
+    self._beta1 = beta1
+    self._beta2 = beta2
+    self._epsilon = epsilon
+    self._lr_t = None
+    self._beta1_t = None
+    self._beta2_t = None
+    self._epsilon_t = None
+
+  # --- state -------------------------------------------------------------------------------------
+
+  def _get_beta_accumulators(self):
+    with framework_ops.init_scope():
+      graph = None if tf.executing_eagerly() else framework_ops.get_default_graph()
+      return (self._get_non_slot_variable("beta1_power", graph=graph),
+              self._get_non_slot_variable("beta2_power", graph=graph))
+
+  def _create_slots(self, var_list):
+    first_var = min(var_list, key=lambda x: x.name)
+    self._create_non_slot_variable(
+        initial_value=self._beta1, name="beta1_power", colocate_with=first_var)
+    self._create_non_slot_variable(
+        initial_value=self._beta2, name="beta2_power", colocate_with=first_var)
+    for var in var_list:
+      self._zeros_slot(var, "m", self._name)
+      self._zeros_slot(var, "v", self._name)
+
+  def _valid_dtypes(self):
+    return set(SUPPORTED_DTYPES)
+
+  def apply_gradients(self, grads_and_vars, global_step=None, name=None):
+    grads_and_vars = tuple(grads_and_vars)  # it may be a generator; it is read twice
+    for _, var in grads_and_vars:
+      dtype = getattr(var, "dtype", None)
+      if dtype is not None and dtype.base_dtype not in SUPPORTED_DTYPES:
+        raise ValueError(
+            f"tf_adam_op.AdamOptimizer cannot update variable {getattr(var, 'name', var)!r} of dtype "
+            f"{dtype.base_dtype.name}: supported dtypes are "
+            f"{', '.join(d.name for d in SUPPORTED_DTYPES)}")
+    return super().apply_gradients(grads_and_vars, global_step=global_step, name=name)
+
+  # --- hyperparameters ---------------------------------------------------------------------------
+
+  def _prepare(self):
+    lr = self._call_if_callable(self._lr)
+    beta1 = self._call_if_callable(self._beta1)
+    beta2 = self._call_if_callable(self._beta2)
+    epsilon = self._call_if_callable(self._epsilon)
+    if tf.executing_eagerly():  # values are known: check callables and tensors too
+      _check_hyperparameters(*(float(x) if tf.is_tensor(x) and x.shape.rank == 0 else x
+                               for x in (lr, beta1, beta2, epsilon)))
+    self._lr_t = tf.convert_to_tensor(lr, name="learning_rate")
+    self._beta1_t = tf.convert_to_tensor(beta1, name="beta1")
+    self._beta2_t = tf.convert_to_tensor(beta2, name="beta2")
+    self._epsilon_t = tf.convert_to_tensor(epsilon, name="epsilon")
+
+  def _scalars(self, dtype):
+    """The six scalar inputs in the op's order, in the dtype the update of `dtype` is computed in."""
+    compute = ops.compute_dtype(dtype)
+    beta1_power, beta2_power = self._get_beta_accumulators()
+    return [tf.cast(x, compute) for x in (beta1_power, beta2_power, self._lr_t, self._beta1_t,
+                                          self._beta2_t, self._epsilon_t)]
+
+  # --- updates -----------------------------------------------------------------------------------
+
+  def _apply_dense(self, grad, var):
+    return ops.apply_adam_v1(
+        var, self.get_slot(var, "m"), self.get_slot(var, "v"), *self._scalars(var.dtype), grad,
+        use_locking=self._use_locking).op
+
+  def _resource_apply_dense(self, grad, var):
+    return ops.resource_apply_adam_v1(
+        var.handle, self.get_slot(var, "m").handle, self.get_slot(var, "v").handle,
+        *self._scalars(var.dtype), grad, use_locking=self._use_locking)
+
+  def _apply_sparse_shared(self, grad, var, indices, scatter_add):
+    # Stock's sparse rule, in stock's order (it differs from the dense kernel in the last bit):
+    # m = m * beta1 on every row, then m[indices] += g * (1 - beta1); likewise v; then var on
+    # every row.
+    dtype = var.dtype.base_dtype
+    beta1_power, beta2_power = (tf.cast(x, dtype) for x in self._get_beta_accumulators())
+    lr_t, beta1_t, beta2_t, epsilon_t = (
+        tf.cast(x, dtype) for x in (self._lr_t, self._beta1_t, self._beta2_t, self._epsilon_t))
+    lr = lr_t * tf.sqrt(1 - beta2_power) / (1 - beta1_power)
+    m = self.get_slot(var, "m")
+    m_t = tf.compat.v1.assign(m, m * beta1_t, use_locking=self._use_locking)
+    with tf.control_dependencies([m_t]):
+      m_t = scatter_add(m, indices, grad * (1 - beta1_t))
+    v = self.get_slot(var, "v")
+    v_t = tf.compat.v1.assign(v, v * beta2_t, use_locking=self._use_locking)
+    with tf.control_dependencies([v_t]):
+      v_t = scatter_add(v, indices, (grad * grad) * (1 - beta2_t))
+    var_update = tf.compat.v1.assign_sub(
+        var, lr * m_t / (tf.sqrt(v_t) + epsilon_t), use_locking=self._use_locking)
+    return tf.group(var_update, m_t, v_t)
+
+  def _apply_sparse(self, grad, var):
+    return self._apply_sparse_shared(
+        grad.values, var, grad.indices,
+        lambda x, i, v: tf.compat.v1.scatter_add(x, i, v, use_locking=self._use_locking))
+
+  def _resource_apply_sparse(self, grad, var, indices):
+    def scatter_add(x, i, v):
+      with tf.control_dependencies([x.scatter_add(tf.IndexedSlices(v, i))]):
+        return x.value()
+    return self._apply_sparse_shared(grad, var, indices, scatter_add)
+
+  def _finish(self, update_ops, name_scope):
+    with tf.control_dependencies(update_ops):
+      beta1_power, beta2_power = self._get_beta_accumulators()
+      with framework_ops.colocate_with(beta1_power):
+        update_beta1 = beta1_power.assign(
+            beta1_power * self._beta1_t, use_locking=self._use_locking)
+        update_beta2 = beta2_power.assign(
+            beta2_power * self._beta2_t, use_locking=self._use_locking)
+    return tf.group(*update_ops + [update_beta1, update_beta2], name=name_scope)
