@@ -12,6 +12,7 @@ import numbers
 
 import tensorflow as tf
 from tensorflow.python.framework import ops as framework_ops
+from tensorflow.python.ops import resource_variable_ops
 from tensorflow.python.training import optimizer as optimizer_lib
 
 from tf_adam_op import ops
@@ -135,36 +136,44 @@ class AdamOptimizer(optimizer_lib.Optimizer):
         *self._scalars(var.dtype), grad, use_locking=self._use_locking)
 
   def _apply_sparse_shared(self, grad, var, indices, scatter_add):
-    # Stock's sparse rule, in stock's order (it differs from the dense kernel in the last bit):
-    # m = m * beta1 on every row, then m[indices] += g * (1 - beta1); likewise v; then var on
-    # every row.
+    # Stock's sparse rule with stock's graph structure (grappler must see the same graph for the
+    # same bits inside tf.function): m = m * beta1 on every row, then m[indices] += g * (1 - beta1);
+    # likewise v; then var on every row. It differs from the dense kernel in the last bit.
     dtype = var.dtype.base_dtype
-    beta1_power, beta2_power = (tf.cast(x, dtype) for x in self._get_beta_accumulators())
-    lr_t, beta1_t, beta2_t, epsilon_t = (
-        tf.cast(x, dtype) for x in (self._lr_t, self._beta1_t, self._beta2_t, self._epsilon_t))
-    lr = lr_t * tf.sqrt(1 - beta2_power) / (1 - beta1_power)
+    beta1_power, beta2_power = self._get_beta_accumulators()
+    beta1_power = tf.cast(beta1_power, dtype)
+    beta2_power = tf.cast(beta2_power, dtype)
+    lr_t = tf.cast(self._lr_t, dtype)
+    beta1_t = tf.cast(self._beta1_t, dtype)
+    beta2_t = tf.cast(self._beta2_t, dtype)
+    epsilon_t = tf.cast(self._epsilon_t, dtype)
+    lr = (lr_t * tf.sqrt(1 - beta2_power) / (1 - beta1_power))
     m = self.get_slot(var, "m")
+    m_scaled_g_values = grad * (1 - beta1_t)
     m_t = tf.compat.v1.assign(m, m * beta1_t, use_locking=self._use_locking)
     with tf.control_dependencies([m_t]):
-      m_t = scatter_add(m, indices, grad * (1 - beta1_t))
+      m_t = scatter_add(m, indices, m_scaled_g_values)
     v = self.get_slot(var, "v")
+    v_scaled_g_values = (grad * grad) * (1 - beta2_t)
     v_t = tf.compat.v1.assign(v, v * beta2_t, use_locking=self._use_locking)
     with tf.control_dependencies([v_t]):
-      v_t = scatter_add(v, indices, (grad * grad) * (1 - beta2_t))
+      v_t = scatter_add(v, indices, v_scaled_g_values)
+    v_sqrt = tf.sqrt(v_t)
     var_update = tf.compat.v1.assign_sub(
-        var, lr * m_t / (tf.sqrt(v_t) + epsilon_t), use_locking=self._use_locking)
-    return tf.group(var_update, m_t, v_t)
+        var, lr * m_t / (v_sqrt + epsilon_t), use_locking=self._use_locking)
+    return tf.group(*[var_update, m_t, v_t])
 
   def _apply_sparse(self, grad, var):
     return self._apply_sparse_shared(
         grad.values, var, grad.indices,
         lambda x, i, v: tf.compat.v1.scatter_add(x, i, v, use_locking=self._use_locking))
 
+  def _resource_scatter_add(self, x, i, v):
+    with tf.control_dependencies([resource_variable_ops.resource_scatter_add(x.handle, i, v)]):
+      return x.value()
+
   def _resource_apply_sparse(self, grad, var, indices):
-    def scatter_add(x, i, v):
-      with tf.control_dependencies([x.scatter_add(tf.IndexedSlices(v, i))]):
-        return x.value()
-    return self._apply_sparse_shared(grad, var, indices, scatter_add)
+    return self._apply_sparse_shared(grad, var, indices, self._resource_scatter_add)
 
   def _finish(self, update_ops, name_scope):
     with tf.control_dependencies(update_ops):
