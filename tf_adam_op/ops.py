@@ -2,8 +2,8 @@
 
 They are the wrappers `tf.load_op_library` generates, with one convenience: hyperparameters given as
 Python numbers are converted to the type the update is computed in (float32 for half, bfloat16 and
-float32 variables, float64 for float64 ones), which the op requires. Tensors are passed unchanged,
-so a tensor of the wrong dtype is still an error.
+float32 variables, float64 for float64 ones), which the op requires, and a hyperparameter tensor of
+another dtype is a TypeError when the op is built (the kernel checks it too).
 """
 
 import numbers
@@ -27,12 +27,22 @@ def compute_dtype(dtype):
   return tf.float64 if tf.as_dtype(dtype).base_dtype == tf.float64 else tf.float32
 
 
+SCALAR_NAMES = ("beta1_power", "beta2_power", "lr", "beta1", "beta2", "epsilon")
+
+
 def _scalars(values, variable_dtype):
+  """Python numbers become tensors of the compute dtype; a tensor of another dtype is a TypeError."""
   dtype = compute_dtype(variable_dtype)
-  return [
-      tf.constant(x, dtype=dtype)
-      if isinstance(x, numbers.Real) and not isinstance(x, bool) else x for x in values
-  ]
+  scalars = []
+  for name, x in zip(SCALAR_NAMES, values):
+    if isinstance(x, numbers.Real) and not isinstance(x, bool):
+      x = tf.constant(x, dtype=dtype)
+    elif hasattr(x, "dtype") and tf.as_dtype(x.dtype).base_dtype != dtype:
+      raise TypeError(
+          f"{name} has dtype {tf.as_dtype(x.dtype).name}, but an Adam update of "
+          f"{tf.as_dtype(variable_dtype).name} variables takes {dtype.name} hyperparameters")
+    scalars.append(x)
+  return scalars
 
 
 def _variable_dtype(var, grad):

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "tensorflow/core/framework/resource_mgr.h"
+#include "tensorflow/core/framework/tensor_shape.h"
 #include "absl/strings/str_cat.h"
 
 namespace tf_adam_op {
@@ -12,6 +13,31 @@ using ::tensorflow::DataTypeString;
 using ::tensorflow::DT_RESOURCE;
 using ::tensorflow::HandleFromInput;
 using ::tensorflow::LookupResource;
+
+namespace {
+
+// A scalar handle input resolved to its Var. HandleFromInput would CHECK-fail on a non-scalar handle
+// tensor, so the shape is checked first. A missing resource is FailedPrecondition, as TF's own
+// ReadVariableOp reports it: in a TF1 graph an uninitialized variable has no resource yet, and TF
+// cannot tell that apart from a deleted one.
+absl::Status LookupVariable(OpKernelContext* ctx, const VariableInput& input,
+                            tensorflow::core::RefCountPtr<Var>* var) {
+  const Tensor& handle = ctx->input(input.index);
+  if (!tensorflow::TensorShapeUtils::IsScalar(handle.shape())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        input.name, " must be a scalar resource handle, got shape ", handle.shape().DebugString()));
+  }
+  const absl::Status status = LookupResource(ctx, HandleFromInput(ctx, input.index), var);
+  if (absl::IsNotFound(status)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "Attempting to use uninitialized variables: ", input.name, " (resource '",
+        HandleFromInput(ctx, input.index).name(),
+        "' does not exist: the variable was never initialized, or it was deleted)"));
+  }
+  return status;
+}
+
+}  // namespace
 
 absl::Status TrainingVariables::Acquire(OpKernelContext* ctx, std::vector<VariableInput> inputs,
                                         DataType dtype, bool use_locking, UpdateKind kind) {
@@ -28,7 +54,7 @@ absl::Status TrainingVariables::Acquire(OpKernelContext* ctx, std::vector<Variab
     const int index = inputs_[k].index;
     if (ctx->input_dtype(index) == DT_RESOURCE) {
       any_resource = true;
-      TF_RETURN_IF_ERROR(LookupResource(ctx, HandleFromInput(ctx, index), &resources_[k]));
+      TF_RETURN_IF_ERROR(LookupVariable(ctx, inputs_[k], &resources_[k]));
       mutexes[k] = resources_[k]->mu();
       identities[k] = resources_[k].get();
     } else {
