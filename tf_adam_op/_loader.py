@@ -42,8 +42,11 @@ def op_library():
   try:
     from tf_adam_op import _build_info  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise _import_error("the package was not built (no _build_info.py).",
-                        os.path.join(_PACKAGE_DIR, "_tf_adam_op_ops.so"), "unknown") from e
+    problem = "the package was not built (no _build_info.py)."
+    if os.path.isfile(os.path.join(_PACKAGE_DIR, os.pardir, "pyproject.toml")):
+      problem += (f"\n  Python imported the source checkout {_PACKAGE_DIR}, which shadows the installed"
+                  "\n  package: run from another directory, use `python -P`, or the `tf-adam-op` command.")
+    raise _import_error(problem, os.path.join(_PACKAGE_DIR, "_tf_adam_op_ops.so"), "unknown") from e
   path = os.path.join(_PACKAGE_DIR, _build_info.OP_LIBRARY)
   check_library(path, _build_info.TF_VERSION)
   try:

@@ -1,0 +1,46 @@
+"""Command line: `tf-adam-op {demo,info}`, also `python -m tf_adam_op {demo,info}`."""
+
+import argparse
+import os
+import sys
+
+
+def _info(_args):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tf_adam_op  # pylint: disable=g-import-not-at-top
+  from tf_adam_op import _build_info, _core  # pylint: disable=g-import-not-at-top
+  facts = _core.build_info()
+  print(f"tf_adam_op {tf_adam_op.__version__} at {os.path.dirname(tf_adam_op.__file__)}")
+  print(f"TensorFlow: built against {_build_info.TF_VERSION}, running {tf.__version__}")
+  print(f"compiler: {facts['compiler']}")
+  print(f"CUDA kernels built: {'yes' if facts['cuda_kernels_built'] else 'no'}")
+  print(f"GPUs visible: {len(tf.config.list_physical_devices('GPU'))}")
+  return 0
+
+
+def _demo(args):
+  from tf_adam_op import demo  # pylint: disable=g-import-not-at-top
+  identical = demo.run(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                       quiet=args.quiet)
+  return 0 if identical else 1
+
+
+def main(argv=None):
+  # TF's start-up chatter (CPU features, "no CUDA driver") hides the output; errors still raise.
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  parser = argparse.ArgumentParser(prog="tf-adam-op", description=__doc__)
+  commands = parser.add_subparsers(dest="command", required=True)
+  demo = commands.add_parser("demo", help="train a small model with stock Adam and with ours")
+  demo.add_argument("--steps", type=int, default=300)
+  demo.add_argument("--batch-size", type=int, default=256)
+  demo.add_argument("--seed", type=int, default=0)
+  demo.add_argument("--quiet", action="store_true", help="no progress bars")
+  demo.set_defaults(run=_demo)
+  info = commands.add_parser("info", help="print the build facts")
+  info.set_defaults(run=_info)
+  args = parser.parse_args(argv)
+  return args.run(args)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
