@@ -102,10 +102,11 @@ OPPOSITE_ORDERS = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("resource", [False, True], ids=["ref", "resource"])
-def test_30_opposite_lock_orders_do_not_deadlock(resource):
-  # In a subprocess: a deadlock must fail the test on its time limit, not hang the test run.
+def test_30_opposite_lock_orders_do_not_deadlock(resource, tmp_path):
+  # In a subprocess: a deadlock must fail the test on its time limit, not hang the test run. It runs
+  # in tmp_path so that the installed package is imported, not a source checkout in the cwd.
   script = OPPOSITE_ORDERS.replace("RESOURCE", str(resource))
   result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, cwd=tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "no deadlock" in result.stdout
