@@ -12,12 +12,13 @@ import tensorflow as tf
 
 from tf_adam_op import _loader
 
-__all__ = ["apply_adam_v1", "resource_apply_adam_v1", "compute_dtype"]
+__all__ = ["apply_adam_v1", "resource_apply_adam_v1", "sparse_apply_adam_v1",
+           "resource_sparse_apply_adam_v1", "compute_dtype"]
 
 # Loaded at import, so a missing library or a TF version mismatch is an ImportError right away.
 _op_library = _loader.op_library()
 
-OP_NAMES = ("ApplyAdamV1", "ResourceApplyAdamV1")
+OP_NAMES = ("ApplyAdamV1", "ResourceApplyAdamV1", "SparseApplyAdamV1", "ResourceSparseApplyAdamV1")
 for _op_name in OP_NAMES:
   tf.no_gradient(_op_name)
 
@@ -67,3 +68,43 @@ def resource_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2
   scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _variable_dtype(var, grad))
   return _op_library.resource_apply_adam_v1(
       var, m, v, *scalars, grad, use_locking=use_locking, use_nesterov=use_nesterov, name=name)
+
+
+def sparse_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad,
+                         indices, use_locking=False, lazy=False, scale_first=False, name=None):
+  """Adam on the rows `indices` of ref variables (duplicates summed). Returns var's ref.
+
+  lazy=False is stock AdamOptimizer's sparse rule (m and v decay on every row); lazy=True updates
+  only the named rows (LazyAdam). scale_first=True computes v's gradient term as
+  g * (g * (1 - beta2)), the order grappler's arithmetic optimizer gives stock's graph, instead of
+  (g * g) * (1 - beta2) (see `stock_sparse_scales_first`).
+  """
+  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _variable_dtype(var, grad))
+  return _op_library.sparse_apply_adam_v1(
+      var, m, v, *scalars, grad, indices, use_locking=use_locking, lazy=lazy,
+      scale_first=scale_first, name=name)
+
+
+def resource_sparse_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, epsilon,
+                                  grad, indices, use_locking=False, lazy=False, scale_first=False,
+                                  name=None):
+  """sparse_apply_adam_v1 on resource variables, given by their handles. Returns the op."""
+  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _variable_dtype(var, grad))
+  return _op_library.resource_sparse_apply_adam_v1(
+      var, m, v, *scalars, grad, indices, use_locking=use_locking, lazy=lazy,
+      scale_first=scale_first, name=name)
+
+
+def stock_sparse_scales_first():
+  """Whether stock's sparse Adam, built here and now, computes v's term as g * (g * (1 - beta2)).
+
+  Stock writes (g * g) * (1 - beta2). Eager runs that as written; in a graph (TF1 session or
+  tf.function) grappler's arithmetic optimizer, on by default, reorders the product so the scalar
+  is applied first, which rounds differently. A TF1 session whose own ConfigProto turns that
+  optimizer off cannot be seen from here: build its graph under
+  tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False}) as well.
+  """
+  if tf.executing_eagerly():
+    return False
+  options = tf.config.optimizer.get_experimental_options()
+  return not (options.get("disable_meta_optimizer") or options.get("arithmetic_optimization") is False)

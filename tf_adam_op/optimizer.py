@@ -4,15 +4,15 @@ Everything a user or a checkpoint can see is stock's: the constructor, the slots
 as <var>/Adam and <var>/Adam_1), one pair of float32 beta power accumulators per optimizer and graph
 (colocated with the first variable by name, advanced by multiplication in `_finish`), callable
 hyperparameters, and the operation order, so float32/float64 results are bit-identical to stock.
-What differs is underneath: dense updates run ApplyAdamV1 / ResourceApplyAdamV1, and half/bfloat16
-variables get float32 hyperparameters (stock rounds beta2=0.999 to 1.0 in bfloat16).
+What differs is underneath: dense updates run ApplyAdamV1 / ResourceApplyAdamV1, sparse ones one
+fused (Resource)SparseApplyAdamV1 op instead of seven TF ops, and half/bfloat16 variables get
+float32 hyperparameters (stock rounds beta2=0.999 to 1.0 in bfloat16).
 """
 
 import numbers
 
 import tensorflow as tf
 from tensorflow.python.framework import ops as framework_ops
-from tensorflow.python.ops import resource_variable_ops
 from tensorflow.python.training import optimizer as optimizer_lib
 
 from tf_adam_op import ops
@@ -51,15 +51,18 @@ class AdamOptimizer(optimizer_lib.Optimizer):
       locked for dense updates, as in stock).
     name: Name of the optimizer's ops and of its slots in checkpoints ("Adam").
     use_own_namescope_for_non_slot_vars: As stock: create beta1_power/beta2_power in a root scope.
+    lazy: Sparse (IndexedSlices) gradients update m, v and var of the named rows only (LazyAdam),
+      instead of stock's rule, which decays m and v and moves var on every row. Keyword-only.
 
   Python numbers out of range (beta outside [0, 1), negative learning rate or epsilon) are a
   ValueError here; tensors and callables are checked when their value is known (eager steps).
   """
 
   def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, use_locking=False,
-               name="Adam", use_own_namescope_for_non_slot_vars=False):
+               name="Adam", use_own_namescope_for_non_slot_vars=False, *, lazy=False):
     _check_hyperparameters(learning_rate, beta1, beta2, epsilon)
     super().__init__(use_locking, name, use_own_namescope_for_non_slot_vars)
+    self._lazy = bool(lazy)
     self._lr = learning_rate
     self._beta1 = beta1
     self._beta2 = beta2
@@ -135,45 +138,29 @@ class AdamOptimizer(optimizer_lib.Optimizer):
         var.handle, self.get_slot(var, "m").handle, self.get_slot(var, "v").handle,
         *self._scalars(var.dtype), grad, use_locking=self._use_locking)
 
-  def _apply_sparse_shared(self, grad, var, indices, scatter_add):
-    # Stock's sparse rule with stock's graph structure (grappler must see the same graph for the
-    # same bits inside tf.function): m = m * beta1 on every row, then m[indices] += g * (1 - beta1);
-    # likewise v; then var on every row. It differs from the dense kernel in the last bit.
-    dtype = var.dtype.base_dtype
-    beta1_power, beta2_power = self._get_beta_accumulators()
-    beta1_power = tf.cast(beta1_power, dtype)
-    beta2_power = tf.cast(beta2_power, dtype)
-    lr_t = tf.cast(self._lr_t, dtype)
-    beta1_t = tf.cast(self._beta1_t, dtype)
-    beta2_t = tf.cast(self._beta2_t, dtype)
-    epsilon_t = tf.cast(self._epsilon_t, dtype)
-    lr = (lr_t * tf.sqrt(1 - beta2_power) / (1 - beta1_power))
-    m = self.get_slot(var, "m")
-    m_scaled_g_values = grad * (1 - beta1_t)
-    m_t = tf.compat.v1.assign(m, m * beta1_t, use_locking=self._use_locking)
-    with tf.control_dependencies([m_t]):
-      m_t = scatter_add(m, indices, m_scaled_g_values)
-    v = self.get_slot(var, "v")
-    v_scaled_g_values = (grad * grad) * (1 - beta2_t)
-    v_t = tf.compat.v1.assign(v, v * beta2_t, use_locking=self._use_locking)
-    with tf.control_dependencies([v_t]):
-      v_t = scatter_add(v, indices, v_scaled_g_values)
-    v_sqrt = tf.sqrt(v_t)
-    var_update = tf.compat.v1.assign_sub(
-        var, lr * m_t / (v_sqrt + epsilon_t), use_locking=self._use_locking)
-    return tf.group(*[var_update, m_t, v_t])
+  # Sparse gradients go to the fused sparse op with their duplicate indices: it sums them itself (in
+  # stock's order), so the base class's unique + unsorted_segment_sum is not needed.
+
+  def _apply_sparse_duplicate_indices(self, grad, var):
+    return self._apply_sparse(grad, var)
+
+  def _resource_apply_sparse_duplicate_indices(self, grad, handle, indices):
+    return self._resource_apply_sparse(grad, handle, indices)
+
+  def _sparse_options(self):
+    # In lazy mode there is no stock rule to match: v's term is always as written.
+    return dict(use_locking=self._use_locking, lazy=self._lazy,
+                scale_first=not self._lazy and ops.stock_sparse_scales_first())
 
   def _apply_sparse(self, grad, var):
-    return self._apply_sparse_shared(
-        grad.values, var, grad.indices,
-        lambda x, i, v: tf.compat.v1.scatter_add(x, i, v, use_locking=self._use_locking))
-
-  def _resource_scatter_add(self, x, i, v):
-    with tf.control_dependencies([resource_variable_ops.resource_scatter_add(x.handle, i, v)]):
-      return x.value()
+    return ops.sparse_apply_adam_v1(
+        var, self.get_slot(var, "m"), self.get_slot(var, "v"), *self._scalars(var.dtype),
+        grad.values, grad.indices, **self._sparse_options()).op
 
   def _resource_apply_sparse(self, grad, var, indices):
-    return self._apply_sparse_shared(grad, var, indices, self._resource_scatter_add)
+    return ops.resource_sparse_apply_adam_v1(
+        var.handle, self.get_slot(var, "m").handle, self.get_slot(var, "v").handle,
+        *self._scalars(var.dtype), grad, indices, **self._sparse_options())
 
   def _finish(self, update_ops, name_scope):
     with tf.control_dependencies(update_ops):

@@ -46,6 +46,7 @@ template <typename C>
 struct AdamStep {
   C alpha;            // lr * sqrt(1 - beta2_power) / (1 - beta1_power)
   C beta1;
+  C beta2;
   C one_minus_beta1;
   C one_minus_beta2;
   C epsilon;
@@ -57,6 +58,7 @@ TF_ADAM_OP_HOST_DEVICE inline AdamStep<C> MakeAdamStep(C beta1_power, C beta2_po
   AdamStep<C> step;
   step.alpha = lr * Sqrt(C(1) - beta2_power) / (C(1) - beta1_power);
   step.beta1 = beta1;
+  step.beta2 = beta2;
   step.one_minus_beta1 = C(1) - beta1;
   step.one_minus_beta2 = C(1) - beta2;
   step.epsilon = epsilon;
@@ -100,6 +102,61 @@ TF_ADAM_OP_HOST_DEVICE inline void AdamUpdateRange(bool use_nesterov, T* var, T*
     AdamUpdateRange<true, T, C>(var, m, v, grad, begin, end, step);
   } else {
     AdamUpdateRange<false, T, C>(var, m, v, grad, begin, end, step);
+  }
+}
+
+// --- Sparse rows ------------------------------------------------------------------------------
+// Stock's sparse path (adam.py, _apply_sparse_shared) is a chain of TF ops with its own order:
+//   m = m * beta1;  m[rows] += g * (1 - beta1)
+//   v = v * beta2;  v[rows] += (g * g) * (1 - beta2)
+//   var -= (alpha * m) / (sqrt(v) + epsilon)
+// where g is the gradient with duplicate indices summed. A row without a gradient only decays m and
+// v (it gets no "+ 0", which would turn -0 into +0). `grad` is null for such a row.
+//
+// kScaleFirst: in a graph (TF1 session, tf.function) grappler's arithmetic optimizer rewrites
+// stock's (g * g) * (1 - beta2) into g * (g * (1 - beta2)), which rounds differently; eager runs it as
+// written. The caller picks the order stock will run with, so results match stock in both.
+
+template <bool kScaleFirst, typename T, typename C = OpMathT<T>>
+TF_ADAM_OP_HOST_DEVICE inline void AdamSparseElement(T* var, T* m, T* v, const C* grad,
+                                                     const AdamStep<C>& step) {
+  C m_c = static_cast<C>(*m) * step.beta1;
+  C v_c = static_cast<C>(*v) * step.beta2;
+  if (grad != nullptr) {
+    const C g = *grad;
+    m_c = m_c + g * step.one_minus_beta1;
+    v_c = v_c + (kScaleFirst ? g * (g * step.one_minus_beta2) : (g * g) * step.one_minus_beta2);
+  }
+  const C var_c = static_cast<C>(*var) - (step.alpha * m_c) / (Sqrt(v_c) + step.epsilon);
+  *m = static_cast<T>(m_c);
+  *v = static_cast<T>(v_c);
+  *var = static_cast<T>(var_c);
+}
+
+// One row of `row_size` elements; `grad_row` (in the arithmetic type, already summed over duplicate
+// indices) is null for a row that has no gradient.
+template <bool kScaleFirst, typename T, typename C = OpMathT<T>>
+TF_ADAM_OP_HOST_DEVICE inline void AdamSparseRow(T* var_row, T* m_row, T* v_row, const C* grad_row,
+                                                 int64_t row_size, const AdamStep<C>& step) {
+  if (grad_row == nullptr) {
+    for (int64_t j = 0; j < row_size; ++j) {
+      AdamSparseElement<kScaleFirst, T, C>(var_row + j, m_row + j, v_row + j, nullptr, step);
+    }
+  } else {
+    for (int64_t j = 0; j < row_size; ++j) {
+      AdamSparseElement<kScaleFirst, T, C>(var_row + j, m_row + j, v_row + j, grad_row + j, step);
+    }
+  }
+}
+
+template <typename T, typename C = OpMathT<T>>
+TF_ADAM_OP_HOST_DEVICE inline void AdamSparseRow(bool scale_first, T* var_row, T* m_row, T* v_row,
+                                                 const C* grad_row, int64_t row_size,
+                                                 const AdamStep<C>& step) {
+  if (scale_first) {
+    AdamSparseRow<true, T, C>(var_row, m_row, v_row, grad_row, row_size, step);
+  } else {
+    AdamSparseRow<false, T, C>(var_row, m_row, v_row, grad_row, row_size, step);
   }
 }
 

@@ -20,6 +20,7 @@ constexpr int kVarInput = 0;
 constexpr int kFirstScalarInput = 3;
 constexpr int kNumScalarInputs = 6;
 constexpr int kGradInput = kFirstScalarInput + kNumScalarInputs;
+constexpr int kIndicesInput = kGradInput + 1;
 
 // The shape of a resource variable from its handle data; unknown when the handle carries none (the
 // handle's own shape is a scalar and says nothing about the variable).
@@ -58,6 +59,32 @@ absl::Status AdamShapeFn(InferenceContext* c, bool is_resource) {
   }
   TF_RETURN_IF_ERROR(c->Merge(s, c->input(kGradInput), &s));
   if (c->num_outputs() > 0) c->set_output(0, s);
+  return absl::OkStatus();
+}
+
+// var/m/v merged; grad has var's rank, len(indices) rows and var's row shape; indices a vector.
+absl::Status SparseAdamShapeFn(InferenceContext* c, bool is_resource) {
+  TF_RETURN_IF_ERROR(CheckScalarType(c));
+  ShapeHandle var = is_resource ? ResourceVariableShape(c, kVarInput) : c->input(kVarInput);
+  for (int i = 1; i < kFirstScalarInput; ++i) {
+    TF_RETURN_IF_ERROR(c->Merge(var, is_resource ? ResourceVariableShape(c, i) : c->input(i), &var));
+  }
+  ShapeHandle unused;
+  for (int i = kFirstScalarInput; i < kGradInput; ++i) {
+    TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
+  }
+  ShapeHandle indices;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(kIndicesInput), 1, &indices));
+  ShapeHandle grad;
+  TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(kGradInput), 1, &grad));
+  TF_RETURN_IF_ERROR(c->WithRankAtLeast(var, 1, &var));  // a scalar has no rows to index
+  shape_inference::DimensionHandle rows;
+  TF_RETURN_IF_ERROR(c->Merge(c->Dim(indices, 0), c->Dim(grad, 0), &rows));
+  ShapeHandle var_row, grad_row;
+  TF_RETURN_IF_ERROR(c->Subshape(var, 1, &var_row));
+  TF_RETURN_IF_ERROR(c->Subshape(grad, 1, &grad_row));
+  TF_RETURN_IF_ERROR(c->Merge(var_row, grad_row, &unused));
+  if (c->num_outputs() > 0) c->set_output(0, var);
   return absl::OkStatus();
 }
 
@@ -100,5 +127,45 @@ REGISTER_OP("ResourceApplyAdamV1")
     .Doc("ApplyAdamV1 on resource variables: var, m and v are handles.");
 
 #undef TF_ADAM_OP_DENSE_INPUTS
+
+#define TF_ADAM_OP_SPARSE_INPUTS(VAR_TYPE)                                         \
+  Input("var: " VAR_TYPE)                                                          \
+      .Input("m: " VAR_TYPE)                                                       \
+      .Input("v: " VAR_TYPE)                                                       \
+      .Input("beta1_power: Tscalar")                                               \
+      .Input("beta2_power: Tscalar")                                               \
+      .Input("lr: Tscalar")                                                        \
+      .Input("beta1: Tscalar")                                                     \
+      .Input("beta2: Tscalar")                                                     \
+      .Input("epsilon: Tscalar")                                                   \
+      .Input("grad: T")                                                            \
+      .Input("indices: Tindices")                                                  \
+      .Attr("T: numbertype")                                                       \
+      .Attr("Tscalar: {float, double}")                                            \
+      .Attr("Tindices: {int32, int64}")                                            \
+      .Attr("use_locking: bool = false")                                           \
+      .Attr("lazy: bool = false")                                                  \
+      .Attr("scale_first: bool = false")
+
+REGISTER_OP("SparseApplyAdamV1")
+    .TF_ADAM_OP_SPARSE_INPUTS("Ref(T)")
+    .Output("out: Ref(T)")
+    .SetShapeFn([](InferenceContext* c) { return SparseAdamShapeFn(c, /*is_resource=*/false); })
+    .Doc(R"doc(
+Adam for the rows of var named by indices (an IndexedSlices gradient), in one op.
+
+Duplicate indices are summed first. lazy=false is stock AdamOptimizer's sparse rule: m and v decay
+on every row, the gradient rows are added, var is updated on every row. lazy=true (LazyAdam) updates
+m, v and var of the named rows only. Every index is checked before any row is written.
+scale_first: v's gradient term is g * (g * (1 - beta2)), the order grappler gives stock's graph,
+instead of (g * g) * (1 - beta2) as stock's Python writes it (and eager runs it).
+)doc");
+
+REGISTER_OP("ResourceSparseApplyAdamV1")
+    .TF_ADAM_OP_SPARSE_INPUTS("resource")
+    .SetShapeFn([](InferenceContext* c) { return SparseAdamShapeFn(c, /*is_resource=*/true); })
+    .Doc("SparseApplyAdamV1 on resource variables: var, m and v are handles.");
+
+#undef TF_ADAM_OP_SPARSE_INPUTS
 
 }  // namespace tensorflow

@@ -1,0 +1,76 @@
+// What every Adam kernel shares: the six scalar inputs (names, checks, attr type) and CPU sharding.
+#ifndef TF_ADAM_OP_KERNELS_ADAM_KERNEL_COMMON_H_
+#define TF_ADAM_OP_KERNELS_ADAM_KERNEL_COMMON_H_
+
+#include <array>
+#include <cstdint>
+
+#include "absl/strings/str_cat.h"
+#include "core/adam_update_rule.h"
+#include "core/low_precision.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/tensor_shape.h"
+#include "tensorflow/core/framework/tensor_types.h"
+#include "tensorflow/core/framework/types.h"
+
+namespace tf_adam_op {
+
+// Inputs 0-2 are var, m, v; then these six scalars, in stock ApplyAdam's order; then grad.
+constexpr int kFirstScalarInput = 3;
+constexpr std::array<const char*, 6> kScalarNames = {"beta1_power", "beta2_power", "lr",
+                                                     "beta1",       "beta2",       "epsilon"};
+constexpr int kGradInput = kFirstScalarInput + static_cast<int>(kScalarNames.size());
+
+// The Tscalar attr must be the type T is computed in (float for half/bfloat16/float, double).
+template <typename T>
+absl::Status CheckScalarAttr(tensorflow::OpKernelConstruction* ctx) {
+  tensorflow::DataType scalar_type;
+  TF_RETURN_IF_ERROR(ctx->GetAttr("Tscalar", &scalar_type));
+  const tensorflow::DataType compute_type = tensorflow::DataTypeToEnum<OpMathT<T>>::value;
+  if (scalar_type != compute_type) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "The hyperparameters of an Adam update of ",
+        tensorflow::DataTypeString(tensorflow::DataTypeToEnum<T>::value), " variables must be ",
+        tensorflow::DataTypeString(compute_type), ", got ",
+        tensorflow::DataTypeString(scalar_type)));
+  }
+  return absl::OkStatus();
+}
+
+inline absl::Status CheckScalarInputs(tensorflow::OpKernelContext* ctx) {
+  for (int i = 0; i < static_cast<int>(kScalarNames.size()); ++i) {
+    const tensorflow::Tensor& scalar = ctx->input(kFirstScalarInput + i);
+    if (!tensorflow::TensorShapeUtils::IsScalar(scalar.shape())) {
+      return absl::InvalidArgumentError(absl::StrCat(kScalarNames[i], " is not a scalar: ",
+                                                     scalar.shape().DebugString()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Scalar input i (0 = beta1_power ... 5 = epsilon), in the arithmetic type of T.
+template <typename T>
+typename tensorflow::TTypes<OpMathT<T>>::ConstScalar ScalarInput(tensorflow::OpKernelContext* ctx,
+                                                                 int i) {
+  return ctx->input(kFirstScalarInput + i).scalar<OpMathT<T>>();
+}
+
+// Below this many elements one thread does the whole update: handing work to the pool costs
+// microseconds, about what one core needs for this many elements.
+constexpr int64_t kMinElementsToParallelize = 1 << 15;
+
+// Runs fn(begin, end) over [0, units), sharded over the intra-op pool when the `elements` the
+// units cover in total are worth it. `cost_per_unit` lets Eigen pick the shard size.
+template <typename Fn>
+void ShardedFor(const Eigen::ThreadPoolDevice& d, int64_t units, int64_t elements,
+                const Eigen::TensorOpCost& cost_per_unit, Fn fn) {
+  if (elements < kMinElementsToParallelize) {
+    fn(0, units);
+    return;
+  }
+  d.parallelFor(units, cost_per_unit, fn);
+}
+
+}  // namespace tf_adam_op
+
+#endif  // TF_ADAM_OP_KERNELS_ADAM_KERNEL_COMMON_H_
