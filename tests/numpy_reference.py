@@ -54,3 +54,32 @@ class AdamReference:
                                          self.beta2_power, lr, beta1, beta2, epsilon)
     self.beta1_power = self.beta1_power * np.float32(beta1)
     self.beta2_power = self.beta2_power * np.float32(beta2)
+
+
+def sum_duplicates(grad, indices):
+  """Unique rows (ascending) and their gradient rows summed in input order, starting from zero."""
+  c = compute_dtype(grad.dtype)
+  rows = np.unique(indices)
+  summed = np.zeros((len(rows),) + grad.shape[1:], c)
+  for k, row in enumerate(rows):
+    for position in np.flatnonzero(indices == row):
+      summed[k] = summed[k] + grad[position].astype(c)
+  return rows, summed
+
+
+def lazy_adam_step(var, m, v, grad, indices, beta1_power, beta2_power, lr, beta1, beta2, epsilon):
+  """LazyAdam: only the rows named in `indices` change (duplicates summed first)."""
+  storage = var.dtype
+  c = compute_dtype(storage)
+  one = c(1)
+  beta1_power, beta2_power, lr, beta1, beta2, epsilon = (
+      c(x) for x in (beta1_power, beta2_power, lr, beta1, beta2, epsilon))
+  alpha = lr * np.sqrt(one - beta2_power) / (one - beta1_power)
+  var, m, v = var.copy(), m.copy(), v.copy()
+  rows, g = sum_duplicates(grad, indices)
+  m_c = m[rows].astype(c) * beta1 + g * (one - beta1)
+  v_c = v[rows].astype(c) * beta2 + (g * g) * (one - beta2)
+  var[rows] = (var[rows].astype(c) - (alpha * m_c) / (np.sqrt(v_c) + epsilon)).astype(storage)
+  m[rows] = m_c.astype(storage)
+  v[rows] = v_c.astype(storage)
+  return var, m, v
