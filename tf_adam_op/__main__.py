@@ -1,4 +1,4 @@
-"""Command line: `tf-adam-op {demo,info}`, also `python -m tf_adam_op {demo,info}`."""
+"""Command line: `tf-adam-op {demo,bench,info}`, also `python -m tf_adam_op ...`."""
 
 import argparse
 import os
@@ -25,6 +25,12 @@ def _demo(args):
   return 0 if identical else 1
 
 
+def _bench(args):
+  from tf_adam_op import bench  # pylint: disable=g-import-not-at-top
+  bench.run_sparse(steps=args.steps, seed=args.seed, quiet=args.quiet)
+  return 0
+
+
 def main(argv=None):
   # TF's start-up chatter (CPU features, "no CUDA driver") hides the output; errors still raise.
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -36,6 +42,12 @@ def main(argv=None):
   demo.add_argument("--seed", type=int, default=0)
   demo.add_argument("--quiet", action="store_true", help="no progress bars")
   demo.set_defaults(run=_demo)
+  bench = commands.add_parser("bench", help="time stock Adam and ours on one workload")
+  bench.add_argument("--workload", choices=["sparse"], default="sparse")
+  bench.add_argument("--steps", type=int, default=10)
+  bench.add_argument("--seed", type=int, default=0)
+  bench.add_argument("--quiet", action="store_true", help="no progress bars")
+  bench.set_defaults(run=_bench)
   info = commands.add_parser("info", help="print the build facts")
   info.set_defaults(run=_info)
   args = parser.parse_args(argv)
