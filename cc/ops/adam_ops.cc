@@ -46,17 +46,25 @@ absl::Status CheckScalarType(InferenceContext* c) {
   return absl::OkStatus();
 }
 
-// Merges var, m, v and grad (stock's rule) and requires rank 0 for the six scalars.
-absl::Status AdamShapeFn(InferenceContext* c, bool is_resource) {
+// The checks both op families share: Tscalar is the compute type, var/m/v merge into *var, and the
+// six hyperparameters are scalars.
+absl::Status MergeVariablesAndCheckScalars(InferenceContext* c, bool is_resource, ShapeHandle* var) {
   TF_RETURN_IF_ERROR(CheckScalarType(c));
-  ShapeHandle s = is_resource ? ResourceVariableShape(c, kVarInput) : c->input(kVarInput);
+  *var = is_resource ? ResourceVariableShape(c, kVarInput) : c->input(kVarInput);
   for (int i = 1; i < kFirstScalarInput; ++i) {
-    TF_RETURN_IF_ERROR(c->Merge(s, is_resource ? ResourceVariableShape(c, i) : c->input(i), &s));
+    TF_RETURN_IF_ERROR(c->Merge(*var, is_resource ? ResourceVariableShape(c, i) : c->input(i), var));
   }
   ShapeHandle unused;
   for (int i = kFirstScalarInput; i < kGradInput; ++i) {
     TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
   }
+  return absl::OkStatus();
+}
+
+// Merges var, m, v and grad (stock's rule) and requires rank 0 for the six scalars.
+absl::Status AdamShapeFn(InferenceContext* c, bool is_resource) {
+  ShapeHandle s;
+  TF_RETURN_IF_ERROR(MergeVariablesAndCheckScalars(c, is_resource, &s));
   TF_RETURN_IF_ERROR(c->Merge(s, c->input(kGradInput), &s));
   if (c->num_outputs() > 0) c->set_output(0, s);
   return absl::OkStatus();
@@ -64,15 +72,8 @@ absl::Status AdamShapeFn(InferenceContext* c, bool is_resource) {
 
 // var/m/v merged; grad has var's rank, len(indices) rows and var's row shape; indices a vector.
 absl::Status SparseAdamShapeFn(InferenceContext* c, bool is_resource) {
-  TF_RETURN_IF_ERROR(CheckScalarType(c));
-  ShapeHandle var = is_resource ? ResourceVariableShape(c, kVarInput) : c->input(kVarInput);
-  for (int i = 1; i < kFirstScalarInput; ++i) {
-    TF_RETURN_IF_ERROR(c->Merge(var, is_resource ? ResourceVariableShape(c, i) : c->input(i), &var));
-  }
-  ShapeHandle unused;
-  for (int i = kFirstScalarInput; i < kGradInput; ++i) {
-    TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
-  }
+  ShapeHandle var;
+  TF_RETURN_IF_ERROR(MergeVariablesAndCheckScalars(c, is_resource, &var));
   ShapeHandle indices;
   TF_RETURN_IF_ERROR(c->WithRank(c->input(kIndicesInput), 1, &indices));
   ShapeHandle grad;
@@ -80,7 +81,7 @@ absl::Status SparseAdamShapeFn(InferenceContext* c, bool is_resource) {
   TF_RETURN_IF_ERROR(c->WithRankAtLeast(var, 1, &var));  // a scalar has no rows to index
   shape_inference::DimensionHandle rows;
   TF_RETURN_IF_ERROR(c->Merge(c->Dim(indices, 0), c->Dim(grad, 0), &rows));
-  ShapeHandle var_row, grad_row;
+  ShapeHandle var_row, grad_row, unused;
   TF_RETURN_IF_ERROR(c->Subshape(var, 1, &var_row));
   TF_RETURN_IF_ERROR(c->Subshape(grad, 1, &grad_row));
   TF_RETURN_IF_ERROR(c->Merge(var_row, grad_row, &unused));
