@@ -91,7 +91,8 @@ absl::Status SparseAdamShapeFn(InferenceContext* c, bool is_resource) {
 
 }  // namespace
 
-#define TF_ADAM_OP_DENSE_INPUTS(VAR_TYPE)                                          \
+// Inputs and attrs every Adam op has, in stock ApplyAdam's order.
+#define TF_ADAM_OP_COMMON_INPUTS(VAR_TYPE)                                         \
   Input("var: " VAR_TYPE)                                                          \
       .Input("m: " VAR_TYPE)                                                       \
       .Input("v: " VAR_TYPE)                                                       \
@@ -103,7 +104,10 @@ absl::Status SparseAdamShapeFn(InferenceContext* c, bool is_resource) {
       .Input("epsilon: Tscalar")                                                   \
       .Input("grad: T")                                                            \
       .Attr("T: numbertype")                                                       \
-      .Attr("Tscalar: {float, double}")                                            \
+      .Attr("Tscalar: {float, double}")
+
+#define TF_ADAM_OP_DENSE_INPUTS(VAR_TYPE)                                          \
+  TF_ADAM_OP_COMMON_INPUTS(VAR_TYPE)                                               \
       .Attr("use_locking: bool = false")                                           \
       .Attr("use_nesterov: bool = false")
 
@@ -130,19 +134,8 @@ REGISTER_OP("ResourceApplyAdamV1")
 #undef TF_ADAM_OP_DENSE_INPUTS
 
 #define TF_ADAM_OP_SPARSE_INPUTS(VAR_TYPE)                                         \
-  Input("var: " VAR_TYPE)                                                          \
-      .Input("m: " VAR_TYPE)                                                       \
-      .Input("v: " VAR_TYPE)                                                       \
-      .Input("beta1_power: Tscalar")                                               \
-      .Input("beta2_power: Tscalar")                                               \
-      .Input("lr: Tscalar")                                                        \
-      .Input("beta1: Tscalar")                                                     \
-      .Input("beta2: Tscalar")                                                     \
-      .Input("epsilon: Tscalar")                                                   \
-      .Input("grad: T")                                                            \
+  TF_ADAM_OP_COMMON_INPUTS(VAR_TYPE)                                               \
       .Input("indices: Tindices")                                                  \
-      .Attr("T: numbertype")                                                       \
-      .Attr("Tscalar: {float, double}")                                            \
       .Attr("Tindices: {int32, int64}")                                            \
       .Attr("use_locking: bool = false")                                           \
       .Attr("lazy: bool = false")                                                  \
@@ -168,5 +161,6 @@ REGISTER_OP("ResourceSparseApplyAdamV1")
     .Doc("SparseApplyAdamV1 on resource variables: var, m and v are handles.");
 
 #undef TF_ADAM_OP_SPARSE_INPUTS
+#undef TF_ADAM_OP_COMMON_INPUTS
 
 }  // namespace tensorflow
