@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/adam_update_rule.h"
 #include "core/low_precision.h"
+#include "kernels/training_variables.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/framework/tensor_types.h"
@@ -43,6 +44,20 @@ inline absl::Status CheckScalarInputs(tensorflow::OpKernelContext* ctx) {
     if (!tensorflow::TensorShapeUtils::IsScalar(scalar.shape())) {
       return absl::InvalidArgumentError(absl::StrCat(kScalarNames[i], " is not a scalar: ",
                                                      scalar.shape().DebugString()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// var and every other acquired variable (m, v) have one shape: compared as shapes, not counts.
+inline absl::Status CheckSameShapeAsVar(const TrainingVariables& vars) {
+  const tensorflow::TensorShape& var = vars.tensor(0).shape();
+  for (int k = 1; k < vars.size(); ++k) {
+    if (!var.IsSameSize(vars.tensor(k).shape())) {
+      return absl::InvalidArgumentError(absl::StrCat("var and ", vars.name(k),
+                                                     " do not have the same shape: ",
+                                                     var.DebugString(), " vs ",
+                                                     vars.tensor(k).shape().DebugString()));
     }
   }
   return absl::OkStatus();

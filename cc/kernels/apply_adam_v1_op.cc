@@ -46,8 +46,6 @@ struct ApplyAdamV1<CPUDevice, T> {
 
 }  // namespace functor
 
-constexpr int kNumVariableInputs = 3;
-
 // One kernel serves ApplyAdamV1 (ref inputs) and ResourceApplyAdamV1 (handles), as in stock.
 template <typename Device, typename T>
 class ApplyAdamV1Op : public OpKernel {
@@ -64,13 +62,8 @@ class ApplyAdamV1Op : public OpKernel {
                                      DataTypeToEnum<T>::value, use_locking_, UpdateKind::kDense));
 
     OP_REQUIRES_OK(ctx, CheckScalarInputs(ctx));
+    OP_REQUIRES_OK(ctx, CheckSameShapeAsVar(vars));
     const Tensor& var = vars.tensor(0);
-    for (int k = 1; k < kNumVariableInputs; ++k) {
-      OP_REQUIRES(ctx, var.shape().IsSameSize(vars.tensor(k).shape()),
-                  absl::InvalidArgumentError(absl::StrCat("var and ", vars.name(k), " do not have the same shape: ",
-                                  var.shape().DebugString(), " vs ",
-                                  vars.tensor(k).shape().DebugString())));
-    }
     const Tensor& grad = ctx->input(kGradInput);
     OP_REQUIRES(ctx, var.shape().IsSameSize(grad.shape()),
                 absl::InvalidArgumentError(absl::StrCat("var and grad do not have the same shape: ",

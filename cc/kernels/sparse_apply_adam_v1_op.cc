@@ -140,13 +140,8 @@ class SparseApplyAdamV1Op : public OpKernel {
     OP_REQUIRES_OK(ctx, vars.Acquire(ctx, {{0, "var"}, {1, "m"}, {2, "v"}},
                                      DataTypeToEnum<T>::value, use_locking_, UpdateKind::kSparse));
     OP_REQUIRES_OK(ctx, CheckScalarInputs(ctx));
+    OP_REQUIRES_OK(ctx, CheckSameShapeAsVar(vars));
     const Tensor& var = vars.tensor(0);
-    for (int k = 1; k < 3; ++k) {
-      OP_REQUIRES(ctx, var.shape().IsSameSize(vars.tensor(k).shape()),
-                  absl::InvalidArgumentError(absl::StrCat(
-                      "var and ", vars.name(k), " do not have the same shape: ",
-                      var.shape().DebugString(), " vs ", vars.tensor(k).shape().DebugString())));
-    }
     OP_REQUIRES(ctx, TensorShapeUtils::IsVectorOrHigher(var.shape()),
                 absl::InvalidArgumentError(absl::StrCat(
                     "var must be at least 1 dimensional for a sparse update, got shape ",
