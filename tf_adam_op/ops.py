@@ -13,12 +13,14 @@ import tensorflow as tf
 from tf_adam_op import _loader
 
 __all__ = ["apply_adam_v1", "resource_apply_adam_v1", "sparse_apply_adam_v1",
-           "resource_sparse_apply_adam_v1", "compute_dtype"]
+           "resource_sparse_apply_adam_v1", "resource_apply_adam_v1_multi",
+           "resource_apply_adam_v1_multi_no_advance", "compute_dtype"]
 
 # Loaded at import, so a missing library or a TF version mismatch is an ImportError right away.
 _op_library = _loader.op_library()
 
-OP_NAMES = ("ApplyAdamV1", "ResourceApplyAdamV1", "SparseApplyAdamV1", "ResourceSparseApplyAdamV1")
+OP_NAMES = ("ApplyAdamV1", "ResourceApplyAdamV1", "SparseApplyAdamV1", "ResourceSparseApplyAdamV1",
+            "ResourceApplyAdamV1Multi", "ResourceApplyAdamV1MultiNoAdvance")
 for _op_name in OP_NAMES:
   tf.no_gradient(_op_name)
 
@@ -93,6 +95,38 @@ def resource_sparse_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1
   return _op_library.resource_sparse_apply_adam_v1(
       var, m, v, *scalars, grad, indices, use_locking=use_locking, lazy=lazy,
       scale_first=scale_first, name=name)
+
+
+def _list_dtype(grads):
+  if not grads:
+    raise ValueError("A multi-tensor Adam update needs at least one variable")
+  return tf.convert_to_tensor(grads[0]).dtype
+
+
+def resource_apply_adam_v1_multi(vars, ms, vs, beta1_power, beta2_power, lr, beta1, beta2, epsilon,
+                                 grads, use_locking=False, use_nesterov=False,
+                                 power_dtype=tf.float32, name=None):
+  """One whole Adam step for N resource variables (handles), in one op. Returns the op.
+
+  Updates every (vars[i], ms[i], vs[i]) with grads[i], reading the beta powers from the variables
+  beta1_power and beta2_power (handles), then advances them by beta1 and beta2. All or nothing: a
+  bad input among the N changes no variable. All N must be of one dtype and on one device.
+  power_dtype is the dtype of the beta power variables (float32 for the optimizer's).
+  """
+  _, _, lr, beta1, beta2, epsilon = _scalars((0.0, 0.0, lr, beta1, beta2, epsilon),
+                                             _list_dtype(grads))
+  return _op_library.resource_apply_adam_v1_multi(
+      vars, ms, vs, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grads,
+      use_locking=use_locking, use_nesterov=use_nesterov, Tpower=power_dtype, name=name)
+
+
+def resource_apply_adam_v1_multi_no_advance(vars, ms, vs, beta1_power, beta2_power, lr, beta1,
+                                            beta2, epsilon, grads, use_locking=False,
+                                            use_nesterov=False, name=None):
+  """resource_apply_adam_v1_multi with the beta powers given as values and not advanced."""
+  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _list_dtype(grads))
+  return _op_library.resource_apply_adam_v1_multi_no_advance(
+      vars, ms, vs, *scalars, grads, use_locking=use_locking, use_nesterov=use_nesterov, name=name)
 
 
 def stock_sparse_scales_first():

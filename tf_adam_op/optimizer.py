@@ -4,17 +4,25 @@ Everything a user or a checkpoint can see is stock's: the constructor, the slots
 as <var>/Adam and <var>/Adam_1), one pair of float32 beta power accumulators per optimizer and graph
 (colocated with the first variable by name, advanced by multiplication in `_finish`), callable
 hyperparameters, and the operation order, so float32/float64 results are bit-identical to stock.
-What differs is underneath: dense updates run ApplyAdamV1 / ResourceApplyAdamV1, sparse ones one
-fused (Resource)SparseApplyAdamV1 op instead of seven TF ops, and half/bfloat16 variables get
-float32 hyperparameters (stock rounds beta2=0.999 to 1.0 in bfloat16).
+What differs is underneath:
+- dense gradients of resource variables go, grouped by device and dtype, to one multi-tensor op per
+  group (ResourceApplyAdamV1Multi, which also advances the beta powers when it is the step's only
+  update); ref variables run ApplyAdamV1, variables with a constraint ResourceApplyAdamV1;
+- sparse gradients run one fused (Resource)SparseApplyAdamV1 op instead of seven TF ops;
+- in eager mode a repeated step over the same variables skips the per-variable Python bookkeeping
+  (the "eager fast path"), keeping stock's semantics;
+- half/bfloat16 variables get float32 hyperparameters (stock rounds beta2=0.999 to 1.0 in bfloat16).
 """
 
 import numbers
 
 import tensorflow as tf
+from tensorflow.python.distribute import distribute_lib
 from tensorflow.python.framework import ops as framework_ops
+from tensorflow.python.ops import resource_variable_ops
 from tensorflow.python.training import optimizer as optimizer_lib
 
+from tf_adam_op import _fused
 from tf_adam_op import ops
 
 __all__ = ["AdamOptimizer"]
@@ -53,16 +61,23 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     use_own_namescope_for_non_slot_vars: As stock: create beta1_power/beta2_power in a root scope.
     lazy: Sparse (IndexedSlices) gradients update m, v and var of the named rows only (LazyAdam),
       instead of stock's rule, which decays m and v and moves var on every row. Keyword-only.
+    fused: Update the dense gradients of resource variables with one multi-tensor op per device and
+      dtype (default), and take the eager fast path; False gives one op per variable. Keyword-only.
 
   Python numbers out of range (beta outside [0, 1), negative learning rate or epsilon) are a
   ValueError here; tensors and callables are checked when their value is known (eager steps).
   """
 
   def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, use_locking=False,
-               name="Adam", use_own_namescope_for_non_slot_vars=False, *, lazy=False):
+               name="Adam", use_own_namescope_for_non_slot_vars=False, *, lazy=False, fused=True):
     _check_hyperparameters(learning_rate, beta1, beta2, epsilon)
     super().__init__(use_locking, name, use_own_namescope_for_non_slot_vars)
     self._lazy = bool(lazy)
+    self._fused = bool(fused)
+    # Inside apply_gradients, the (grad, var) pairs held back for multi-tensor ops (else None).
+    self._deferred_dense = None
+    self._eager_plan = None
+    self._eager_hyper_cache = None
     self._lr = learning_rate
     self._beta1 = beta1
     self._beta2 = beta2
@@ -93,8 +108,9 @@ class AdamOptimizer(optimizer_lib.Optimizer):
   def _valid_dtypes(self):
     return set(SUPPORTED_DTYPES)
 
-  def apply_gradients(self, grads_and_vars, global_step=None, name=None):
-    grads_and_vars = tuple(grads_and_vars)  # it may be a generator; it is read twice
+  def apply_gradients(self, grads_and_vars, global_step=None, name=None,
+                      skip_gradients_aggregation=False):
+    grads_and_vars = tuple(grads_and_vars)  # it may be a generator; it is read more than once
     for _, var in grads_and_vars:
       dtype = getattr(var, "dtype", None)
       if dtype is not None and dtype.base_dtype not in SUPPORTED_DTYPES:
@@ -102,7 +118,88 @@ class AdamOptimizer(optimizer_lib.Optimizer):
             f"tf_adam_op.AdamOptimizer cannot update variable {getattr(var, 'name', var)!r} of dtype "
             f"{dtype.base_dtype.name}: supported dtypes are "
             f"{', '.join(d.name for d in SUPPORTED_DTYPES)}")
-    return super().apply_gradients(grads_and_vars, global_step=global_step, name=name)
+    fuse = self._fused and not distribute_lib.has_strategy()
+    if fuse and tf.executing_eagerly():
+      plan = self._eager_plan_for(grads_and_vars)
+      if plan is not None:
+        return self._apply_eagerly(plan, grads_and_vars, global_step)
+    # The base class drives the step; _resource_apply_dense holds fusable updates back in
+    # self._deferred_dense and _finish turns them into multi-tensor ops.
+    self._deferred_dense = [] if fuse else None
+    try:
+      return super().apply_gradients(grads_and_vars, global_step=global_step, name=name,
+                                     skip_gradients_aggregation=skip_gradients_aggregation)
+    finally:
+      self._deferred_dense = None
+
+  # --- the eager fast path -----------------------------------------------------------------------
+
+  def _eager_plan_for(self, grads_and_vars):
+    """The cached plan for these variables, built on a miss; None when a pair needs the general
+    path (a sparse, missing-dtype or non-tensor gradient, a ref or constrained variable, ...),
+    which then gives stock's behaviour and errors."""
+    variables = tuple(v for _, v in grads_and_vars)
+    has_grad = tuple(g is not None for g, _ in grads_and_vars)
+    for grad, var in grads_and_vars:
+      if grad is not None and not _fused.is_fusable(grad, var):
+        return None
+    plan = self._eager_plan
+    if plan is not None and plan.matches(variables, has_grad):
+      return plan
+    var_list = [v for v, g in zip(variables, has_grad) if g]
+    if not var_list:
+      return None  # the general path raises stock's ValueError
+    with framework_ops.init_scope():
+      self._create_slots(var_list)
+    # Grouped as (position, var) pairs: a group's "grads" are where its gradients will be.
+    groups = _fused.group_by_device_and_dtype(
+        [(i, var) for i, (var, g) in enumerate(zip(variables, has_grad)) if g])
+    beta_powers = self._get_beta_accumulators()
+    advances = len(groups) == 1 and _fused.powers_on_device(beta_powers, groups[0].device)
+    eager_groups = [
+        _fused.EagerGroup(
+            dtype=group.dtype, positions=group.grads,
+            var_handles=[v.handle for v in group.variables],
+            m_handles=[self.get_slot(v, "m").handle for v in group.variables],
+            v_handles=[self.get_slot(v, "v").handle for v in group.variables])
+        for group in groups]
+    self._eager_plan = _fused.EagerPlan(
+        variables=variables, has_grad=has_grad, groups=eager_groups,
+        advances_beta_powers=advances,
+        beta_power_handles=tuple(p.handle for p in beta_powers) if advances else None)
+    return self._eager_plan
+
+  def _prepare_eagerly(self):
+    """_prepare, with the tensors of plain-number hyperparameters kept from step to step
+    (callables and tensors are re-evaluated every step, as in stock)."""
+    values = (self._lr, self._beta1, self._beta2, self._epsilon)
+    if not all(_is_number(x) for x in values):
+      self._prepare()
+      return
+    cache = self._eager_hyper_cache
+    if cache is None or cache[0] != values:
+      names = ("learning_rate", "beta1", "beta2", "epsilon")
+      cache = (values, tuple(tf.convert_to_tensor(x, name=n) for x, n in zip(values, names)))
+      self._eager_hyper_cache = cache
+    self._lr_t, self._beta1_t, self._beta2_t, self._epsilon_t = cache[1]
+
+  def _apply_eagerly(self, plan, grads_and_vars, global_step):
+    self._prepare_eagerly()
+    for group in plan.groups:
+      grads = [grads_and_vars[i][0] for i in group.positions]
+      handles = (group.var_handles, group.m_handles, group.v_handles)
+      if plan.advances_beta_powers:
+        ops.resource_apply_adam_v1_multi(
+            *handles, *plan.beta_power_handles, *self._hyperparameters(group.dtype), grads,
+            use_locking=self._use_locking)
+      else:
+        ops.resource_apply_adam_v1_multi_no_advance(
+            *handles, *self._scalars(group.dtype), grads, use_locking=self._use_locking)
+    if not plan.advances_beta_powers:
+      self._advance_beta_powers([])
+    if global_step is not None:
+      resource_variable_ops.assign_add_variable_op(
+          global_step.handle, tf.convert_to_tensor(1, dtype=global_step.dtype))
 
   # --- hyperparameters ---------------------------------------------------------------------------
 
@@ -119,12 +216,16 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     self._beta2_t = tf.convert_to_tensor(beta2, name="beta2")
     self._epsilon_t = tf.convert_to_tensor(epsilon, name="epsilon")
 
+  def _hyperparameters(self, dtype):
+    """lr, beta1, beta2, epsilon in the dtype the update of `dtype` variables is computed in."""
+    compute = ops.compute_dtype(dtype)
+    return [tf.cast(x, compute) for x in (self._lr_t, self._beta1_t, self._beta2_t, self._epsilon_t)]
+
   def _scalars(self, dtype):
     """The six scalar inputs in the op's order, in the dtype the update of `dtype` is computed in."""
     compute = ops.compute_dtype(dtype)
-    beta1_power, beta2_power = self._get_beta_accumulators()
-    return [tf.cast(x, compute) for x in (beta1_power, beta2_power, self._lr_t, self._beta1_t,
-                                          self._beta2_t, self._epsilon_t)]
+    beta_powers = [tf.cast(p, compute) for p in self._get_beta_accumulators()]
+    return beta_powers + self._hyperparameters(dtype)
 
   # --- updates -----------------------------------------------------------------------------------
 
@@ -134,6 +235,9 @@ class AdamOptimizer(optimizer_lib.Optimizer):
         use_locking=self._use_locking).op
 
   def _resource_apply_dense(self, grad, var):
+    if self._deferred_dense is not None and _fused.is_fusable(grad, var):
+      self._deferred_dense.append((grad, var))
+      return None  # the update is made in _finish, in its group's multi-tensor op
     return ops.resource_apply_adam_v1(
         var.handle, self.get_slot(var, "m").handle, self.get_slot(var, "v").handle,
         *self._scalars(var.dtype), grad, use_locking=self._use_locking)
@@ -163,6 +267,33 @@ class AdamOptimizer(optimizer_lib.Optimizer):
         *self._scalars(var.dtype), grad, indices, **self._sparse_options())
 
   def _finish(self, update_ops, name_scope):
+    update_ops = [op for op in update_ops if op is not None]  # None: held back for a group
+    groups = _fused.group_by_device_and_dtype(self._deferred_dense or [])
+    self._deferred_dense = None
+    beta_powers = self._get_beta_accumulators()
+    if (len(groups) == 1 and not update_ops
+        and _fused.powers_on_device(beta_powers, groups[0].device)):
+      # The step's only update: one op updates every variable and then advances the powers.
+      group = groups[0]
+      with framework_ops.colocate_with(group.variables[0]):
+        step = ops.resource_apply_adam_v1_multi(
+            *self._slot_handles(group.variables), *(p.handle for p in beta_powers),
+            *self._hyperparameters(group.dtype), group.grads, use_locking=self._use_locking)
+      return tf.group(step, name=name_scope)
+    for group in groups:
+      with framework_ops.colocate_with(group.variables[0]):
+        update_ops.append(ops.resource_apply_adam_v1_multi_no_advance(
+            *self._slot_handles(group.variables), *self._scalars(group.dtype), group.grads,
+            use_locking=self._use_locking))
+    return tf.group(*update_ops + self._advance_beta_powers(update_ops), name=name_scope)
+
+  def _slot_handles(self, variables):
+    """The handles of variables, of their m slots and of their v slots: three lists."""
+    return ([v.handle for v in variables], [self.get_slot(v, "m").handle for v in variables],
+            [self.get_slot(v, "v").handle for v in variables])
+
+  def _advance_beta_powers(self, update_ops):
+    """Stock's _finish: beta_power *= beta, after every update of the step."""
     with tf.control_dependencies(update_ops):
       beta1_power, beta2_power = self._get_beta_accumulators()
       with framework_ops.colocate_with(beta1_power):
@@ -170,4 +301,4 @@ class AdamOptimizer(optimizer_lib.Optimizer):
             beta1_power * self._beta1_t, use_locking=self._use_locking)
         update_beta2 = beta2_power.assign(
             beta2_power * self._beta2_t, use_locking=self._use_locking)
-    return tf.group(*update_ops + [update_beta1, update_beta2], name=name_scope)
+    return [update_beta1, update_beta2]

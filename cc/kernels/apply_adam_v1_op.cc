@@ -4,6 +4,7 @@
 #include "kernels/apply_adam_v1.h"
 
 #include "kernels/adam_kernel_common.h"
+#include "kernels/cpu_adam_loop.h"
 #include "kernels/training_variables.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
@@ -36,7 +37,7 @@ struct ApplyAdamV1<CPUDevice, T> {
     T* v_data = v.data();
     const T* grad_data = grad.data();
     auto update = [=](Eigen::Index begin, Eigen::Index end) {
-      AdamUpdateRange<T>(use_nesterov, var_data, m_data, v_data, grad_data, begin, end, step);
+      CpuAdamUpdateRange<T>(use_nesterov, var_data, m_data, v_data, grad_data, begin, end, step);
     };
     // Per element: var, m, v, grad read; var, m, v written; a division and a square root.
     const Eigen::TensorOpCost cost(4 * sizeof(T), 3 * sizeof(T), /*compute_cycles=*/20);

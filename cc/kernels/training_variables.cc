@@ -5,6 +5,7 @@
 
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/tensor_shape.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 
 namespace tf_adam_op {
@@ -21,16 +22,17 @@ namespace {
 // ReadVariableOp reports it: in a TF1 graph an uninitialized variable has no resource yet, and TF
 // cannot tell that apart from a deleted one.
 absl::Status LookupVariable(OpKernelContext* ctx, const VariableInput& input,
+                            absl::FunctionRef<std::string()> name,
                             tensorflow::core::RefCountPtr<Var>* var) {
   const Tensor& handle = ctx->input(input.index);
   if (!tensorflow::TensorShapeUtils::IsScalar(handle.shape())) {
     return absl::InvalidArgumentError(absl::StrCat(
-        input.name, " must be a scalar resource handle, got shape ", handle.shape().DebugString()));
+        name(), " must be a scalar resource handle, got shape ", handle.shape().DebugString()));
   }
   const absl::Status status = LookupResource(ctx, HandleFromInput(ctx, input.index), var);
   if (absl::IsNotFound(status)) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "Attempting to use uninitialized variables: ", input.name, " (resource '",
+        "Attempting to use uninitialized variables: ", name(), " (resource '",
         HandleFromInput(ctx, input.index).name(),
         "' does not exist: the variable was never initialized, or it was deleted)"));
   }
@@ -54,7 +56,8 @@ absl::Status TrainingVariables::Acquire(OpKernelContext* ctx, std::vector<Variab
     const int index = inputs_[k].index;
     if (ctx->input_dtype(index) == DT_RESOURCE) {
       any_resource = true;
-      TF_RETURN_IF_ERROR(LookupVariable(ctx, inputs_[k], &resources_[k]));
+      TF_RETURN_IF_ERROR(LookupVariable(
+          ctx, inputs_[k], [this, k] { return name(static_cast<int>(k)); }, &resources_[k]));
       mutexes[k] = resources_[k]->mu();
       identities[k] = resources_[k].get();
     } else {
@@ -89,13 +92,23 @@ absl::Status TrainingVariables::Acquire(OpKernelContext* ctx, std::vector<Variab
   return Validate(dtype);
 }
 
+std::string TrainingVariables::name(int k) const {
+  const VariableInput& input = inputs_[k];
+  if (input.list_position < 0) return input.name;
+  return absl::StrCat(input.name, "[", input.list_position, "]");
+}
+
 absl::Status TrainingVariables::CheckDistinct(const std::vector<const void*>& identities) const {
-  for (size_t a = 0; a < identities.size(); ++a) {
-    for (size_t b = a + 1; b < identities.size(); ++b) {
-      if (identities[a] == identities[b]) {
-        return absl::InvalidArgumentError(absl::StrCat(inputs_[a].name, " and ", inputs_[b].name,
-                               " are the same variable; each must be a distinct variable"));
-      }
+  // Sorted, so a multi-tensor op with hundreds of variables pays N log N, not N^2.
+  std::vector<std::pair<const void*, int>> sorted(identities.size());
+  for (size_t k = 0; k < identities.size(); ++k) sorted[k] = {identities[k], static_cast<int>(k)};
+  std::sort(sorted.begin(), sorted.end());
+  for (size_t k = 1; k < sorted.size(); ++k) {
+    if (sorted[k].first == sorted[k - 1].first) {
+      const int a = std::min(sorted[k - 1].second, sorted[k].second);
+      const int b = std::max(sorted[k - 1].second, sorted[k].second);
+      return absl::InvalidArgumentError(absl::StrCat(
+          name(a), " and ", name(b), " are the same variable; each must be a distinct variable"));
     }
   }
   return absl::OkStatus();
@@ -120,12 +133,16 @@ absl::Status TrainingVariables::Validate(DataType dtype) const {
   for (size_t k = 0; k < inputs_.size(); ++k) {
     const Var* var = resources_[k].get();
     if ((var != nullptr && !var->is_initialized) || !tensor(k).IsInitialized()) {
-      return absl::FailedPreconditionError(absl::StrCat("Attempting to use uninitialized variables: ", inputs_[k].name));
+      return absl::FailedPreconditionError(
+          absl::StrCat("Attempting to use uninitialized variables: ", name(k)));
     }
-    if (tensor(k).dtype() != dtype) {
-      return absl::InvalidArgumentError(absl::StrCat(inputs_[k].name, " is a variable of dtype ",
-                             DataTypeString(tensor(k).dtype()), " but the op updates ",
-                             DataTypeString(dtype), " (attr T)"));
+    const bool own_dtype = inputs_[k].dtype != tensorflow::DT_INVALID;
+    const DataType expected = own_dtype ? inputs_[k].dtype : dtype;
+    if (tensor(k).dtype() != expected) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name(k), " is a variable of dtype ", DataTypeString(tensor(k).dtype()), " but the op ",
+          own_dtype ? "expects " : "updates ", DataTypeString(expected),
+          own_dtype ? "" : " (attr T)"));
     }
   }
   return absl::OkStatus();

@@ -26,8 +26,11 @@ using ::tensorflow::Tensor;
 using ::tensorflow::Var;
 
 struct VariableInput {
-  int index;         // the op input holding the ref or the handle
-  std::string name;  // for messages: "var", "m", "v", "var[3]", ...
+  int index;              // the op input holding the ref or the handle
+  const char* name;       // for messages: "var", "m", "vars", ...
+  int list_position = -1;  // for list inputs: the position in the list ("vars[3]")
+  // The dtype the variable must hold; DT_INVALID means the dtype given to Acquire (attr T).
+  DataType dtype = tensorflow::DT_INVALID;
 };
 
 enum class UpdateKind {
@@ -50,12 +53,14 @@ class TrainingVariables {
   TrainingVariables(const TrainingVariables&) = delete;
   TrainingVariables& operator=(const TrainingVariables&) = delete;
 
-  // Resolves, locks and validates (distinct, dtype == `dtype`, initialized) the given inputs.
+  // Resolves, locks and validates (distinct, dtype == `dtype` unless the input names its own,
+  // initialized) the given inputs.
   absl::Status Acquire(OpKernelContext* ctx, std::vector<VariableInput> inputs, DataType dtype,
                        bool use_locking, UpdateKind kind);
 
   int size() const { return static_cast<int>(inputs_.size()); }
-  const std::string& name(int k) const { return inputs_[k].name; }
+  // "var", or "vars[3]" for a list input: built only for error messages.
+  std::string name(int k) const;
 
   // The current value, for validation. Does not take a reference (taking one would force a copy).
   const Tensor& tensor(int k) const;

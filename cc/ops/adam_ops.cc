@@ -89,6 +89,27 @@ absl::Status SparseAdamShapeFn(InferenceContext* c, bool is_resource) {
   return absl::OkStatus();
 }
 
+// The multi-tensor ops: for each i, vars[i], ms[i], vs[i] and grads[i] merge; the hyperparameters
+// (and, for the NoAdvance op, the beta power values) are scalars.
+absl::Status MultiAdamShapeFn(InferenceContext* c, bool advances_beta_powers) {
+  TF_RETURN_IF_ERROR(CheckScalarType(c));
+  int n;
+  TF_RETURN_IF_ERROR(c->GetAttr("N", &n));
+  const int first_scalar = 3 * n + (advances_beta_powers ? 2 : 0);
+  const int first_grad = 3 * n + 6;
+  for (int i = 0; i < n; ++i) {
+    ShapeHandle var = ResourceVariableShape(c, i);
+    TF_RETURN_IF_ERROR(c->Merge(var, ResourceVariableShape(c, n + i), &var));
+    TF_RETURN_IF_ERROR(c->Merge(var, ResourceVariableShape(c, 2 * n + i), &var));
+    TF_RETURN_IF_ERROR(c->Merge(var, c->input(first_grad + i), &var));
+  }
+  ShapeHandle unused;
+  for (int i = first_scalar; i < first_grad; ++i) {
+    TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 // Inputs and attrs every Adam op has, in stock ApplyAdam's order.
@@ -161,6 +182,56 @@ REGISTER_OP("ResourceSparseApplyAdamV1")
     .Doc("SparseApplyAdamV1 on resource variables: var, m and v are handles.");
 
 #undef TF_ADAM_OP_SPARSE_INPUTS
+
+#define TF_ADAM_OP_MULTI_ATTRS                                                     \
+  Attr("N: int >= 1")                                                              \
+      .Attr("T: numbertype")                                                       \
+      .Attr("Tscalar: {float, double}")                                            \
+      .Attr("use_locking: bool = false")                                           \
+      .Attr("use_nesterov: bool = false")
+
+REGISTER_OP("ResourceApplyAdamV1Multi")
+    .Input("vars: N * resource")
+    .Input("ms: N * resource")
+    .Input("vs: N * resource")
+    .Input("beta1_power: resource")
+    .Input("beta2_power: resource")
+    .Input("lr: Tscalar")
+    .Input("beta1: Tscalar")
+    .Input("beta2: Tscalar")
+    .Input("epsilon: Tscalar")
+    .Input("grads: N * T")
+    .TF_ADAM_OP_MULTI_ATTRS
+    .Attr("Tpower: {float, double} = DT_FLOAT")
+    .SetShapeFn([](InferenceContext* c) { return MultiAdamShapeFn(c, true); })
+    .Doc(R"doc(
+One whole Adam step for N resource variables: ResourceApplyAdamV1 on every (vars[i], ms[i], vs[i],
+grads[i]) with the beta powers read from their variables, then beta1_power *= beta1 and
+beta2_power *= beta2 (in Tpower, the accumulators' dtype) after all N updates.
+
+All or nothing: any bad input among the N (shape, dtype, uninitialized, the same variable twice) is
+an error and no variable is changed. The variables must be on one device and of one dtype T.
+)doc");
+
+REGISTER_OP("ResourceApplyAdamV1MultiNoAdvance")
+    .Input("vars: N * resource")
+    .Input("ms: N * resource")
+    .Input("vs: N * resource")
+    .Input("beta1_power: Tscalar")
+    .Input("beta2_power: Tscalar")
+    .Input("lr: Tscalar")
+    .Input("beta1: Tscalar")
+    .Input("beta2: Tscalar")
+    .Input("epsilon: Tscalar")
+    .Input("grads: N * T")
+    .TF_ADAM_OP_MULTI_ATTRS
+    .SetShapeFn([](InferenceContext* c) { return MultiAdamShapeFn(c, false); })
+    .Doc(R"doc(
+ResourceApplyAdamV1Multi with the beta powers given as values and left for the caller to advance:
+for a step with several such groups (devices, dtypes) or other updates, all reading the same powers.
+)doc");
+
+#undef TF_ADAM_OP_MULTI_ATTRS
 #undef TF_ADAM_OP_COMMON_INPUTS
 
 }  // namespace tensorflow

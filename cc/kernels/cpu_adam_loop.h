@@ -1,0 +1,37 @@
+// The dense Adam loop on the CPU, vectorised for the widest x86 SIMD the machine has.
+//
+// TF's wheel (and a default build of this package) targets baseline x86-64, i.e. SSE2: 4 floats per
+// instruction. float and double get their own entry points, compiled three times (AVX-512, AVX2,
+// baseline) with GCC's target_clones; the dynamic loader picks one when the library is loaded, so the
+// wheel stays portable. Vectorising never changes a result: vector add, mul, div and sqrt are IEEE
+// operations rounding exactly as the scalar ones, and -ffp-contract=off keeps FMA out (AVX2 and
+// AVX-512 machines have FMA; contracting m*alpha + ... would round differently from stock).
+#ifndef TF_ADAM_OP_KERNELS_CPU_ADAM_LOOP_H_
+#define TF_ADAM_OP_KERNELS_CPU_ADAM_LOOP_H_
+
+#include <cstdint>
+
+#include "core/adam_update_rule.h"
+#include "core/low_precision.h"
+
+namespace tf_adam_op {
+
+// Elements [begin, end) of flat var, m, v and grad. Half and bfloat16 use the portable loop.
+template <typename T>
+void CpuAdamUpdateRange(bool use_nesterov, T* var, T* m, T* v, const T* grad, int64_t begin,
+                        int64_t end, const AdamStep<OpMathT<T>>& step) {
+  AdamUpdateRange<T>(use_nesterov, var, m, v, grad, begin, end, step);
+}
+
+template <>
+void CpuAdamUpdateRange<float>(bool use_nesterov, float* var, float* m, float* v,
+                               const float* grad, int64_t begin, int64_t end,
+                               const AdamStep<float>& step);
+template <>
+void CpuAdamUpdateRange<double>(bool use_nesterov, double* var, double* m, double* v,
+                                const double* grad, int64_t begin, int64_t end,
+                                const AdamStep<double>& step);
+
+}  // namespace tf_adam_op
+
+#endif  // TF_ADAM_OP_KERNELS_CPU_ADAM_LOOP_H_

@@ -1,0 +1,78 @@
+"""How AdamOptimizer batches dense updates of resource variables into multi-tensor ops.
+
+A step's dense gradients for resource variables are grouped by (device, dtype); each group is one
+ResourceApplyAdamV1Multi* op. Everything else (ref variables, sparse gradients, variables with a
+constraint, which must see their own update before the constraint runs) keeps its own op.
+"""
+
+import dataclasses
+from typing import List, Optional, Tuple
+
+import tensorflow as tf
+from tensorflow.python.ops import resource_variable_ops
+
+
+def is_fusable(grad, var):
+  """Whether (grad, var) can join a multi-tensor op; a mismatched gradient dtype keeps its own op
+  so it gets the same error as stock."""
+  return (resource_variable_ops.is_resource_variable(var)
+          and getattr(var, "constraint", None) is None
+          and isinstance(grad, tf.Tensor)
+          and grad.dtype == var.dtype.base_dtype)
+
+
+@dataclasses.dataclass
+class UpdateGroup:
+  """Dense updates of variables sharing a device and a dtype: one op."""
+  device: str
+  dtype: tf.DType
+  variables: List[tf.Variable] = dataclasses.field(default_factory=list)
+  grads: List[tf.Tensor] = dataclasses.field(default_factory=list)
+
+
+def group_by_device_and_dtype(pairs):
+  """[(grad, var)] -> [UpdateGroup], in order of first appearance. The first item of a pair is
+  carried along as it is (the eager plan passes gradient positions)."""
+  groups = {}
+  for grad, var in pairs:
+    key = (var.device, var.dtype.base_dtype)
+    if key not in groups:
+      groups[key] = UpdateGroup(*key)
+    groups[key].variables.append(var)
+    groups[key].grads.append(grad)
+  return list(groups.values())
+
+
+def powers_on_device(beta_powers, device):
+  """Whether the beta power accumulators are resource variables on `device`, so a multi-tensor op
+  on that device can read and advance them itself."""
+  return all(resource_variable_ops.is_resource_variable(p) and p.device == device
+             for p in beta_powers)
+
+
+@dataclasses.dataclass
+class EagerGroup:
+  """One group of the eager fast path, with everything the op needs but the gradients."""
+  dtype: tf.DType
+  positions: List[int]  # where this group's gradients sit in the step's list
+  var_handles: list
+  m_handles: list
+  v_handles: list
+
+
+@dataclasses.dataclass
+class EagerPlan:
+  """What the eager fast path keeps between steps for one list of variables.
+
+  Built on the first step and reused while the same variables (by identity) come with gradients in
+  the same places, so a step pays for no per-variable slot lookup, name scope or processor.
+  """
+  variables: Tuple[tf.Variable, ...]
+  has_grad: Tuple[bool, ...]
+  groups: List[EagerGroup]
+  advances_beta_powers: bool  # a single group on the accumulators' device: one op does the step
+  beta_power_handles: Optional[tuple]
+
+  def matches(self, variables, has_grad):
+    return (has_grad == self.has_grad and len(variables) == len(self.variables)
+            and all(a is b for a, b in zip(variables, self.variables)))
