@@ -6,6 +6,8 @@ constraint, which must see their own update before the constraint runs) keeps it
 """
 
 import dataclasses
+import itertools
+import operator
 from typing import List, Optional, Tuple
 
 import tensorflow as tf
@@ -60,19 +62,38 @@ class EagerGroup:
   v_handles: list
 
 
+_SECOND = operator.itemgetter(1)
+_DTYPE = operator.attrgetter("dtype")
+
+
 @dataclasses.dataclass
 class EagerPlan:
   """What the eager fast path keeps between steps for one list of variables.
 
   Built on the first step and reused while the same variables (by identity) come with gradients in
-  the same places, so a step pays for no per-variable slot lookup, name scope or processor.
+  the same places, so a step pays for no per-variable slot lookup, name scope or processor. The
+  per-step checks run as C-level map/all loops: a few microseconds for hundreds of variables.
   """
   variables: Tuple[tf.Variable, ...]
   has_grad: Tuple[bool, ...]
   groups: List[EagerGroup]
-  advances_beta_powers: bool  # a single group on the accumulators' device: one op does the step
+  # The accumulators' handles when there is one group on their device: its op advances them.
   beta_power_handles: Optional[tuple]
 
-  def matches(self, variables, has_grad):
-    return (has_grad == self.has_grad and len(variables) == len(self.variables)
-            and all(a is b for a, b in zip(variables, self.variables)))
+  def matches(self, grads_and_vars):
+    return (len(grads_and_vars) == len(self.variables)
+            and all(map(operator.is_, map(_SECOND, grads_and_vars), self.variables))
+            and tuple(grad is not None for grad, _ in grads_and_vars) == self.has_grad)
+
+  def gradients(self, grads_and_vars):
+    """Each group's gradient list; None unless every one is a dense tensor of its group's dtype."""
+    result = []
+    for group in self.groups:
+      grads = [grads_and_vars[i][0] for i in group.positions]
+      if not all(map(isinstance, grads, itertools.repeat(tf.Tensor))):
+        return None
+      dtypes = set(map(_DTYPE, grads))
+      if len(dtypes) != 1 or dtypes.pop() != group.dtype:
+        return None
+      result.append(grads)
+    return result

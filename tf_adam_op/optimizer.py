@@ -47,6 +47,16 @@ def _check_hyperparameters(learning_rate, beta1, beta2, epsilon):
       raise ValueError(f"AdamOptimizer: {name} {rule}, got {value!r}")
 
 
+def _check_variable_dtypes(grads_and_vars):
+  for _, var in grads_and_vars:
+    dtype = getattr(var, "dtype", None)
+    if dtype is not None and dtype.base_dtype not in SUPPORTED_DTYPES:
+      raise ValueError(
+          f"tf_adam_op.AdamOptimizer cannot update variable {getattr(var, 'name', var)!r} of dtype "
+          f"{dtype.base_dtype.name}: supported dtypes are "
+          f"{', '.join(d.name for d in SUPPORTED_DTYPES)}")
+
+
 class AdamOptimizer(optimizer_lib.Optimizer):
   """Adam (Kingma & Ba, 2015) with stock TF1 semantics, on one fused C++ op per variable.
 
@@ -111,18 +121,13 @@ class AdamOptimizer(optimizer_lib.Optimizer):
   def apply_gradients(self, grads_and_vars, global_step=None, name=None,
                       skip_gradients_aggregation=False):
     grads_and_vars = tuple(grads_and_vars)  # it may be a generator; it is read more than once
-    for _, var in grads_and_vars:
-      dtype = getattr(var, "dtype", None)
-      if dtype is not None and dtype.base_dtype not in SUPPORTED_DTYPES:
-        raise ValueError(
-            f"tf_adam_op.AdamOptimizer cannot update variable {getattr(var, 'name', var)!r} of dtype "
-            f"{dtype.base_dtype.name}: supported dtypes are "
-            f"{', '.join(d.name for d in SUPPORTED_DTYPES)}")
     fuse = self._fused and not distribute_lib.has_strategy()
-    if fuse and tf.executing_eagerly():
-      plan = self._eager_plan_for(grads_and_vars)
-      if plan is not None:
-        return self._apply_eagerly(plan, grads_and_vars, global_step)
+    if fuse and tf.executing_eagerly() and self._apply_on_eager_fast_path(grads_and_vars):
+      if global_step is not None:
+        resource_variable_ops.assign_add_variable_op(
+            global_step.handle, tf.convert_to_tensor(1, dtype=global_step.dtype))
+      return None  # what stock returns in eager mode
+    _check_variable_dtypes(grads_and_vars)
     # The base class drives the step; _resource_apply_dense holds fusable updates back in
     # self._deferred_dense and _finish turns them into multi-tensor ops.
     self._deferred_dense = [] if fuse else None
@@ -134,38 +139,52 @@ class AdamOptimizer(optimizer_lib.Optimizer):
 
   # --- the eager fast path -----------------------------------------------------------------------
 
-  def _eager_plan_for(self, grads_and_vars):
-    """The cached plan for these variables, built on a miss; None when a pair needs the general
-    path (a sparse, missing-dtype or non-tensor gradient, a ref or constrained variable, ...),
-    which then gives stock's behaviour and errors."""
-    variables = tuple(v for _, v in grads_and_vars)
-    has_grad = tuple(g is not None for g, _ in grads_and_vars)
-    for grad, var in grads_and_vars:
-      if grad is not None and not _fused.is_fusable(grad, var):
-        return None
+  def _apply_on_eager_fast_path(self, grads_and_vars):
+    """One eager step with one op call per group and no per-variable Python; False (nothing done)
+    when a pair needs the general path (a sparse or non-tensor gradient, a ref or constrained
+    variable, ...), which then gives stock's behaviour and errors."""
     plan = self._eager_plan
-    if plan is not None and plan.matches(variables, has_grad):
-      return plan
-    var_list = [v for v, g in zip(variables, has_grad) if g]
+    if plan is None or not plan.matches(grads_and_vars):
+      plan = self._build_eager_plan(grads_and_vars)
+      if plan is None:
+        return False
+    group_grads = plan.gradients(grads_and_vars)
+    if group_grads is None:
+      return False
+    self._prepare_eagerly()
+    for group, grads in zip(plan.groups, group_grads):
+      handles = (group.var_handles, group.m_handles, group.v_handles)
+      if plan.beta_power_handles is not None:  # one group: its op also advances the powers
+        ops.resource_apply_adam_v1_multi(
+            *handles, *plan.beta_power_handles, *self._hyperparameters(group.dtype), grads,
+            use_locking=self._use_locking)
+      else:
+        ops.resource_apply_adam_v1_multi_no_advance(
+            *handles, *self._scalars(group.dtype), grads, use_locking=self._use_locking)
+    if plan.beta_power_handles is None:
+      self._advance_beta_powers([])
+    return True
+
+  def _build_eager_plan(self, grads_and_vars):
+    """Checks, creates the slots and caches handles for these variables; None if not fusable."""
+    if not all(grad is None or _fused.is_fusable(grad, var) for grad, var in grads_and_vars):
+      return None
+    var_list = [var for grad, var in grads_and_vars if grad is not None]
     if not var_list:
       return None  # the general path raises stock's ValueError
+    _check_variable_dtypes(grads_and_vars)
     with framework_ops.init_scope():
       self._create_slots(var_list)
     # Grouped as (position, var) pairs: a group's "grads" are where its gradients will be.
     groups = _fused.group_by_device_and_dtype(
-        [(i, var) for i, (var, g) in enumerate(zip(variables, has_grad)) if g])
+        [(i, var) for i, (grad, var) in enumerate(grads_and_vars) if grad is not None])
     beta_powers = self._get_beta_accumulators()
     advances = len(groups) == 1 and _fused.powers_on_device(beta_powers, groups[0].device)
-    eager_groups = [
-        _fused.EagerGroup(
-            dtype=group.dtype, positions=group.grads,
-            var_handles=[v.handle for v in group.variables],
-            m_handles=[self.get_slot(v, "m").handle for v in group.variables],
-            v_handles=[self.get_slot(v, "v").handle for v in group.variables])
-        for group in groups]
     self._eager_plan = _fused.EagerPlan(
-        variables=variables, has_grad=has_grad, groups=eager_groups,
-        advances_beta_powers=advances,
+        variables=tuple(var for _, var in grads_and_vars),
+        has_grad=tuple(grad is not None for grad, _ in grads_and_vars),
+        groups=[_fused.EagerGroup(group.dtype, group.grads, *self._slot_handles(group.variables))
+                for group in groups],
         beta_power_handles=tuple(p.handle for p in beta_powers) if advances else None)
     return self._eager_plan
 
@@ -174,32 +193,16 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     (callables and tensors are re-evaluated every step, as in stock)."""
     values = (self._lr, self._beta1, self._beta2, self._epsilon)
     if not all(_is_number(x) for x in values):
+      self._eager_hyper_cache = None
       self._prepare()
       return
     cache = self._eager_hyper_cache
-    if cache is None or cache[0] != values:
+    if cache is None or cache["values"] != values:
       names = ("learning_rate", "beta1", "beta2", "epsilon")
-      cache = (values, tuple(tf.convert_to_tensor(x, name=n) for x, n in zip(values, names)))
+      cache = {"values": values,
+               "tensors": tuple(tf.convert_to_tensor(x, name=n) for x, n in zip(values, names))}
       self._eager_hyper_cache = cache
-    self._lr_t, self._beta1_t, self._beta2_t, self._epsilon_t = cache[1]
-
-  def _apply_eagerly(self, plan, grads_and_vars, global_step):
-    self._prepare_eagerly()
-    for group in plan.groups:
-      grads = [grads_and_vars[i][0] for i in group.positions]
-      handles = (group.var_handles, group.m_handles, group.v_handles)
-      if plan.advances_beta_powers:
-        ops.resource_apply_adam_v1_multi(
-            *handles, *plan.beta_power_handles, *self._hyperparameters(group.dtype), grads,
-            use_locking=self._use_locking)
-      else:
-        ops.resource_apply_adam_v1_multi_no_advance(
-            *handles, *self._scalars(group.dtype), grads, use_locking=self._use_locking)
-    if not plan.advances_beta_powers:
-      self._advance_beta_powers([])
-    if global_step is not None:
-      resource_variable_ops.assign_add_variable_op(
-          global_step.handle, tf.convert_to_tensor(1, dtype=global_step.dtype))
+    self._lr_t, self._beta1_t, self._beta2_t, self._epsilon_t = cache["tensors"]
 
   # --- hyperparameters ---------------------------------------------------------------------------
 
@@ -219,7 +222,13 @@ class AdamOptimizer(optimizer_lib.Optimizer):
   def _hyperparameters(self, dtype):
     """lr, beta1, beta2, epsilon in the dtype the update of `dtype` variables is computed in."""
     compute = ops.compute_dtype(dtype)
-    return [tf.cast(x, compute) for x in (self._lr_t, self._beta1_t, self._beta2_t, self._epsilon_t)]
+    cache = self._eager_hyper_cache if tf.executing_eagerly() else None
+    if cache is not None and compute in cache:  # eager, plain numbers: cast once, not every step
+      return cache[compute]
+    casts = [tf.cast(x, compute) for x in (self._lr_t, self._beta1_t, self._beta2_t, self._epsilon_t)]
+    if cache is not None:
+      cache[compute] = casts
+    return casts
 
   def _scalars(self, dtype):
     """The six scalar inputs in the op's order, in the dtype the update of `dtype` is computed in."""

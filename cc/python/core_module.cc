@@ -3,11 +3,13 @@
 // the tests and as a graph-free Adam step for users.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <string>
 
 #include "core/adam_update_rule.h"
 #include "core/low_precision.h"
+#include "python/bandwidth_probe.h"
 
 namespace py = pybind11;
 
@@ -89,6 +91,14 @@ PYBIND11_MODULE(_core, module) {
              py::arg("beta1"), py::arg("beta2"), py::arg("epsilon"), py::kw_only(),
              py::arg("use_nesterov") = false,
              "One Adam step in place on var, m and v, with the op kernel's arithmetic and rounding.");
+  module.def(
+      "bandwidth_probe",
+      [](int64_t num_elements, int threads, int repeats) {
+        py::gil_scoped_release release;
+        return tf_adam_op::BandwidthProbe(num_elements, threads, repeats);
+      },
+      py::arg("num_elements"), py::arg("threads"), py::arg("repeats") = 5,
+      "Seconds per pass of a stream with an Adam step's traffic (28 bytes per float32 element).");
   module.def("build_info", []() {
     py::dict info;
     info["tf_version"] = TF_ADAM_OP_TF_VERSION;
