@@ -27,7 +27,8 @@ def _demo(args):
 
 def _bench(args):
   from tf_adam_op import bench  # pylint: disable=g-import-not-at-top
-  bench.run_sparse(steps=args.steps, seed=args.seed, quiet=args.quiet)
+  bench.main(args.workload, args.mode, args.impl, args.steps, args.scale, args.json, args.png,
+             seed=args.seed, quiet=args.quiet)
   return 0
 
 
@@ -42,9 +43,20 @@ def main(argv=None):
   demo.add_argument("--seed", type=int, default=0)
   demo.add_argument("--quiet", action="store_true", help="no progress bars")
   demo.set_defaults(run=_demo)
-  bench = commands.add_parser("bench", help="time stock Adam and ours on one workload")
-  bench.add_argument("--workload", choices=["sparse"], default="sparse")
-  bench.add_argument("--steps", type=int, default=10)
+  bench = commands.add_parser(
+      "bench", help="time stock Adam, ours and torch's fused Adam; table, JSON and PNG")
+  workloads = ["large", "many", "mixed", "sparse"]
+  modes = ["eager", "tf.function", "tf1-ref", "tf1-resource"]
+  implementations = ["stock", "ours", "ours lazy", "torch fused"]
+  bench.add_argument("--workload", nargs="+", choices=workloads, default=workloads)
+  bench.add_argument("--mode", nargs="+", choices=modes, default=modes)
+  bench.add_argument("--impl", nargs="+", choices=implementations, default=implementations,
+                     help="torch fused runs when torch is installed (pip install torch)")
+  bench.add_argument("--steps", type=int, default=20, help="timed steps per implementation")
+  bench.add_argument("--scale", type=float, default=1.0,
+                     help="scale every workload's first dimension (quick runs)")
+  bench.add_argument("--json", default="tf_adam_op_bench.json", help="JSON output path")
+  bench.add_argument("--png", default="tf_adam_op_bench.png", help="PNG chart path")
   bench.add_argument("--seed", type=int, default=0)
   bench.add_argument("--quiet", action="store_true", help="no progress bars")
   bench.set_defaults(run=_bench)

@@ -55,11 +55,12 @@ def powers_on_device(beta_powers, device):
 @dataclasses.dataclass
 class EagerGroup:
   """One group of the eager fast path, with everything the op needs but the gradients."""
+  device: str
   dtype: tf.DType
   positions: List[int]  # where this group's gradients sit in the step's list
-  var_handles: list
-  m_handles: list
-  v_handles: list
+  var_handles: tf.Tensor  # vectors of handles, packed once
+  m_handles: tf.Tensor
+  v_handles: tf.Tensor
 
 
 _SECOND = operator.itemgetter(1)

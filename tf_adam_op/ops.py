@@ -103,12 +103,22 @@ def _list_dtype(grads):
   return tf.convert_to_tensor(grads[0]).dtype
 
 
+def pack_handles(handles):
+  """The vector of resource handles the multi-tensor ops take for vars, ms or vs, from a list of
+  handles (a tensor is passed through)."""
+  if isinstance(handles, (list, tuple)):
+    return tf.stack(handles)
+  return handles
+
+
 def resource_apply_adam_v1_multi(vars, ms, vs, beta1_power, beta2_power, lr, beta1, beta2, epsilon,
                                  grads, use_locking=False, use_nesterov=False,
                                  power_dtype=tf.float32, name=None):
-  """One whole Adam step for N resource variables (handles), in one op. Returns the op.
+  """One whole Adam step for N resource variables, in one op. Returns the op.
 
-  Updates every (vars[i], ms[i], vs[i]) with grads[i], reading the beta powers from the variables
+  vars, ms and vs are lists of N handles, or vectors of them (pack_handles; packing once and
+  reusing the vectors saves a per-variable cost on every call). Updates every (vars[i], ms[i],
+  vs[i]) with grads[i], reading the beta powers from the variables
   beta1_power and beta2_power (handles), then advances them by beta1 and beta2. All or nothing: a
   bad input among the N changes no variable. All N must be of one dtype and on one device.
   power_dtype is the dtype of the beta power variables (float32 for the optimizer's).
@@ -116,7 +126,7 @@ def resource_apply_adam_v1_multi(vars, ms, vs, beta1_power, beta2_power, lr, bet
   _, _, lr, beta1, beta2, epsilon = _scalars((0.0, 0.0, lr, beta1, beta2, epsilon),
                                              _list_dtype(grads))
   return _op_library.resource_apply_adam_v1_multi(
-      vars, ms, vs, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grads,
+      pack_handles(vars), pack_handles(ms), pack_handles(vs), beta1_power, beta2_power, lr, beta1, beta2, epsilon, grads,
       use_locking=use_locking, use_nesterov=use_nesterov, Tpower=power_dtype, name=name)
 
 
@@ -126,7 +136,7 @@ def resource_apply_adam_v1_multi_no_advance(vars, ms, vs, beta1_power, beta2_pow
   """resource_apply_adam_v1_multi with the beta powers given as values and not advanced."""
   scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _list_dtype(grads))
   return _op_library.resource_apply_adam_v1_multi_no_advance(
-      vars, ms, vs, *scalars, grads, use_locking=use_locking, use_nesterov=use_nesterov, name=name)
+      pack_handles(vars), pack_handles(ms), pack_handles(vs), *scalars, grads, use_locking=use_locking, use_nesterov=use_nesterov, name=name)
 
 
 def stock_sparse_scales_first():

@@ -15,6 +15,7 @@ What differs is underneath:
 """
 
 import numbers
+import operator
 
 import tensorflow as tf
 from tensorflow.python.distribute import distribute_lib
@@ -28,6 +29,8 @@ from tf_adam_op import ops
 __all__ = ["AdamOptimizer"]
 
 SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+# How many groups' packed handle vectors are kept (a model usually has one or two groups).
+_PACKED_HANDLES_KEPT = 16
 
 
 def _is_number(value):
@@ -88,6 +91,7 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     self._deferred_dense = None
     self._eager_plan = None
     self._eager_hyper_cache = None
+    self._packed_handles = {}  # id of each variable -> (variables, packed handle vectors)
     self._lr = learning_rate
     self._beta1 = beta1
     self._beta2 = beta2
@@ -154,13 +158,15 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     self._prepare_eagerly()
     for group, grads in zip(plan.groups, group_grads):
       handles = (group.var_handles, group.m_handles, group.v_handles)
-      if plan.beta_power_handles is not None:  # one group: its op also advances the powers
-        ops.resource_apply_adam_v1_multi(
-            *handles, *plan.beta_power_handles, *self._hyperparameters(group.dtype), grads,
-            use_locking=self._use_locking)
-      else:
-        ops.resource_apply_adam_v1_multi_no_advance(
-            *handles, *self._scalars(group.dtype), grads, use_locking=self._use_locking)
+      # The device is explicit: packed handles do not tell eager placement where the variables are.
+      with tf.device(group.device):
+        if plan.beta_power_handles is not None:  # one group: its op also advances the powers
+          ops.resource_apply_adam_v1_multi(
+              *handles, *plan.beta_power_handles, *self._hyperparameters(group.dtype), grads,
+              use_locking=self._use_locking)
+        else:
+          ops.resource_apply_adam_v1_multi_no_advance(
+              *handles, *self._scalars(group.dtype), grads, use_locking=self._use_locking)
     if plan.beta_power_handles is None:
       self._advance_beta_powers([])
     return True
@@ -183,7 +189,8 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     self._eager_plan = _fused.EagerPlan(
         variables=tuple(var for _, var in grads_and_vars),
         has_grad=tuple(grad is not None for grad, _ in grads_and_vars),
-        groups=[_fused.EagerGroup(group.dtype, group.grads, *self._slot_handles(group.variables))
+        groups=[_fused.EagerGroup(group.device, group.dtype, group.grads,
+                                  *self._slot_handles(group.variables))
                 for group in groups],
         beta_power_handles=tuple(p.handle for p in beta_powers) if advances else None)
     return self._eager_plan
@@ -297,9 +304,26 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     return tf.group(*update_ops + self._advance_beta_powers(update_ops), name=name_scope)
 
   def _slot_handles(self, variables):
-    """The handles of variables, of their m slots and of their v slots: three lists."""
-    return ([v.handle for v in variables], [self.get_slot(v, "m").handle for v in variables],
-            [self.get_slot(v, "v").handle for v in variables])
+    """The handles of variables, of their m slots and of their v slots, as three handle vectors.
+
+    Eager variables (eager steps, tf.function) are packed once, eagerly, and the vectors kept: a
+    tf.function then captures three tensors instead of 3N handles, and pays no packing per call.
+    Graph variables (TF1) get Pack ops in their graph, so nothing outlives the graph.
+    """
+    lists = lambda: ([v.handle for v in variables],
+                     [self.get_slot(v, "m").handle for v in variables],
+                     [self.get_slot(v, "v").handle for v in variables])
+    if any(getattr(v, "_in_graph_mode", True) for v in variables):
+      return tuple(ops.pack_handles(handles) for handles in lists())
+    key = tuple(map(id, variables))
+    cached = self._packed_handles.get(key)
+    if cached is None or not all(map(operator.is_, cached[0], variables)):
+      with framework_ops.init_scope():
+        cached = (tuple(variables), tuple(ops.pack_handles(handles) for handles in lists()))
+      if len(self._packed_handles) >= _PACKED_HANDLES_KEPT:
+        self._packed_handles.pop(next(iter(self._packed_handles)))
+      self._packed_handles[key] = cached
+    return cached[1]
 
   def _advance_beta_powers(self, update_ops):
     """Stock's _finish: beta_power *= beta, after every update of the step."""

@@ -1,6 +1,10 @@
 // ResourceApplyAdamV1Multi and ResourceApplyAdamV1MultiNoAdvance: one Adam step for N resource
 // variables in one op (CPU kernel and registrations).
 //
+// The handles of vars, ms and vs come packed, N per 1-D tensor: an op (or a tf.function) with 3N
+// separate resource inputs costs a fixed dispatch or capture per input, which for hundreds of small
+// variables is more than the update itself. The N gradients stay a list (they are new every step).
+//
 // All or nothing: every variable is resolved, locked and validated (initialized, dtype, m/v/grad
 // shapes) before the first element is written, so one bad tensor among the N is an error that
 // leaves all of them unchanged. The work is split over the intra-op pool by the total element count
@@ -41,21 +45,13 @@ using ::tensorflow::TensorShapeUtils;
 
 namespace {
 
-// Input layout: vars, ms, vs (N each), the two beta powers (handles or values), lr, beta1, beta2,
-// epsilon, then N grads.
+// Input layout: packed vars, ms, vs; the two beta powers (handles or values); lr, beta1, beta2,
+// epsilon; then the N grads.
 struct MultiInputs {
-  explicit MultiInputs(int n) : n(n) {}
-  int var(int i) const { return i; }
-  int m(int i) const { return n + i; }
-  int v(int i) const { return 2 * n + i; }
-  int beta1_power() const { return 3 * n; }
-  int beta2_power() const { return 3 * n + 1; }
-  int lr() const { return 3 * n + 2; }
-  int beta1() const { return 3 * n + 3; }
-  int beta2() const { return 3 * n + 4; }
-  int epsilon() const { return 3 * n + 5; }
-  int grad(int i) const { return 3 * n + 6 + i; }
-  int n;
+  static constexpr int kVars = 0, kMs = 1, kVs = 2, kBeta1Power = 3, kBeta2Power = 4, kLr = 5,
+                       kBeta1 = 6, kBeta2 = 7, kEpsilon = 8, kFirstGrad = 9;
+  static constexpr const char* kPackedNames[] = {"vars", "ms", "vs"};
+  static int grad(int i) { return kFirstGrad + i; }
 };
 
 // Flat pointers of the N tensors and where each starts in the global element index space.
@@ -117,32 +113,40 @@ class ApplyAdamV1MultiOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    const MultiInputs in(n_);
+    using In = MultiInputs;
+    for (int packed : {In::kVars, In::kMs, In::kVs}) {
+      const Tensor& handles = ctx->input(packed);
+      OP_REQUIRES(ctx, handles.shape() == tensorflow::TensorShape({n_}),
+                  absl::InvalidArgumentError(absl::StrCat(
+                      In::kPackedNames[packed], " must hold the ", n_,
+                      " variables' handles (a vector), got shape ",
+                      handles.shape().DebugString())));
+    }
     std::vector<VariableInput> inputs;
     inputs.reserve(3 * n_ + 2);
-    for (int i = 0; i < n_; ++i) inputs.push_back({in.var(i), "vars", i});
-    for (int i = 0; i < n_; ++i) inputs.push_back({in.m(i), "ms", i});
-    for (int i = 0; i < n_; ++i) inputs.push_back({in.v(i), "vs", i});
+    for (int packed : {In::kVars, In::kMs, In::kVs}) {
+      for (int i = 0; i < n_; ++i) inputs.push_back({packed, In::kPackedNames[packed], i});
+    }
     if (kAdvancesBetaPowers) {
-      inputs.push_back({in.beta1_power(), "beta1_power", -1, power_dtype_});
-      inputs.push_back({in.beta2_power(), "beta2_power", -1, power_dtype_});
+      inputs.push_back({In::kBeta1Power, "beta1_power", -1, power_dtype_});
+      inputs.push_back({In::kBeta2Power, "beta2_power", -1, power_dtype_});
     }
     TrainingVariables vars(&CopyDeviceBuffer<Device>);
     OP_REQUIRES_OK(ctx, vars.Acquire(ctx, std::move(inputs), DataTypeToEnum<T>::value,
                                      use_locking_, UpdateKind::kDense));
-    OP_REQUIRES_OK(ctx, Validate(ctx, in, vars));
+    OP_REQUIRES_OK(ctx, Validate(ctx, vars));
     OP_REQUIRES_OK(ctx, vars.PrepareForInPlaceUpdate(ctx));
 
     // Nothing can fail from here on.
     const C beta1_power = kAdvancesBetaPowers ? PowerValue<C>(vars.tensor(3 * n_))
-                                              : ctx->input(in.beta1_power()).scalar<C>()();
+                                              : ctx->input(In::kBeta1Power).scalar<C>()();
     const C beta2_power = kAdvancesBetaPowers ? PowerValue<C>(vars.tensor(3 * n_ + 1))
-                                              : ctx->input(in.beta2_power()).scalar<C>()();
-    const C beta1 = ctx->input(in.beta1()).scalar<C>()();
-    const C beta2 = ctx->input(in.beta2()).scalar<C>()();
+                                              : ctx->input(In::kBeta2Power).scalar<C>()();
+    const C beta1 = ctx->input(In::kBeta1).scalar<C>()();
+    const C beta2 = ctx->input(In::kBeta2).scalar<C>()();
     const AdamStep<C> step =
-        MakeAdamStep(beta1_power, beta2_power, ctx->input(in.lr()).scalar<C>()(), beta1, beta2,
-                     ctx->input(in.epsilon()).scalar<C>()());
+        MakeAdamStep(beta1_power, beta2_power, ctx->input(In::kLr).scalar<C>()(), beta1, beta2,
+                     ctx->input(In::kEpsilon).scalar<C>()());
 
     FlatTensors<T> flat;
     flat.offsets.reserve(n_ + 1);
@@ -151,7 +155,7 @@ class ApplyAdamV1MultiOp : public OpKernel {
       flat.var.push_back(vars.mutable_tensor(i).flat<T>().data());
       flat.m.push_back(vars.mutable_tensor(n_ + i).flat<T>().data());
       flat.v.push_back(vars.mutable_tensor(2 * n_ + i).flat<T>().data());
-      flat.grad.push_back(ctx->input(in.grad(i)).flat<T>().data());
+      flat.grad.push_back(ctx->input(In::grad(i)).flat<T>().data());
       flat.offsets.push_back(flat.offsets.back() + vars.tensor(i).NumElements());
     }
     const int64_t total = flat.offsets.back();
@@ -170,13 +174,13 @@ class ApplyAdamV1MultiOp : public OpKernel {
 
  private:
   // Everything Acquire does not check: shapes of m, v and grads, the scalars, the powers.
-  absl::Status Validate(OpKernelContext* ctx, const MultiInputs& in,
-                        const TrainingVariables& vars) const {
+  absl::Status Validate(OpKernelContext* ctx, const TrainingVariables& vars) const {
+    using In = MultiInputs;
     for (int i = 0; i < n_; ++i) {
       const tensorflow::TensorShape& var = vars.tensor(i).shape();
       const tensorflow::TensorShape* others[] = {&vars.tensor(n_ + i).shape(),
                                                  &vars.tensor(2 * n_ + i).shape(),
-                                                 &ctx->input(in.grad(i)).shape()};
+                                                 &ctx->input(In::grad(i)).shape()};
       const char* other_names[] = {"ms", "vs", "grads"};
       for (int k = 0; k < 3; ++k) {
         if (!var.IsSameSize(*others[k])) {
@@ -186,12 +190,12 @@ class ApplyAdamV1MultiOp : public OpKernel {
         }
       }
     }
-    const int first_scalar = kAdvancesBetaPowers ? in.lr() : in.beta1_power();
-    for (int index = first_scalar; index <= in.epsilon(); ++index) {
+    const int first_scalar = kAdvancesBetaPowers ? In::kLr : In::kBeta1Power;
+    for (int index = first_scalar; index <= In::kEpsilon; ++index) {
       const Tensor& scalar = ctx->input(index);
       if (!TensorShapeUtils::IsScalar(scalar.shape())) {
         return absl::InvalidArgumentError(absl::StrCat(
-            kScalarNames[index - in.beta1_power()], " is not a scalar: ",
+            kScalarNames[index - In::kBeta1Power], " is not a scalar: ",
             scalar.shape().DebugString()));
       }
     }

@@ -17,23 +17,27 @@ using ::tensorflow::LookupResource;
 
 namespace {
 
-// A scalar handle input resolved to its Var. HandleFromInput would CHECK-fail on a non-scalar handle
+// A handle (a scalar input, or one element of a packed input) resolved to its Var. HandleFromInput
+// would CHECK-fail on a non-scalar handle
 // tensor, so the shape is checked first. A missing resource is FailedPrecondition, as TF's own
 // ReadVariableOp reports it: in a TF1 graph an uninitialized variable has no resource yet, and TF
 // cannot tell that apart from a deleted one.
 absl::Status LookupVariable(OpKernelContext* ctx, const VariableInput& input,
                             absl::FunctionRef<std::string()> name,
                             tensorflow::core::RefCountPtr<Var>* var) {
-  const Tensor& handle = ctx->input(input.index);
-  if (!tensorflow::TensorShapeUtils::IsScalar(handle.shape())) {
+  const Tensor& handles = ctx->input(input.index);
+  if (input.element < 0 && !tensorflow::TensorShapeUtils::IsScalar(handles.shape())) {
     return absl::InvalidArgumentError(absl::StrCat(
-        name(), " must be a scalar resource handle, got shape ", handle.shape().DebugString()));
+        name(), " must be a scalar resource handle, got shape ", handles.shape().DebugString()));
   }
-  const absl::Status status = LookupResource(ctx, HandleFromInput(ctx, input.index), var);
+  // Packed inputs were checked by the kernel to hold one handle per variable.
+  const tensorflow::ResourceHandle& handle =
+      input.element < 0 ? HandleFromInput(ctx, input.index)
+                        : handles.flat<tensorflow::ResourceHandle>()(input.element);
+  const absl::Status status = LookupResource(ctx, handle, var);
   if (absl::IsNotFound(status)) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "Attempting to use uninitialized variables: ", name(), " (resource '",
-        HandleFromInput(ctx, input.index).name(),
+        "Attempting to use uninitialized variables: ", name(), " (resource '", handle.name(),
         "' does not exist: the variable was never initialized, or it was deleted)"));
   }
   return status;
@@ -94,8 +98,8 @@ absl::Status TrainingVariables::Acquire(OpKernelContext* ctx, std::vector<Variab
 
 std::string TrainingVariables::name(int k) const {
   const VariableInput& input = inputs_[k];
-  if (input.list_position < 0) return input.name;
-  return absl::StrCat(input.name, "[", input.list_position, "]");
+  if (input.element < 0) return input.name;
+  return absl::StrCat(input.name, "[", input.element, "]");
 }
 
 absl::Status TrainingVariables::CheckDistinct(const std::vector<const void*>& identities) const {

@@ -26,9 +26,11 @@ using ::tensorflow::Tensor;
 using ::tensorflow::Var;
 
 struct VariableInput {
-  int index;              // the op input holding the ref or the handle
-  const char* name;       // for messages: "var", "m", "vars", ...
-  int list_position = -1;  // for list inputs: the position in the list ("vars[3]")
+  int index;         // the op input holding the ref or the handle(s)
+  const char* name;  // for messages: "var", "m", "vars", ...
+  // For an input that packs several handles in a 1-D tensor: which one ("vars[3]"); -1 for an
+  // input that is one ref or one scalar handle.
+  int element = -1;
   // The dtype the variable must hold; DT_INVALID means the dtype given to Acquire (attr T).
   DataType dtype = tensorflow::DT_INVALID;
 };
@@ -59,7 +61,7 @@ class TrainingVariables {
                        bool use_locking, UpdateKind kind);
 
   int size() const { return static_cast<int>(inputs_.size()); }
-  // "var", or "vars[3]" for a list input: built only for error messages.
+  // "var", or "vars[3]" for a packed input: built only for error messages.
   std::string name(int k) const;
 
   // The current value, for validation. Does not take a reference (taking one would force a copy).

@@ -89,22 +89,22 @@ absl::Status SparseAdamShapeFn(InferenceContext* c, bool is_resource) {
   return absl::OkStatus();
 }
 
-// The multi-tensor ops: for each i, vars[i], ms[i], vs[i] and grads[i] merge; the hyperparameters
-// (and, for the NoAdvance op, the beta power values) are scalars.
+// The multi-tensor ops: vars, ms and vs are vectors of N handles; the grads can have any shapes
+// (the kernel matches each to its variable); the hyperparameters (and, for the NoAdvance op, the
+// beta power values) are scalars. The op has no outputs.
 absl::Status MultiAdamShapeFn(InferenceContext* c, bool advances_beta_powers) {
   TF_RETURN_IF_ERROR(CheckScalarType(c));
   int n;
   TF_RETURN_IF_ERROR(c->GetAttr("N", &n));
-  const int first_scalar = 3 * n + (advances_beta_powers ? 2 : 0);
-  const int first_grad = 3 * n + 6;
-  for (int i = 0; i < n; ++i) {
-    ShapeHandle var = ResourceVariableShape(c, i);
-    TF_RETURN_IF_ERROR(c->Merge(var, ResourceVariableShape(c, n + i), &var));
-    TF_RETURN_IF_ERROR(c->Merge(var, ResourceVariableShape(c, 2 * n + i), &var));
-    TF_RETURN_IF_ERROR(c->Merge(var, c->input(first_grad + i), &var));
+  ShapeHandle handles;
+  for (int i = 0; i < 3; ++i) {
+    TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 1, &handles));
+    shape_inference::DimensionHandle unused_dim;
+    TF_RETURN_IF_ERROR(c->WithValue(c->Dim(handles, 0), n, &unused_dim));
   }
+  const int first_scalar = advances_beta_powers ? 5 : 3;
   ShapeHandle unused;
-  for (int i = first_scalar; i < first_grad; ++i) {
+  for (int i = first_scalar; i < 9; ++i) {
     TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
   }
   return absl::OkStatus();
@@ -191,9 +191,9 @@ REGISTER_OP("ResourceSparseApplyAdamV1")
       .Attr("use_nesterov: bool = false")
 
 REGISTER_OP("ResourceApplyAdamV1Multi")
-    .Input("vars: N * resource")
-    .Input("ms: N * resource")
-    .Input("vs: N * resource")
+    .Input("vars: resource")
+    .Input("ms: resource")
+    .Input("vs: resource")
     .Input("beta1_power: resource")
     .Input("beta2_power: resource")
     .Input("lr: Tscalar")
@@ -207,16 +207,17 @@ REGISTER_OP("ResourceApplyAdamV1Multi")
     .Doc(R"doc(
 One whole Adam step for N resource variables: ResourceApplyAdamV1 on every (vars[i], ms[i], vs[i],
 grads[i]) with the beta powers read from their variables, then beta1_power *= beta1 and
-beta2_power *= beta2 (in Tpower, the accumulators' dtype) after all N updates.
+beta2_power *= beta2 (in Tpower, the accumulators' dtype) after all N updates. vars, ms and vs are
+vectors of N handles each (tf.stack of the handles).
 
 All or nothing: any bad input among the N (shape, dtype, uninitialized, the same variable twice) is
 an error and no variable is changed. The variables must be on one device and of one dtype T.
 )doc");
 
 REGISTER_OP("ResourceApplyAdamV1MultiNoAdvance")
-    .Input("vars: N * resource")
-    .Input("ms: N * resource")
-    .Input("vs: N * resource")
+    .Input("vars: resource")
+    .Input("ms: resource")
+    .Input("vs: resource")
     .Input("beta1_power: Tscalar")
     .Input("beta2_power: Tscalar")
     .Input("lr: Tscalar")

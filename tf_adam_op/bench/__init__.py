@@ -1,0 +1,33 @@
+"""`tf-adam-op bench`: stock v1 Adam, tf_adam_op and PyTorch's fused Adam, measured in one run.
+
+Workloads (workloads.py) x modes (eager, tf.function, TF1 session with ref or resource variables)
+x implementations; a bandwidth probe per case gives the fraction of the machine's bandwidth each
+step reaches. Prints a table and the targets met or not; writes JSON and a PNG chart.
+"""
+
+from tf_adam_op.bench import report
+from tf_adam_op.bench.run import IMPLEMENTATIONS, TORCH, run
+from tf_adam_op.bench.tf_steps import MODES
+from tf_adam_op.bench.workloads import WORKLOADS
+
+
+def main(workload_names, modes, implementations, steps, scale, json_path, png_path, seed=0,
+         quiet=False):
+  workloads = [WORKLOADS[name].scaled(scale) for name in workload_names]
+  for workload in workloads:
+    print(f"{workload.name}: {workload.description} ({workload.num_parameters:,} parameters)")
+  cases = run(workloads, modes, implementations, steps, seed=seed, quiet=quiet)
+  print(f"\nmedian of {steps} steps per implementation; 'of BW': 28 bytes per parameter per step "
+        "over the probe's bandwidth; 'vs stock': speed-up; 'vs torch': time ratio; 'peak MiB': "
+        "resident memory a step adds at its peak\n")
+  print(report.table(cases))
+  targets = report.evaluate_targets(cases)
+  print("\ntargets (issue 4):")
+  print(report.targets_text(targets))
+  report.write_json(json_path, cases, targets)
+  report.write_png(png_path, cases)
+  print(f"\nwrote {json_path} and {png_path}")
+  return cases, targets
+
+
+__all__ = ["main", "IMPLEMENTATIONS", "TORCH", "MODES", "WORKLOADS"]

@@ -1,0 +1,143 @@
+"""The benchmark's outputs: the table, the targets met or not, a JSON file and a PNG chart."""
+
+import dataclasses
+import json
+import os
+import platform
+import time
+
+import tensorflow as tf
+
+from tf_adam_op.bench import torch_step
+from tf_adam_op.bench.run import TORCH
+
+# The targets of issue 4, as (workload, modes, what, check, wording); each is judged on "ours".
+SESSION_AND_FUNCTION = ("tf.function", "tf1-ref", "tf1-resource")
+ALL_MODES = ("eager",) + SESSION_AND_FUNCTION
+TARGETS = (
+    ("large", ALL_MODES, "bandwidth_fraction", lambda x: x >= 0.90, "at least 0.90 of bandwidth"),
+    ("mixed", ALL_MODES, "bandwidth_fraction", lambda x: x >= 0.85, "at least 0.85 of bandwidth"),
+    ("many", ("eager",), "time_vs_torch", lambda x: x <= 1.0, "no slower than torch fused"),
+    ("many", SESSION_AND_FUNCTION, "time_vs_torch", lambda x: x <= 0.8,
+     "at most 0.8x torch fused's time"),
+)
+# Peak memory is compared page-exact but for this slack: a few pages move with Python's own heap.
+MEMORY_SLACK_MIB = 1.0
+
+
+def _fmt(value, pattern, missing="-"):
+  return missing if value is None else pattern.format(value)
+
+
+def table(cases):
+  header = (f"{'workload':9} {'mode':13} {'implementation':14} {'ms/step':>9} {'GB/s':>7} "
+            f"{'of BW':>6} {'vs stock':>9} {'vs torch':>9} {'peak MiB':>9}")
+  lines = [header, "-" * len(header)]
+  for case in cases:
+    for r in case.records:
+      lines.append(
+          f"{r.workload:9} {r.mode:13} {r.implementation:14} {r.median_ms:9.3f} "
+          f"{_fmt(r.bandwidth_gbs, '{:.1f}'):>7} {_fmt(r.bandwidth_fraction, '{:.2f}'):>6} "
+          f"{_fmt(r.speedup_vs_stock, '{:.2f}x'):>9} {_fmt(r.time_vs_torch, '{:.2f}x'):>9} "
+          f"{_fmt(r.peak_extra_mib, '{:.1f}'):>9}")
+    if case.probe_gbs is not None:
+      lines.append(f"{'':9} {case.mode:13} {'(probe)':14} {'':9} {case.probe_gbs:7.1f}")
+  return "\n".join(lines)
+
+
+def _ours(cases, workload, mode):
+  for case in cases:
+    if case.workload == workload and case.mode == mode:
+      return {r.implementation: r for r in case.records}
+  return None
+
+
+def evaluate_targets(cases):
+  """[(target, status, detail)], status "met", "NOT met" or "not measured"."""
+  results = []
+  for workload, modes, field, check, wording in TARGETS:
+    for mode in modes:
+      rows = _ours(cases, workload, mode)
+      name = f"{workload} / {mode}: {wording}"
+      value = None if rows is None or "ours" not in rows else getattr(rows["ours"], field)
+      if value is None:
+        why = "torch not installed" if field == "time_vs_torch" and rows else "case not run"
+        results.append((name, "not measured", why))
+      else:
+        results.append((name, "met" if check(value) else "NOT met", f"{value:.2f}"))
+  for case in cases:
+    rows = {r.implementation: r for r in case.records}
+    if "stock" in rows and "ours" in rows and rows["ours"].peak_extra_mib is not None:
+      ours, stock = rows["ours"].peak_extra_mib, rows["stock"].peak_extra_mib
+      results.append((f"{case.workload} / {case.mode}: step peak memory no higher than stock",
+                      "met" if ours <= stock + MEMORY_SLACK_MIB else "NOT met",
+                      f"ours {ours:.1f} MiB, stock {stock:.1f} MiB"))
+  return results
+
+
+def targets_text(results):
+  return "\n".join(f"  [{status:>12}] {name} ({detail})" for name, status, detail in results)
+
+
+def machine():
+  model = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as cpuinfo:
+      model = next(line.split(":", 1)[1].strip() for line in cpuinfo
+                   if line.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  return {"cpu": model, "cores": os.cpu_count(), "platform": platform.platform(),
+          "tensorflow": tf.__version__,
+          "torch": torch_step.torch_version() if torch_step.torch_available() else None,
+          "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def write_json(path, cases, targets):
+  document = {
+      "machine": machine(),
+      "cases": [dataclasses.asdict(case) for case in cases],
+      "targets": [{"target": n, "status": s, "detail": d} for n, s, d in targets],
+  }
+  with open(path, "w") as f:
+    json.dump(document, f, indent=1)
+
+
+def write_png(path, cases):
+  """Two panels: speed-up over stock per case, and fraction of bandwidth for dense cases."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  labels = [f"{c.workload}\n{c.mode}" for c in cases]
+  names = []
+  for case in cases:
+    names += [r.implementation for r in case.records if r.implementation not in names]
+  width = 0.8 / max(1, len(names))
+  fig, (speed, bandwidth) = plt.subplots(2, 1, figsize=(max(8, 1.2 * len(cases)), 8))
+  for k, name in enumerate(names):
+    xs, speedups, fractions, fraction_xs = [], [], [], []
+    for i, case in enumerate(cases):
+      rows = {r.implementation: r for r in case.records}
+      if name in rows and rows[name].speedup_vs_stock is not None:
+        xs.append(i + k * width)
+        speedups.append(rows[name].speedup_vs_stock)
+      if name in rows and rows[name].bandwidth_fraction is not None:
+        fraction_xs.append(i + k * width)
+        fractions.append(rows[name].bandwidth_fraction)
+    speed.bar(xs, speedups, width, label=name)
+    bandwidth.bar(fraction_xs, fractions, width, label=name)
+  for axis in (speed, bandwidth):
+    axis.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(cases))])
+    axis.set_xticklabels(labels, fontsize=7)
+    axis.legend(fontsize=8)
+  speed.set_yscale("log")
+  speed.axhline(1.0, color="gray", linewidth=0.8)
+  speed.set_ylabel("speed-up over stock v1 Adam")
+  bandwidth.axhline(1.0, color="gray", linewidth=0.8)
+  bandwidth.set_ylabel("fraction of probed bandwidth")
+  info = machine()
+  fig.suptitle(f"tf_adam_op bench: {info['cpu']}, {info['cores']} cores, TF {info['tensorflow']}, "
+               f"{info['date']}", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

@@ -1,0 +1,127 @@
+"""Runs the benchmark: every (workload, mode) case measures all implementations in one go.
+
+Within a case the implementations take turns (rounds of a few steps each) rather than running one
+after another, so a noisy neighbour on a shared machine slows them alike; the bandwidth probe runs
+at the start of each case for the same reason. Everything reported comes from this one run.
+"""
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+import tf_adam_op
+from tf_adam_op.bench import measure, tf_steps, torch_step
+
+IMPLEMENTATIONS = {
+    "stock": lambda: tf.compat.v1.train.AdamOptimizer(1e-3),
+    "ours": lambda: tf_adam_op.AdamOptimizer(1e-3),
+    "ours lazy": lambda: tf_adam_op.AdamOptimizer(1e-3, lazy=True),  # sparse workload only
+}
+TORCH = "torch fused"
+WARMUP_STEPS = 2
+ROUNDS = 3  # the implementations take turns this many times in a case
+
+
+@dataclasses.dataclass
+class Record:
+  workload: str
+  mode: str
+  implementation: str
+  median_ms: float
+  steps: int
+  peak_extra_mib: Optional[float]  # peak resident memory above the start of the timed steps
+  bandwidth_gbs: Optional[float] = None  # 28 bytes per parameter / step time (dense workloads)
+  bandwidth_fraction: Optional[float] = None  # of the probe's bandwidth in the same case
+  speedup_vs_stock: Optional[float] = None  # stock's time / this time
+  time_vs_torch: Optional[float] = None  # this time / torch fused's time in the same case
+
+
+@dataclasses.dataclass
+class Case:
+  workload: str
+  mode: str
+  probe_gbs: Optional[float]
+  records: list
+
+
+def _implementations(workload, names):
+  """The implementations that apply to this workload, in the order given."""
+  chosen = []
+  for name in names:
+    if name == "ours lazy" and not workload.sparse:
+      continue
+    if name == TORCH and (workload.sparse or not torch_step.torch_available()):
+      continue  # torch's sparse Adam is a different rule; no torch: no row, said in the report
+    chosen.append(name)
+  return chosen
+
+
+def _build(workload, mode, name, seed):
+  if name == TORCH:
+    return torch_step.torch_fused_step(workload, seed)
+  return tf_steps.BUILDERS[mode](workload, IMPLEMENTATIONS[name], seed)
+
+
+def run_case(workload, mode, names, steps, seed, progress):
+  probe = None if workload.sparse else measure.probe_bandwidth(workload.num_parameters)
+  names = _implementations(workload, names)
+  built = {}
+  try:
+    for name in names:
+      progress.set_postfix_str(f"building {name}")
+      built[name] = _build(workload, mode, name, seed)
+      for _ in range(WARMUP_STEPS):  # traces, creates slots, faults pages in
+        built[name][0]()
+    seconds = {name: [] for name in names}
+    peaks = {}
+    rounds = max(1, min(ROUNDS, steps))
+    per_round = [steps // rounds + (r < steps % rounds) for r in range(rounds)]
+    for r, count in enumerate(per_round):
+      for name in names:
+        progress.set_postfix_str(f"{name}, round {r + 1}/{rounds}")
+        built[name][0]()  # untimed: the previous implementation left its own data in the caches
+        if r == 0:
+          with measure.PeakMemory() as peak:
+            seconds[name] += measure.time_steps(built[name][0], count)
+          peaks[name] = peak.extra_bytes
+        else:
+          seconds[name] += measure.time_steps(built[name][0], count)
+  finally:
+    for step_and_close in built.values():
+      step_and_close[1]()
+  return Case(workload.name, mode, probe and probe / 1e9,
+              _records(workload, mode, names, seconds, peaks, probe))
+
+
+def _records(workload, mode, names, seconds, peaks, probe):
+  medians = {name: float(np.median(seconds[name])) for name in names}
+  records = []
+  for name in names:
+    median = medians[name]
+    record = Record(workload.name, mode, name, median * 1e3, len(seconds[name]),
+                    None if peaks[name] is None else peaks[name] / 2**20)
+    if not workload.sparse:
+      record.bandwidth_gbs = measure.BYTES_PER_PARAMETER * workload.num_parameters / median / 1e9
+      record.bandwidth_fraction = record.bandwidth_gbs * 1e9 / probe
+    if "stock" in medians:
+      record.speedup_vs_stock = medians["stock"] / median
+    if TORCH in medians:
+      record.time_vs_torch = median / medians[TORCH]
+    records.append(record)
+  return records
+
+
+def run(workloads, modes, names, steps, seed=0, quiet=False):
+  """Measures every (workload, mode) case; returns the list of Cases."""
+  measure.fix_malloc_thresholds()
+  cases = [(w, m) for w in workloads for m in modes]
+  progress = tqdm(cases, disable=quiet, unit="case")
+  results = []
+  for workload, mode in progress:
+    progress.set_description(f"{workload.name}/{mode}")
+    results.append(run_case(workload, mode, names, steps, seed, progress))
+  progress.close()
+  return results

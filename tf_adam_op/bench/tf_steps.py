@@ -1,0 +1,102 @@
+"""One optimizer step of a workload, built in each TensorFlow mode the benchmark measures.
+
+Each builder returns (step, close): `step()` runs one apply_gradients and blocks until it is done;
+`close()` frees what it built. The gradients are fixed tensors made once, so a step times the
+optimizer alone, not a gradient computation.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from tf_adam_op.bench.workloads import SPARSE_BATCH, SPARSE_POOL
+
+MODES = ("eager", "tf.function", "tf1-ref", "tf1-resource")
+
+
+def _initial_value(shape, seed):
+  return tf.random.stateless_normal(shape, seed=[seed, 1])
+
+
+def _dense_gradient(shape, seed):
+  return tf.random.stateless_normal(shape, seed=[seed, 2]) * 1e-3
+
+
+def _sparse_gradient_parts(shape, seed):
+  """Values and indices of a batch drawn from SPARSE_POOL rows, so it has duplicates."""
+  rng = np.random.default_rng(seed)
+  pool = rng.integers(0, shape[0], size=min(SPARSE_POOL, shape[0]))
+  indices = rng.choice(pool, size=SPARSE_BATCH).astype(np.int64)
+  values = rng.standard_normal((SPARSE_BATCH,) + tuple(shape[1:])).astype(np.float32)
+  return values, indices
+
+
+def _gradients(workload, seed):
+  """Gradient tensors (dense, or one IndexedSlices) in the current graph or eagerly."""
+  if workload.sparse:
+    shape = workload.shapes[0]
+    values, indices = _sparse_gradient_parts(shape, seed)
+    return [tf.IndexedSlices(tf.constant(values), tf.constant(indices),
+                             tf.constant(shape, dtype=tf.int64))]
+  return [_dense_gradient(shape, seed + i) for i, shape in enumerate(workload.shapes)]
+
+
+def _eager_variables(workload, seed):
+  return [tf.Variable(_initial_value(shape, seed + i), name=f"w{i}")
+          for i, shape in enumerate(workload.shapes)]
+
+
+def eager_step(workload, make_optimizer, seed):
+  variables = _eager_variables(workload, seed)
+  pairs = list(zip(_gradients(workload, seed), variables))
+  optimizer = make_optimizer()
+
+  def step():
+    optimizer.apply_gradients(pairs)  # eager ops on the CPU run synchronously: done on return
+  return step, lambda: None
+
+
+def function_step(workload, make_optimizer, seed):
+  variables = _eager_variables(workload, seed)
+  pairs = list(zip(_gradients(workload, seed), variables))
+  optimizer = make_optimizer()
+
+  @tf.function
+  def apply():
+    optimizer.apply_gradients(pairs)
+
+  def step():
+    apply()
+  return step, lambda: None
+
+
+def _session_step(workload, make_optimizer, seed, use_resource):
+  graph = tf.Graph()
+  with graph.as_default():
+    variables = [tf.compat.v1.Variable(_initial_value(shape, seed + i), name=f"w{i}",
+                                       use_resource=use_resource)
+                 for i, shape in enumerate(workload.shapes)]
+    if workload.sparse:
+      grads = _gradients(workload, seed)
+    else:
+      # Gradients held in variables, so the graph does not carry megabytes of constants.
+      holders = [tf.compat.v1.Variable(_dense_gradient(shape, seed + i), trainable=False,
+                                       name=f"g{i}", use_resource=use_resource)
+                 for i, shape in enumerate(workload.shapes)]
+      grads = [tf.identity(h) for h in holders]
+    train_op = make_optimizer().apply_gradients(list(zip(grads, variables)))
+    init = tf.compat.v1.global_variables_initializer()
+  session = tf.compat.v1.Session(graph=graph)
+  session.run(init)
+  return lambda: session.run(train_op), session.close
+
+
+def tf1_ref_step(workload, make_optimizer, seed):
+  return _session_step(workload, make_optimizer, seed, use_resource=False)
+
+
+def tf1_resource_step(workload, make_optimizer, seed):
+  return _session_step(workload, make_optimizer, seed, use_resource=True)
+
+
+BUILDERS = {"eager": eager_step, "tf.function": function_step, "tf1-ref": tf1_ref_step,
+            "tf1-resource": tf1_resource_step}
