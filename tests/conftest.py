@@ -6,6 +6,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+# Two logical CPU devices, so tests can place variables on different devices (the optimizer's
+# grouping by device, tf.distribute). Must happen before TensorFlow initializes its devices.
+LOGICAL_CPUS = 2
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration()] * LOGICAL_CPUS)
+
 
 def pytest_report_header(config):
   import tf_adam_op  # the installed package: its op library must load, or every test fails loudly
