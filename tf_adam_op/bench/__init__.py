@@ -19,7 +19,7 @@ def main(workload_names, modes, implementations, steps, scale, json_path, png_pa
   cases = run(workloads, modes, implementations, steps, seed=seed, quiet=quiet)
   print(f"\nmedian of {steps} steps per implementation; 'of BW': 28 bytes per parameter per step "
         "over the probe's bandwidth; 'vs stock': speed-up; 'vs torch': time ratio; 'peak MiB': "
-        "resident memory a step adds at its peak\n")
+        "peak memory a step allocates beyond variables and slots (TF's allocator statistics)\n")
   print(report.table(cases))
   targets = report.evaluate_targets(cases)
   print("\ntargets (issue 4):")

@@ -32,7 +32,8 @@ class Record:
   implementation: str
   median_ms: float
   steps: int
-  peak_extra_mib: Optional[float]  # peak resident memory above the start of the timed steps
+  # Peak memory a step allocates beyond its variables and slots (TF's allocator; none for torch).
+  peak_extra_mib: Optional[float]
   bandwidth_gbs: Optional[float] = None  # 28 bytes per parameter / step time (dense workloads)
   bandwidth_fraction: Optional[float] = None  # of the probe's bandwidth in the same case
   speedup_vs_stock: Optional[float] = None  # stock's time / this time
@@ -83,10 +84,10 @@ def run_case(workload, mode, names, steps, seed, progress):
       for name in names:
         progress.set_postfix_str(f"{name}, round {r + 1}/{rounds}")
         built[name][0]()  # untimed: the previous implementation left its own data in the caches
-        if r == 0:
-          with measure.PeakMemory() as peak:
+        if r == 0 and name != TORCH:  # TF's allocator statistics cannot see torch's memory
+          with measure.StepMemory() as memory:
             seconds[name] += measure.time_steps(built[name][0], count)
-          peaks[name] = peak.extra_bytes
+          peaks[name] = memory.extra_bytes
         else:
           seconds[name] += measure.time_steps(built[name][0], count)
   finally:
@@ -101,8 +102,9 @@ def _records(workload, mode, names, seconds, peaks, probe):
   records = []
   for name in names:
     median = medians[name]
+    peak = peaks.get(name)
     record = Record(workload.name, mode, name, median * 1e3, len(seconds[name]),
-                    None if peaks[name] is None else peaks[name] / 2**20)
+                    None if peak is None else peak / 2**20)
     if not workload.sparse:
       record.bandwidth_gbs = measure.BYTES_PER_PARAMETER * workload.num_parameters / median / 1e9
       record.bandwidth_fraction = record.bandwidth_gbs * 1e9 / probe
@@ -116,7 +118,6 @@ def _records(workload, mode, names, seconds, peaks, probe):
 
 def run(workloads, modes, names, steps, seed=0, quiet=False):
   """Measures every (workload, mode) case; returns the list of Cases."""
-  measure.fix_malloc_thresholds()
   cases = [(w, m) for w in workloads for m in modes]
   progress = tqdm(cases, disable=quiet, unit="case")
   results = []

@@ -1,8 +1,11 @@
 """One optimizer step of a workload, built in each TensorFlow mode the benchmark measures.
 
 Each builder returns (step, close): `step()` runs one apply_gradients and blocks until it is done;
-`close()` frees what it built. The gradients are fixed tensors made once, so a step times the
-optimizer alone, not a gradient computation.
+`close()` frees what it built. The gradients are fixed, made once, so a step times the optimizer
+alone, not a gradient computation. They reach the optimizer as a training step's gradients would:
+eager tensors in eager mode; inside tf.function, constants of the function's graph (a gradient
+computed inside the function is not a per-call capture; capturing 200 tensors would add a cost
+per call that real training does not pay); in TF1 sessions, reads of variables holding them.
 """
 
 import numpy as np
@@ -30,14 +33,21 @@ def _sparse_gradient_parts(shape, seed):
   return values, indices
 
 
-def _gradients(workload, seed):
-  """Gradient tensors (dense, or one IndexedSlices) in the current graph or eagerly."""
+def _gradient_arrays(workload, seed):
+  """NumPy gradients: one array per variable, or (values, indices) for the sparse workload."""
   if workload.sparse:
-    shape = workload.shapes[0]
-    values, indices = _sparse_gradient_parts(shape, seed)
+    return _sparse_gradient_parts(workload.shapes[0], seed)
+  return [_dense_gradient(shape, seed + i).numpy() for i, shape in enumerate(workload.shapes)]
+
+
+def _gradients(workload, arrays):
+  """Gradient tensors (dense, or one IndexedSlices) from _gradient_arrays, as constants of the
+  current graph or eagerly."""
+  if workload.sparse:
+    values, indices = arrays
     return [tf.IndexedSlices(tf.constant(values), tf.constant(indices),
-                             tf.constant(shape, dtype=tf.int64))]
-  return [_dense_gradient(shape, seed + i) for i, shape in enumerate(workload.shapes)]
+                             tf.constant(workload.shapes[0], dtype=tf.int64))]
+  return [tf.constant(array) for array in arrays]
 
 
 def _eager_variables(workload, seed):
@@ -47,7 +57,7 @@ def _eager_variables(workload, seed):
 
 def eager_step(workload, make_optimizer, seed):
   variables = _eager_variables(workload, seed)
-  pairs = list(zip(_gradients(workload, seed), variables))
+  pairs = list(zip(_gradients(workload, _gradient_arrays(workload, seed)), variables))
   optimizer = make_optimizer()
 
   def step():
@@ -57,12 +67,12 @@ def eager_step(workload, make_optimizer, seed):
 
 def function_step(workload, make_optimizer, seed):
   variables = _eager_variables(workload, seed)
-  pairs = list(zip(_gradients(workload, seed), variables))
+  arrays = _gradient_arrays(workload, seed)
   optimizer = make_optimizer()
 
   @tf.function
   def apply():
-    optimizer.apply_gradients(pairs)
+    optimizer.apply_gradients(list(zip(_gradients(workload, arrays), variables)))
 
   def step():
     apply()
@@ -76,7 +86,7 @@ def _session_step(workload, make_optimizer, seed, use_resource):
                                        use_resource=use_resource)
                  for i, shape in enumerate(workload.shapes)]
     if workload.sparse:
-      grads = _gradients(workload, seed)
+      grads = _gradients(workload, _gradient_arrays(workload, seed))
     else:
       # Gradients held in variables, so the graph does not carry megabytes of constants.
       holders = [tf.compat.v1.Variable(_dense_gradient(shape, seed + i), trainable=False,
