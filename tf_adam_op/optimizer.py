@@ -50,6 +50,14 @@ def _check_hyperparameters(learning_rate, beta1, beta2, epsilon):
       raise ValueError(f"AdamOptimizer: {name} {rule}, got {value!r}")
 
 
+_NOT_TAKEN = object()  # the fast path declined a step; the general path takes it
+
+
+def _all_eager_variables(grads_and_vars):
+  """Whether every variable is an eager (TF2) resource variable, e.g. captured by a tf.function."""
+  return all(not getattr(var, "_in_graph_mode", True) for _, var in grads_and_vars)
+
+
 def _check_variable_dtypes(grads_and_vars):
   for _, var in grads_and_vars:
     dtype = getattr(var, "dtype", None)
@@ -126,11 +134,10 @@ class AdamOptimizer(optimizer_lib.Optimizer):
                       skip_gradients_aggregation=False):
     grads_and_vars = tuple(grads_and_vars)  # it may be a generator; it is read more than once
     fuse = self._fused and not distribute_lib.has_strategy()
-    if fuse and tf.executing_eagerly() and self._apply_on_eager_fast_path(grads_and_vars):
-      if global_step is not None:
-        resource_variable_ops.assign_add_variable_op(
-            global_step.handle, tf.convert_to_tensor(1, dtype=global_step.dtype))
-      return None  # what stock returns in eager mode
+    if fuse and (tf.executing_eagerly() or _all_eager_variables(grads_and_vars)):
+      result = self._apply_on_fast_path(grads_and_vars, global_step, name)
+      if result is not _NOT_TAKEN:
+        return result
     _check_variable_dtypes(grads_and_vars)
     # The base class drives the step; _resource_apply_dense holds fusable updates back in
     # self._deferred_dense and _finish turns them into multi-tensor ops.
@@ -141,35 +148,54 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     finally:
       self._deferred_dense = None
 
-  # --- the eager fast path -----------------------------------------------------------------------
+  # --- the fast path: eager steps, and tf.function traces over eager variables --------------------
 
-  def _apply_on_eager_fast_path(self, grads_and_vars):
-    """One eager step with one op call per group and no per-variable Python; False (nothing done)
-    when a pair needs the general path (a sparse or non-tensor gradient, a ref or constrained
-    variable, ...), which then gives stock's behaviour and errors."""
+  def _apply_on_fast_path(self, grads_and_vars, global_step, name):
+    """One op per group and no per-variable Python, from a plan cached per variable list.
+
+    Eager: no per-variable slot lookup, name scope or processor per step. Inside tf.function: the
+    base class would touch every variable (colocate_with), making the function capture all their
+    handles, one input per variable on every call; the plan's packed handles are three captures.
+    Returns _NOT_TAKEN (nothing done) when a pair needs the general path (a sparse or non-tensor
+    gradient, a ref or constrained variable, ...), which then gives stock's behaviour and errors.
+    """
     plan = self._eager_plan
     if plan is None or not plan.matches(grads_and_vars):
       plan = self._build_eager_plan(grads_and_vars)
       if plan is None:
-        return False
+        return _NOT_TAKEN
     group_grads = plan.gradients(grads_and_vars)
     if group_grads is None:
-      return False
-    self._prepare_eagerly()
-    for group, grads in zip(plan.groups, group_grads):
-      handles = (group.var_handles, group.m_handles, group.v_handles)
-      # The device is explicit: packed handles do not tell eager placement where the variables are.
-      with tf.device(group.device):
-        if plan.beta_power_handles is not None:  # one group: its op also advances the powers
-          ops.resource_apply_adam_v1_multi(
-              *handles, *plan.beta_power_handles, *self._hyperparameters(group.dtype), grads,
-              use_locking=self._use_locking)
-        else:
-          ops.resource_apply_adam_v1_multi_no_advance(
-              *handles, *self._scalars(group.dtype), grads, use_locking=self._use_locking)
-    if plan.beta_power_handles is None:
-      self._advance_beta_powers([])
-    return True
+      return _NOT_TAKEN
+    in_graph = not tf.executing_eagerly()
+    with framework_ops.name_scope(name, self._name, skip_on_eager=True) as scope:
+      if in_graph:
+        self._prepare()
+      else:
+        self._prepare_eagerly()
+      update_ops = []
+      for group, grads in zip(plan.groups, group_grads):
+        handles = (group.var_handles, group.m_handles, group.v_handles)
+        # Explicit device: packed handles do not tell placement where the variables are.
+        with tf.device(group.device):
+          if plan.beta_power_handles is not None:  # one group: its op also advances the powers
+            update_ops.append(ops.resource_apply_adam_v1_multi(
+                *handles, *plan.beta_power_handles, *self._hyperparameters(group.dtype), grads,
+                use_locking=self._use_locking))
+          else:
+            update_ops.append(ops.resource_apply_adam_v1_multi_no_advance(
+                *handles, *self._scalars(group.dtype), grads, use_locking=self._use_locking))
+      if plan.beta_power_handles is None:
+        update_ops += self._advance_beta_powers(update_ops if in_graph else [])
+      if global_step is not None:
+        with tf.control_dependencies(update_ops if in_graph else []):
+          update_ops = [resource_variable_ops.assign_add_variable_op(
+              global_step.handle, tf.convert_to_tensor(1, dtype=global_step.dtype))]
+      if not in_graph:
+        return None  # what stock returns in eager mode
+      train_op = tf.group(*update_ops, name=scope)
+      framework_ops.add_to_collection(framework_ops.GraphKeys.TRAIN_OP, train_op)
+      return train_op
 
   def _build_eager_plan(self, grads_and_vars):
     """Checks, creates the slots and caches handles for these variables; None if not fusable."""
