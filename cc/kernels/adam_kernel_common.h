@@ -4,10 +4,12 @@
 
 #include <array>
 #include <cstdint>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "core/adam_update_rule.h"
 #include "core/low_precision.h"
+#include "core/update_arguments.h"
 #include "kernels/training_variables.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor_shape.h"
@@ -63,11 +65,12 @@ inline absl::Status CheckSameShapeAsVar(const TrainingVariables& vars) {
   return absl::OkStatus();
 }
 
-// Scalar input i (0 = beta1_power ... 5 = epsilon), in the arithmetic type of T.
+// Where the six scalar inputs are (the memory of the op's device), all of T's compute type.
 template <typename T>
-typename tensorflow::TTypes<OpMathT<T>>::ConstScalar ScalarInput(tensorflow::OpKernelContext* ctx,
-                                                                 int i) {
-  return ctx->input(kFirstScalarInput + i).scalar<OpMathT<T>>();
+ScalarPointers ScalarInputPointers(tensorflow::OpKernelContext* ctx) {
+  auto at = [ctx](int i) -> const void* { return ctx->input(kFirstScalarInput + i).data(); };
+  return ScalarPointers{at(0), at(1), std::is_same<OpMathT<T>, double>::value,
+                        at(2), at(3), at(4), at(5)};
 }
 
 // Below this many elements one thread does the whole update: handing work to the pool costs

@@ -1,11 +1,15 @@
-// The dense Adam functor, specialised for CPUDevice in apply_adam_v1_op.cc and for GPUDevice in the
-// CUDA sources. Both call the one update rule in core/adam_update_rule.h.
+// The dense Adam functors, specialised for the CPU in the op files and for the GPU in
+// gpu_functors.h. All call the one update rule in core/adam_update_rule.h.
 #ifndef TF_ADAM_OP_KERNELS_APPLY_ADAM_V1_H_
 #define TF_ADAM_OP_KERNELS_APPLY_ADAM_V1_H_
 
+#include <cstdint>
+#include <vector>
+
 #include "core/adam_update_rule.h"
 #include "core/low_precision.h"
-#include "tensorflow/core/framework/tensor_types.h"
+#include "core/update_arguments.h"
+#include "tensorflow/core/framework/op_kernel.h"
 
 // The one dtype list: kernel registrations and functor instantiations both expand it, so they
 // cannot drift apart.
@@ -18,14 +22,28 @@
 namespace tf_adam_op {
 namespace functor {
 
+// Elements [0, n) of var, m, v updated with grad; the scalars are where `scalars` points (memory
+// of the device the op runs on).
 template <typename Device, typename T>
 struct ApplyAdamV1 {
-  using Scalar = typename tensorflow::TTypes<OpMathT<T>>::ConstScalar;
-  void operator()(const Device& d, typename tensorflow::TTypes<T>::Flat var,
-                  typename tensorflow::TTypes<T>::Flat m, typename tensorflow::TTypes<T>::Flat v,
-                  Scalar beta1_power, Scalar beta2_power, Scalar lr, Scalar beta1, Scalar beta2,
-                  Scalar epsilon, typename tensorflow::TTypes<T>::ConstFlat grad,
-                  bool use_nesterov) const;
+  absl::Status operator()(tensorflow::OpKernelContext* ctx, T* var, T* m, T* v, const T* grad,
+                          int64_t n, const ScalarPointers& scalars, bool use_nesterov) const;
+};
+
+// Every tensor of a multi-tensor update, with one set of scalars.
+template <typename Device, typename T>
+struct ApplyAdamV1Multi {
+  absl::Status operator()(tensorflow::OpKernelContext* ctx,
+                          const std::vector<TensorPointers>& tensors,
+                          const ScalarPointers& scalars, bool use_nesterov) const;
+};
+
+// beta1_power *= beta1 and beta2_power *= beta2 (in the powers' dtype), after the updates.
+template <typename Device>
+struct AdvanceBetaPowers {
+  absl::Status operator()(tensorflow::OpKernelContext* ctx, void* beta1_power, void* beta2_power,
+                          bool powers_are_double, const void* beta1, const void* beta2,
+                          bool betas_are_double) const;
 };
 
 }  // namespace functor

@@ -21,6 +21,7 @@
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -54,50 +55,71 @@ struct MultiInputs {
   static int grad(int i) { return kFirstGrad + i; }
 };
 
-// Flat pointers of the N tensors and where each starts in the global element index space.
+// Runs the update over global elements [begin, end) of the concatenated tensors, which may span
+// several tensors; offsets[k] is where tensor k starts (offsets has N + 1 entries).
 template <typename T>
-struct FlatTensors {
-  std::vector<T*> var, m, v;
-  std::vector<const T*> grad;
-  std::vector<int64_t> offsets;  // N + 1 entries; offsets[N] is the total element count
-};
-
-// Runs the update over global elements [begin, end), which may span several tensors.
-template <typename T>
-void UpdateGlobalRange(const FlatTensors<T>& t, bool use_nesterov,
+void UpdateGlobalRange(const std::vector<TensorPointers>& tensors,
+                       const std::vector<int64_t>& offsets, bool use_nesterov,
                        const AdamStep<OpMathT<T>>& step, int64_t begin, int64_t end) {
   // The last tensor starting at or before `begin` (empty tensors share offsets and are skipped).
-  int k = static_cast<int>(std::upper_bound(t.offsets.begin(), t.offsets.end(), begin) -
-                           t.offsets.begin()) - 1;
+  int k = static_cast<int>(std::upper_bound(offsets.begin(), offsets.end(), begin) -
+                           offsets.begin()) - 1;
   while (begin < end) {
-    const int64_t tensor_end = std::min(end, t.offsets[k + 1]);
+    const int64_t tensor_end = std::min(end, offsets[k + 1]);
     if (tensor_end > begin) {
-      const int64_t base = t.offsets[k];
-      CpuAdamUpdateRange<T>(use_nesterov, t.var[k], t.m[k], t.v[k], t.grad[k], begin - base,
-                            tensor_end - base, step);
+      const TensorPointers& t = tensors[k];
+      CpuAdamUpdateRange<T>(use_nesterov, static_cast<T*>(t.var), static_cast<T*>(t.m),
+                            static_cast<T*>(t.v), static_cast<const T*>(t.grad),
+                            begin - offsets[k], tensor_end - offsets[k], step);
       begin = tensor_end;
     }
     ++k;
   }
 }
 
-// Multiplies a scalar accumulator variable by `beta` in the accumulator's own dtype.
-template <typename C>
-void AdvancePower(Tensor power, C beta) {
-  if (power.dtype() == DT_DOUBLE) {
-    power.scalar<double>()() *= static_cast<double>(beta);
-  } else {
-    power.scalar<float>()() *= static_cast<float>(beta);
-  }
-}
-
-template <typename C>
-C PowerValue(const Tensor& power) {
-  return power.dtype() == DT_DOUBLE ? static_cast<C>(power.scalar<double>()())
-                                    : static_cast<C>(power.scalar<float>()());
-}
-
 }  // namespace
+
+namespace functor {
+
+template <typename T>
+struct ApplyAdamV1Multi<CPUDevice, T> {
+  absl::Status operator()(OpKernelContext* ctx, const std::vector<TensorPointers>& tensors,
+                          const ScalarPointers& scalars, bool use_nesterov) const {
+    const AdamStep<OpMathT<T>> step = LoadStep<OpMathT<T>>(scalars);
+    std::vector<int64_t> offsets(tensors.size() + 1, 0);
+    for (size_t k = 0; k < tensors.size(); ++k) offsets[k + 1] = offsets[k] + tensors[k].size;
+    const int64_t total = offsets.back();
+    auto update = [&](int64_t begin, int64_t end) {
+      UpdateGlobalRange<T>(tensors, offsets, use_nesterov, step, begin, end);
+    };
+    // Per element: var, m, v, grad read; var, m, v written; a division and a square root.
+    const Eigen::TensorOpCost cost(4 * sizeof(T), 3 * sizeof(T), /*compute_cycles=*/20);
+    if (total > 0) ShardedFor(ctx->eigen_device<CPUDevice>(), total, total, cost, update);
+    return absl::OkStatus();
+  }
+};
+
+template <>
+struct AdvanceBetaPowers<CPUDevice> {
+  absl::Status operator()(OpKernelContext* ctx, void* beta1_power, void* beta2_power,
+                          bool powers_are_double, const void* beta1, const void* beta2,
+                          bool betas_are_double) const {
+    auto advance = [&](void* power, const void* beta) {
+      const double b = betas_are_double ? *static_cast<const double*>(beta)
+                                        : *static_cast<const float*>(beta);
+      if (powers_are_double) {
+        *static_cast<double*>(power) *= b;
+      } else {  // b came from a float (or a float cast to double): converting back is exact
+        *static_cast<float*>(power) *= static_cast<float>(b);
+      }
+    };
+    advance(beta1_power, beta1);
+    advance(beta2_power, beta2);
+    return absl::OkStatus();
+  }
+};
+
+}  // namespace functor
 
 template <typename Device, typename T, bool kAdvancesBetaPowers>
 class ApplyAdamV1MultiOp : public OpKernel {
@@ -137,38 +159,29 @@ class ApplyAdamV1MultiOp : public OpKernel {
     OP_REQUIRES_OK(ctx, Validate(ctx, vars));
     OP_REQUIRES_OK(ctx, vars.PrepareForInPlaceUpdate(ctx));
 
-    // Nothing can fail from here on.
-    const C beta1_power = kAdvancesBetaPowers ? PowerValue<C>(vars.tensor(3 * n_))
-                                              : ctx->input(In::kBeta1Power).scalar<C>()();
-    const C beta2_power = kAdvancesBetaPowers ? PowerValue<C>(vars.tensor(3 * n_ + 1))
-                                              : ctx->input(In::kBeta2Power).scalar<C>()();
-    const C beta1 = ctx->input(In::kBeta1).scalar<C>()();
-    const C beta2 = ctx->input(In::kBeta2).scalar<C>()();
-    const AdamStep<C> step =
-        MakeAdamStep(beta1_power, beta2_power, ctx->input(In::kLr).scalar<C>()(), beta1, beta2,
-                     ctx->input(In::kEpsilon).scalar<C>()());
-
-    FlatTensors<T> flat;
-    flat.offsets.reserve(n_ + 1);
-    flat.offsets.push_back(0);
-    for (int i = 0; i < n_; ++i) {
-      flat.var.push_back(vars.mutable_tensor(i).flat<T>().data());
-      flat.m.push_back(vars.mutable_tensor(n_ + i).flat<T>().data());
-      flat.v.push_back(vars.mutable_tensor(2 * n_ + i).flat<T>().data());
-      flat.grad.push_back(ctx->input(In::grad(i)).flat<T>().data());
-      flat.offsets.push_back(flat.offsets.back() + vars.tensor(i).NumElements());
+    const bool double_compute = std::is_same<C, double>::value;
+    auto input = [ctx](int index) -> const void* { return ctx->input(index).data(); };
+    ScalarPointers scalars{input(In::kBeta1Power), input(In::kBeta2Power), double_compute,
+                           input(In::kLr),         input(In::kBeta1),      input(In::kBeta2),
+                           input(In::kEpsilon)};
+    if (kAdvancesBetaPowers) {  // read from the variables, in their own dtype
+      scalars.beta1_power = vars.mutable_tensor(3 * n_).data();
+      scalars.beta2_power = vars.mutable_tensor(3 * n_ + 1).data();
+      scalars.powers_are_double = power_dtype_ == DT_DOUBLE;
     }
-    const int64_t total = flat.offsets.back();
-    auto update = [&flat, &step, this](int64_t begin, int64_t end) {
-      UpdateGlobalRange<T>(flat, use_nesterov_, step, begin, end);
-    };
-    // Per element: var, m, v, grad read; var, m, v written; a division and a square root.
-    const Eigen::TensorOpCost cost(4 * sizeof(T), 3 * sizeof(T), /*compute_cycles=*/20);
-    if (total > 0) ShardedFor(ctx->eigen_device<Device>(), total, total, cost, update);
-
-    if (kAdvancesBetaPowers) {
-      AdvancePower(vars.mutable_tensor(3 * n_), beta1);
-      AdvancePower(vars.mutable_tensor(3 * n_ + 1), beta2);
+    std::vector<TensorPointers> tensors(n_);
+    for (int i = 0; i < n_; ++i) {
+      tensors[i] = {vars.mutable_tensor(i).data(), vars.mutable_tensor(n_ + i).data(),
+                    vars.mutable_tensor(2 * n_ + i).data(), ctx->input(In::grad(i)).data(),
+                    vars.tensor(i).NumElements()};
+    }
+    OP_REQUIRES_OK(ctx, functor::ApplyAdamV1Multi<Device, T>()(ctx, tensors, scalars,
+                                                               use_nesterov_));
+    if (kAdvancesBetaPowers) {  // after the updates: on the GPU, later on the same stream
+      OP_REQUIRES_OK(ctx, functor::AdvanceBetaPowers<Device>()(
+                              ctx, vars.mutable_tensor(3 * n_).data(),
+                              vars.mutable_tensor(3 * n_ + 1).data(), scalars.powers_are_double,
+                              input(In::kBeta1), input(In::kBeta2), double_compute));
     }
   }
 

@@ -24,24 +24,16 @@ namespace functor {
 
 template <typename T>
 struct ApplyAdamV1<CPUDevice, T> {
-  using Scalar = typename tensorflow::TTypes<OpMathT<T>>::ConstScalar;
-  void operator()(const CPUDevice& d, typename tensorflow::TTypes<T>::Flat var,
-                  typename tensorflow::TTypes<T>::Flat m, typename tensorflow::TTypes<T>::Flat v,
-                  Scalar beta1_power, Scalar beta2_power, Scalar lr, Scalar beta1, Scalar beta2,
-                  Scalar epsilon, typename tensorflow::TTypes<T>::ConstFlat grad,
-                  bool use_nesterov) const {
-    const AdamStep<OpMathT<T>> step =
-        MakeAdamStep(beta1_power(), beta2_power(), lr(), beta1(), beta2(), epsilon());
-    T* var_data = var.data();
-    T* m_data = m.data();
-    T* v_data = v.data();
-    const T* grad_data = grad.data();
+  absl::Status operator()(OpKernelContext* ctx, T* var, T* m, T* v, const T* grad, int64_t n,
+                          const ScalarPointers& scalars, bool use_nesterov) const {
+    const AdamStep<OpMathT<T>> step = LoadStep<OpMathT<T>>(scalars);
     auto update = [=](Eigen::Index begin, Eigen::Index end) {
-      CpuAdamUpdateRange<T>(use_nesterov, var_data, m_data, v_data, grad_data, begin, end, step);
+      CpuAdamUpdateRange<T>(use_nesterov, var, m, v, grad, begin, end, step);
     };
     // Per element: var, m, v, grad read; var, m, v written; a division and a square root.
     const Eigen::TensorOpCost cost(4 * sizeof(T), 3 * sizeof(T), /*compute_cycles=*/20);
-    ShardedFor(d, var.size(), var.size(), cost, update);
+    ShardedFor(ctx->eigen_device<CPUDevice>(), n, n, cost, update);
+    return absl::OkStatus();
   }
 };
 
@@ -72,11 +64,11 @@ class ApplyAdamV1Op : public OpKernel {
 
     OP_REQUIRES_OK(ctx, vars.PrepareForInPlaceUpdate(ctx));
     if (var.NumElements() > 0) {
-      auto scalar = [ctx](int i) { return ScalarInput<T>(ctx, i); };
-      functor::ApplyAdamV1<Device, T>()(
-          ctx->eigen_device<Device>(), vars.mutable_tensor(0).flat<T>(),
-          vars.mutable_tensor(1).flat<T>(), vars.mutable_tensor(2).flat<T>(), scalar(0),
-          scalar(1), scalar(2), scalar(3), scalar(4), scalar(5), grad.flat<T>(), use_nesterov_);
+      OP_REQUIRES_OK(ctx, functor::ApplyAdamV1<Device, T>()(
+                              ctx, vars.mutable_tensor(0).flat<T>().data(),
+                              vars.mutable_tensor(1).flat<T>().data(),
+                              vars.mutable_tensor(2).flat<T>().data(), grad.flat<T>().data(),
+                              var.NumElements(), ScalarInputPointers<T>(ctx), use_nesterov_));
     }
     if (ctx->input_dtype(0) != DT_RESOURCE) ctx->forward_ref_input_to_ref_output(0, 0);
   }

@@ -4,7 +4,6 @@
 #include "kernels/sparse_apply_adam_v1.h"
 
 #include <algorithm>
-#include <numeric>
 #include <vector>
 
 #include "kernels/adam_kernel_common.h"
@@ -28,81 +27,44 @@ namespace {
 
 constexpr int kIndicesInput = kGradInput + 1;
 
-// The gradient with duplicate indices summed: row unique_rows[k] gets summed[k * row_size ...].
-// Sums run in input order from zero, as stock's unsorted_segment_sum does, so they round alike.
-template <typename C>
-struct SummedGradient {
-  std::vector<int64_t> unique_rows;  // ascending
-  std::vector<C> summed;
-};
-
-template <typename T, typename Tindex, typename C = OpMathT<T>>
-SummedGradient<C> SumDuplicates(const T* grad, const Tindex* indices, int64_t n, int64_t row_size) {
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), int64_t{0});
-  // Stable: the positions of one index stay in input order, which is the summation order.
-  std::stable_sort(order.begin(), order.end(),
-                   [indices](int64_t a, int64_t b) { return indices[a] < indices[b]; });
-  SummedGradient<C> result;
-  for (int64_t start = 0; start < n;) {
-    const int64_t row = static_cast<int64_t>(indices[order[start]]);
-    result.unique_rows.push_back(row);
-    const size_t offset = result.summed.size();
-    result.summed.resize(offset + row_size, C(0));
-    C* sum = result.summed.data() + offset;
-    int64_t end = start;
-    for (; end < n && static_cast<int64_t>(indices[order[end]]) == row; ++end) {
-      const T* g = grad + order[end] * row_size;
+// The gradient with duplicate indices summed: segment k's sum is summed[k * row_size ...]. Sums run
+// in input order from zero, as stock's unsorted_segment_sum does, so they round alike.
+template <typename T, typename C = OpMathT<T>>
+std::vector<C> SumSegments(const T* grad, const SortedSegments& s, int64_t row_size) {
+  std::vector<C> summed(s.unique() * row_size, C(0));
+  for (int64_t k = 0; k < s.unique(); ++k) {
+    C* sum = summed.data() + k * row_size;
+    for (int64_t i = s.segment_starts[k]; i < s.segment_starts[k + 1]; ++i) {
+      const T* g = grad + s.order[i] * row_size;
       for (int64_t j = 0; j < row_size; ++j) sum[j] = sum[j] + static_cast<C>(g[j]);
     }
-    start = end;
   }
-  return result;
+  return summed;
 }
 
 }  // namespace
 
 namespace functor {
 
-template <typename T, typename Tindex>
-struct SparseApplyAdamV1<CPUDevice, T, Tindex> {
+template <typename T>
+struct SparseApplyAdamV1<CPUDevice, T> {
   using C = OpMathT<T>;
-  using Scalar = typename tensorflow::TTypes<C>::ConstScalar;
 
-  absl::Status operator()(tensorflow::OpKernelContext* ctx, const CPUDevice& d,
-                          typename tensorflow::TTypes<T>::Matrix var,
-                          typename tensorflow::TTypes<T>::Matrix m,
-                          typename tensorflow::TTypes<T>::Matrix v, Scalar beta1_power,
-                          Scalar beta2_power, Scalar lr, Scalar beta1, Scalar beta2, Scalar epsilon,
-                          typename tensorflow::TTypes<T>::ConstMatrix grad,
-                          typename tensorflow::TTypes<Tindex>::ConstVec indices, bool lazy,
-                          bool scale_first) const {
-    const int64_t rows = var.dimension(0);
-    const int64_t row_size = var.dimension(1);
-    const int64_t n = indices.size();
-    // Every index before any write: a bad one anywhere leaves var, m and v untouched.
-    for (int64_t i = 0; i < n; ++i) {
-      const Tindex index = indices(i);
-      if (index < 0 || static_cast<int64_t>(index) >= rows) {
-        return absl::InvalidArgumentError(absl::StrCat("indices[", i, "] = ", index,
-                                                       " is not in [0, ", rows, ")"));
-      }
-    }
-    const AdamStep<C> step =
-        MakeAdamStep(beta1_power(), beta2_power(), lr(), beta1(), beta2(), epsilon());
-    const SummedGradient<C> g = SumDuplicates<T, Tindex>(grad.data(), indices.data(), n, row_size);
-    T* var_data = var.data();
-    T* m_data = m.data();
-    T* v_data = v.data();
-    const int64_t* unique_rows = g.unique_rows.data();
-    const int64_t unique = static_cast<int64_t>(g.unique_rows.size());
-    const C* summed = g.summed.data();
+  absl::Status operator()(OpKernelContext* ctx, T* var, T* m, T* v, int64_t rows,
+                          int64_t row_size, const T* grad, const SortedSegments& segments,
+                          const ScalarPointers& scalars, bool lazy, bool scale_first) const {
+    const AdamStep<C> step = LoadStep<C>(scalars);
+    const std::vector<C> summed_rows = SumSegments<T>(grad, segments, row_size);
+    const int64_t* unique_rows = segments.unique_rows.data();
+    const int64_t unique = segments.unique();
+    const C* summed = summed_rows.data();
     auto row = [=](int64_t r, const C* grad_row) {
-      AdamSparseRow<T, C>(scale_first, var_data + r * row_size, m_data + r * row_size, v_data + r * row_size,
+      AdamSparseRow<T, C>(scale_first, var + r * row_size, m + r * row_size, v + r * row_size,
                           grad_row, row_size, step);
     };
     const Eigen::TensorOpCost row_cost(3 * sizeof(T) * row_size, 3 * sizeof(T) * row_size,
                                        20 * row_size);
+    const CPUDevice& d = ctx->eigen_device<CPUDevice>();
     if (lazy) {  // only the named rows
       ShardedFor(d, unique, unique * row_size, row_cost, [&](int64_t begin, int64_t end) {
         for (int64_t k = begin; k < end; ++k) row(unique_rows[k], summed + k * row_size);
@@ -167,15 +129,19 @@ class SparseApplyAdamV1Op : public OpKernel {
     }
     // No copy-on-write here: Acquire put resource variables in copy-on-read mode, as stock does
     // for sparse updates, so readers copy and never see a half-written row.
-    if (var.NumElements() > 0 || indices.NumElements() > 0) {
-      auto scalar = [ctx](int i) { return ScalarInput<T>(ctx, i); };
-      OP_REQUIRES_OK(ctx, functor::SparseApplyAdamV1<Device, T, Tindex>()(
-                              ctx, ctx->eigen_device<Device>(),
-                              vars.mutable_tensor(0).flat_outer_dims<T>(),
-                              vars.mutable_tensor(1).flat_outer_dims<T>(),
-                              vars.mutable_tensor(2).flat_outer_dims<T>(), scalar(0), scalar(1),
-                              scalar(2), scalar(3), scalar(4), scalar(5),
-                              grad.flat_outer_dims<T>(), indices.vec<Tindex>(), lazy_,
+    const int64_t rows = var.dim_size(0);
+    const int64_t n = indices.NumElements();
+    // Indices are in host memory on every device (the GPU kernel declares them HostMemory).
+    const Tindex* index_data = indices.vec<Tindex>().data();
+    OP_REQUIRES_OK(ctx, ValidateIndices(index_data, n, rows));
+    if (var.NumElements() > 0) {
+      const SortedSegments segments = SortIntoSegments(index_data, n);
+      OP_REQUIRES_OK(ctx, functor::SparseApplyAdamV1<Device, T>()(
+                              ctx, vars.mutable_tensor(0).flat<T>().data(),
+                              vars.mutable_tensor(1).flat<T>().data(),
+                              vars.mutable_tensor(2).flat<T>().data(), rows,
+                              var.NumElements() / std::max<int64_t>(rows, 1),
+                              grad.flat<T>().data(), segments, ScalarInputPointers<T>(ctx), lazy_,
                               scale_first_));
     }
     if (ctx->input_dtype(0) != DT_RESOURCE) ctx->forward_ref_input_to_ref_output(0, 0);

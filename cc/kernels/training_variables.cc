@@ -1,3 +1,5 @@
+#define EIGEN_USE_THREADS
+
 #include "kernels/training_variables.h"
 
 #include <algorithm>
@@ -6,6 +8,7 @@
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "absl/functional/function_ref.h"
+#include "unsupported/Eigen/CXX11/Tensor"
 #include "absl/strings/str_cat.h"
 
 namespace tf_adam_op {
@@ -44,6 +47,13 @@ absl::Status LookupVariable(OpKernelContext* ctx, const VariableInput& input,
 }
 
 }  // namespace
+
+template <>
+absl::Status CopyDeviceBuffer<Eigen::ThreadPoolDevice>(OpKernelContext* ctx, void* dst,
+                                                       const void* src, size_t bytes) {
+  ctx->eigen_device<Eigen::ThreadPoolDevice>().memcpy(dst, src, bytes);
+  return absl::OkStatus();
+}
 
 absl::Status TrainingVariables::Acquire(OpKernelContext* ctx, std::vector<VariableInput> inputs,
                                         DataType dtype, bool use_locking, UpdateKind kind) {
@@ -173,7 +183,7 @@ absl::Status TrainingVariables::ReplaceWithCopy(OpKernelContext* ctx, Tensor* te
   Tensor copy;
   TF_RETURN_IF_ERROR(ctx->allocate_temp(tensor->dtype(), tensor->shape(), &copy, attr));
   if (tensor->TotalBytes() > 0) {
-    copy_buffer_(ctx, copy.data(), tensor->data(), tensor->TotalBytes());
+    TF_RETURN_IF_ERROR(copy_buffer_(ctx, copy.data(), tensor->data(), tensor->TotalBytes()));
   }
   *tensor = copy;
   return absl::OkStatus();

@@ -41,12 +41,16 @@ enum class UpdateKind {
 };
 
 // Copies `bytes` of device memory (the device the kernel runs on); used for copy-on-write.
-using CopyBufferFn = void (*)(OpKernelContext* ctx, void* dst, const void* src, size_t bytes);
+using CopyBufferFn = absl::Status (*)(OpKernelContext* ctx, void* dst, const void* src,
+                                      size_t bytes);
 
+// Specialised for each device: the CPU's below, the GPU's in gpu_support.h.
 template <typename Device>
-void CopyDeviceBuffer(OpKernelContext* ctx, void* dst, const void* src, size_t bytes) {
-  ctx->eigen_device<Device>().memcpy(dst, src, bytes);
-}
+absl::Status CopyDeviceBuffer(OpKernelContext* ctx, void* dst, const void* src, size_t bytes);
+
+template <>
+absl::Status CopyDeviceBuffer<Eigen::ThreadPoolDevice>(OpKernelContext* ctx, void* dst,
+                                                       const void* src, size_t bytes);
 
 // Holds the variables of one op call, locked, for the duration of the update.
 class TrainingVariables {

@@ -1,0 +1,69 @@
+// The CUDA side of the Adam ops, behind an interface with neither CUDA nor TensorFlow types, so the
+// OpKernels (plain C++, compiled by the host compiler) and the kernels (compiled by nvcc) meet here.
+//
+// Every launch goes on the caller's stream (TF's stream for the op), with a launch configuration
+// derived from the size, and never synchronises. Scalars (lr, beta powers, ...) are read by the
+// kernels from device memory: no host round trip. Each function returns an empty string on success
+// or CUDA's error message, which the caller turns into a TF error status.
+#ifndef TF_ADAM_OP_GPU_ADAM_GPU_H_
+#define TF_ADAM_OP_GPU_ADAM_GPU_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/update_arguments.h"
+
+namespace tf_adam_op {
+namespace gpu {
+
+// Storage types of var, m, v and grad. Half and bfloat16 are computed in float, rounded once.
+enum class Dtype { kHalf, kBfloat16, kFloat, kDouble };
+
+// Scalars are ScalarPointers into device memory.
+using Scalars = ScalarPointers;
+
+// Dense: elements [0, n) of var, m, v updated with grad.
+std::string LaunchDense(void* stream, Dtype dtype, bool use_nesterov, void* var, void* m, void* v,
+                        const void* grad, int64_t n, const Scalars& scalars);
+
+// Multi-tensor: all tensors in one launch per kMaxTensorsPerLaunch tensors (their pointers travel
+// as kernel arguments, as in apex's multi_tensor_apply; nothing is copied to the device first).
+constexpr int kMaxTensorsPerLaunch = 48;
+std::string LaunchMulti(void* stream, Dtype dtype, bool use_nesterov,
+                        const std::vector<TensorPointers>& tensors, const Scalars& scalars);
+
+// beta1_power *= beta1, beta2_power *= beta2, in the powers' type, after the updates on the stream.
+std::string LaunchAdvancePowers(void* stream, void* beta1_power, void* beta2_power,
+                                bool powers_are_double, const void* beta1, const void* beta2,
+                                bool betas_are_double);
+
+// Sparse. The host has validated the indices and sorted them (stably) into segments: `order` lists
+// the positions of the gradient rows grouped by row, segment k covering
+// order[segment_starts[k] .. segment_starts[k + 1]) and naming row unique_rows[k] (ascending).
+// All three arrays are device int64. `summed` is device scratch of unique * row_size elements of
+// the compute type. Duplicate rows are summed in input order from zero, without atomics, so results
+// are deterministic and equal the CPU kernel's.
+struct SparseSegments {
+  const int64_t* order;
+  const int64_t* segment_starts;
+  const int64_t* unique_rows;
+  int64_t unique;
+};
+std::string LaunchSparse(void* stream, Dtype dtype, bool lazy, bool scale_first, void* var,
+                         void* m, void* v, int64_t rows, int64_t row_size, const void* grad,
+                         const SparseSegments& segments, void* summed, const Scalars& scalars);
+
+// Asynchronous copies on the stream. A host source may be freed when the call returns (pageable
+// memory is staged before the call returns).
+std::string CopyDeviceToDevice(void* stream, void* dst, const void* src, size_t bytes);
+std::string CopyHostToDevice(void* stream, void* dst, const void* src, size_t bytes);
+
+// The CUDA runtime this library was built with, e.g. "13.0", and the architectures compiled in.
+std::string CudaVersion();
+
+}  // namespace gpu
+}  // namespace tf_adam_op
+
+#endif  // TF_ADAM_OP_GPU_ADAM_GPU_H_
