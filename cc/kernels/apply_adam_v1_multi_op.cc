@@ -28,6 +28,9 @@
 #include "kernels/adam_kernel_common.h"
 #include "kernels/apply_adam_v1.h"  // the dtype list
 #include "kernels/cpu_adam_loop.h"
+#if TF_ADAM_OP_WITH_CUDA
+#include "kernels/gpu_functors.h"
+#endif
 #include "kernels/training_variables.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor_shape.h"
@@ -241,5 +244,27 @@ class ApplyAdamV1MultiOp : public OpKernel {
                           ApplyAdamV1MultiOp<CPUDevice, T, /*kAdvancesBetaPowers=*/false>);
 TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_CPU)
 #undef TF_ADAM_OP_REGISTER_CPU
+
+#if TF_ADAM_OP_WITH_CUDA
+#define TF_ADAM_OP_REGISTER_GPU(T)                                                           \
+  REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdamV1Multi")                                   \
+                              .Device(tensorflow::DEVICE_GPU)                                \
+                              .HostMemory("vars")                                            \
+                              .HostMemory("ms")                                              \
+                              .HostMemory("vs")                                              \
+                              .HostMemory("beta1_power")                                     \
+                              .HostMemory("beta2_power")                                     \
+                              .TypeConstraint<T>("T"),                                       \
+                          ApplyAdamV1MultiOp<GpuDevice, T, /*kAdvancesBetaPowers=*/true>);   \
+  REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdamV1MultiNoAdvance")                          \
+                              .Device(tensorflow::DEVICE_GPU)                                \
+                              .HostMemory("vars")                                            \
+                              .HostMemory("ms")                                              \
+                              .HostMemory("vs")                                              \
+                              .TypeConstraint<T>("T"),                                       \
+                          ApplyAdamV1MultiOp<GpuDevice, T, /*kAdvancesBetaPowers=*/false>);
+TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_GPU)
+#undef TF_ADAM_OP_REGISTER_GPU
+#endif  // TF_ADAM_OP_WITH_CUDA
 
 }  // namespace tf_adam_op

@@ -5,6 +5,9 @@
 
 #include "kernels/adam_kernel_common.h"
 #include "kernels/cpu_adam_loop.h"
+#if TF_ADAM_OP_WITH_CUDA
+#include "kernels/gpu_functors.h"
+#endif
 #include "kernels/training_variables.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
@@ -87,5 +90,22 @@ class ApplyAdamV1Op : public OpKernel {
       ApplyAdamV1Op<CPUDevice, T>);
 TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_CPU)
 #undef TF_ADAM_OP_REGISTER_CPU
+
+#if TF_ADAM_OP_WITH_CUDA
+// Resource handles live in host memory; the scalars stay on the GPU (read there by the kernel).
+#define TF_ADAM_OP_REGISTER_GPU(T)                                                        \
+  REGISTER_KERNEL_BUILDER(                                                                \
+      Name("ApplyAdamV1").Device(tensorflow::DEVICE_GPU).TypeConstraint<T>("T"),          \
+      ApplyAdamV1Op<GpuDevice, T>);                                                       \
+  REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdamV1")                                     \
+                              .Device(tensorflow::DEVICE_GPU)                             \
+                              .HostMemory("var")                                          \
+                              .HostMemory("m")                                            \
+                              .HostMemory("v")                                            \
+                              .TypeConstraint<T>("T"),                                    \
+                          ApplyAdamV1Op<GpuDevice, T>);
+TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_GPU)
+#undef TF_ADAM_OP_REGISTER_GPU
+#endif  // TF_ADAM_OP_WITH_CUDA
 
 }  // namespace tf_adam_op

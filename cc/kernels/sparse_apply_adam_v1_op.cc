@@ -9,6 +9,9 @@
 #include "kernels/adam_kernel_common.h"
 #include "kernels/apply_adam_v1.h"  // the dtype list
 #include "kernels/training_variables.h"
+#if TF_ADAM_OP_WITH_CUDA
+#include "kernels/gpu_functors.h"
+#endif
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "unsupported/Eigen/CXX11/Tensor"
@@ -170,5 +173,32 @@ class SparseApplyAdamV1Op : public OpKernel {
 TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_SPARSE_CPU)
 #undef TF_ADAM_OP_REGISTER_SPARSE_CPU
 #undef TF_ADAM_OP_REGISTER_SPARSE_CPU_INDEX
+
+#if TF_ADAM_OP_WITH_CUDA
+// Indices in host memory: they are validated and grouped on the host, exactly as on the CPU, before
+// anything is written (stock's GPU kernel silently skips bad indices instead).
+#define TF_ADAM_OP_REGISTER_SPARSE_GPU_INDEX(T, Tindex)                           \
+  REGISTER_KERNEL_BUILDER(Name("SparseApplyAdamV1")                               \
+                              .Device(tensorflow::DEVICE_GPU)                     \
+                              .HostMemory("indices")                              \
+                              .TypeConstraint<T>("T")                             \
+                              .TypeConstraint<Tindex>("Tindices"),                \
+                          SparseApplyAdamV1Op<GpuDevice, T, Tindex>);             \
+  REGISTER_KERNEL_BUILDER(Name("ResourceSparseApplyAdamV1")                       \
+                              .Device(tensorflow::DEVICE_GPU)                     \
+                              .HostMemory("var")                                  \
+                              .HostMemory("m")                                    \
+                              .HostMemory("v")                                    \
+                              .HostMemory("indices")                              \
+                              .TypeConstraint<T>("T")                             \
+                              .TypeConstraint<Tindex>("Tindices"),                \
+                          SparseApplyAdamV1Op<GpuDevice, T, Tindex>);
+#define TF_ADAM_OP_REGISTER_SPARSE_GPU(T)           \
+  TF_ADAM_OP_REGISTER_SPARSE_GPU_INDEX(T, int32_t) \
+  TF_ADAM_OP_REGISTER_SPARSE_GPU_INDEX(T, int64_t)
+TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_SPARSE_GPU)
+#undef TF_ADAM_OP_REGISTER_SPARSE_GPU
+#undef TF_ADAM_OP_REGISTER_SPARSE_GPU_INDEX
+#endif  // TF_ADAM_OP_WITH_CUDA
 
 }  // namespace tf_adam_op

@@ -1,0 +1,124 @@
+// The GPU specialisations of the functors: they reach the op's CUDA stream and call the launchers
+// in gpu/adam_gpu.h. Included by the op files only when the CUDA kernels are built.
+//
+// The kernels' "device" is a tag, GpuDevice: they need the op's stream, never Eigen's GpuDevice, so
+// no CUDA header reaches the host compiler, and the library loads where no CUDA is installed (the
+// CUDA runtime is linked statically; it looks for the driver only when a kernel is launched).
+#ifndef TF_ADAM_OP_KERNELS_GPU_FUNCTORS_H_
+#define TF_ADAM_OP_KERNELS_GPU_FUNCTORS_H_
+
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gpu/adam_gpu.h"
+#include "kernels/apply_adam_v1.h"
+#include "kernels/sparse_apply_adam_v1.h"
+#include "kernels/training_variables.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "xla/stream_executor/stream.h"
+
+namespace tf_adam_op {
+
+struct GpuDevice {};
+
+inline void* CudaStream(tensorflow::OpKernelContext* ctx) {
+  return ctx->op_device_context()->stream()->platform_specific_handle().stream;
+}
+
+// A launcher's error message as a TF status (Internal: a CUDA failure is no bad input).
+inline absl::Status CudaStatus(const std::string& error, const char* what) {
+  if (error.empty()) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat("tf_adam_op: ", what, " failed on the GPU: ", error));
+}
+
+template <typename T>
+constexpr gpu::Dtype GpuDtype() {
+  if (std::is_same<T, Eigen::half>::value) return gpu::Dtype::kHalf;
+  if (std::is_same<T, Eigen::bfloat16>::value) return gpu::Dtype::kBfloat16;
+  if (std::is_same<T, float>::value) return gpu::Dtype::kFloat;
+  return gpu::Dtype::kDouble;
+}
+
+template <>
+inline absl::Status CopyDeviceBuffer<GpuDevice>(tensorflow::OpKernelContext* ctx, void* dst,
+                                                const void* src, size_t bytes) {
+  return CudaStatus(gpu::CopyDeviceToDevice(CudaStream(ctx), dst, src, bytes),
+                    "the copy-on-write copy");
+}
+
+namespace functor {
+
+template <typename T>
+struct ApplyAdamV1<GpuDevice, T> {
+  absl::Status operator()(tensorflow::OpKernelContext* ctx, T* var, T* m, T* v, const T* grad,
+                          int64_t n, const ScalarPointers& scalars, bool use_nesterov) const {
+    return CudaStatus(gpu::LaunchDense(CudaStream(ctx), GpuDtype<T>(), use_nesterov, var, m, v,
+                                       grad, n, scalars),
+                      "the Adam update");
+  }
+};
+
+template <typename T>
+struct ApplyAdamV1Multi<GpuDevice, T> {
+  absl::Status operator()(tensorflow::OpKernelContext* ctx,
+                          const std::vector<TensorPointers>& tensors,
+                          const ScalarPointers& scalars, bool use_nesterov) const {
+    return CudaStatus(
+        gpu::LaunchMulti(CudaStream(ctx), GpuDtype<T>(), use_nesterov, tensors, scalars),
+        "the multi-tensor Adam update");
+  }
+};
+
+template <>
+struct AdvanceBetaPowers<GpuDevice> {
+  absl::Status operator()(tensorflow::OpKernelContext* ctx, void* beta1_power, void* beta2_power,
+                          bool powers_are_double, const void* beta1, const void* beta2,
+                          bool betas_are_double) const {
+    return CudaStatus(gpu::LaunchAdvancePowers(CudaStream(ctx), beta1_power, beta2_power,
+                                               powers_are_double, beta1, beta2, betas_are_double),
+                      "advancing the beta powers");
+  }
+};
+
+template <typename T>
+struct SparseApplyAdamV1<GpuDevice, T> {
+  using C = OpMathT<T>;
+
+  absl::Status operator()(tensorflow::OpKernelContext* ctx, T* var, T* m, T* v, int64_t rows,
+                          int64_t row_size, const T* grad, const SortedSegments& segments,
+                          const ScalarPointers& scalars, bool lazy, bool scale_first) const {
+    // The host-side segments travel to the device in one copy: order, segment starts, unique rows.
+    const int64_t n = static_cast<int64_t>(segments.order.size());
+    const int64_t unique = segments.unique();
+    std::vector<int64_t> packed;
+    packed.reserve(n + 2 * unique + 1);
+    packed.insert(packed.end(), segments.order.begin(), segments.order.end());
+    packed.insert(packed.end(), segments.segment_starts.begin(), segments.segment_starts.end());
+    packed.insert(packed.end(), segments.unique_rows.begin(), segments.unique_rows.end());
+    tensorflow::Tensor on_device, summed;
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_INT64,
+                                          tensorflow::TensorShape({static_cast<int64_t>(packed.size())}),
+                                          &on_device));
+    TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DataTypeToEnum<C>::value,
+                                          tensorflow::TensorShape({unique * row_size}), &summed));
+    int64_t* device_segments = on_device.flat<int64_t>().data();
+    void* stream = CudaStream(ctx);
+    if (!packed.empty()) {
+      TF_RETURN_IF_ERROR(CudaStatus(gpu::CopyHostToDevice(stream, device_segments, packed.data(),
+                                                          packed.size() * sizeof(int64_t)),
+                                    "copying the sparse segments"));
+    }
+    const gpu::SparseSegments device{device_segments, device_segments + n,
+                                     device_segments + n + unique + 1, unique};
+    return CudaStatus(gpu::LaunchSparse(stream, GpuDtype<T>(), lazy, scale_first, var, m, v, rows,
+                                        row_size, grad, device, summed.data(), scalars),
+                      "the sparse Adam update");
+  }
+};
+
+}  // namespace functor
+}  // namespace tf_adam_op
+
+#endif  // TF_ADAM_OP_KERNELS_GPU_FUNCTORS_H_
