@@ -13,8 +13,14 @@ def _info(_args):
   print(f"tf_adam_op {tf_adam_op.__version__} at {os.path.dirname(tf_adam_op.__file__)}")
   print(f"TensorFlow: built against {_build_info.TF_VERSION}, running {tf.__version__}")
   print(f"compiler: {facts['compiler']}")
-  print(f"CUDA kernels built: {'yes' if facts['cuda_kernels_built'] else 'no'}")
-  print(f"GPUs visible: {len(tf.config.list_physical_devices('GPU'))}")
+  if _build_info.CUDA_KERNELS_BUILT:
+    print(f"CUDA kernels built: yes (nvcc {_build_info.CUDA_VERSION}, architectures "
+          f"{_build_info.CUDA_ARCHITECTURES.replace(',', ', ')}; CUDA runtime linked statically)")
+  else:
+    print("CUDA kernels built: no (no CUDA compiler at build time, or TF_ADAM_OP_CUDA=OFF)")
+  print(f"TensorFlow built with CUDA: {'yes' if tf.test.is_built_with_cuda() else 'no'}")
+  gpus = tf.config.list_physical_devices("GPU")
+  print(f"GPUs visible: {len(gpus)}" + "".join(f"\n  {gpu.name}" for gpu in gpus))
   return 0
 
 

@@ -45,6 +45,14 @@ def group_by_device_and_dtype(pairs):
   return list(groups.values())
 
 
+def host_device(device):
+  """The CPU of the machine (job, task) that `device` is on: where a group's handles are packed.
+  TF has no GPU kernel that packs resource handles, and the ops read their handles from host
+  memory anyway."""
+  spec = tf.DeviceSpec.from_string(device or "")
+  return spec.replace(device_type="CPU", device_index=0).to_string()
+
+
 def powers_on_device(beta_powers, device):
   """Whether the beta power accumulators are resource variables on `device`, so a multi-tensor op
   on that device can read and advance them itself."""

@@ -317,16 +317,17 @@ class AdamOptimizer(optimizer_lib.Optimizer):
         and _fused.powers_on_device(beta_powers, groups[0].device)):
       # The step's only update: one op updates every variable and then advances the powers.
       group = groups[0]
+      handles = self._slot_handles(group.variables)  # packed on the host, outside the colocation
       with framework_ops.colocate_with(group.variables[0]):
         step = ops.resource_apply_adam_v1_multi(
-            *self._slot_handles(group.variables), *(p.handle for p in beta_powers),
-            *self._hyperparameters(group.dtype), group.grads, use_locking=self._use_locking)
+            *handles, *(p.handle for p in beta_powers), *self._hyperparameters(group.dtype),
+            group.grads, use_locking=self._use_locking)
       return tf.group(step, name=name_scope)
     for group in groups:
+      handles = self._slot_handles(group.variables)
       with framework_ops.colocate_with(group.variables[0]):
         update_ops.append(ops.resource_apply_adam_v1_multi_no_advance(
-            *self._slot_handles(group.variables), *self._scalars(group.dtype), group.grads,
-            use_locking=self._use_locking))
+            *handles, *self._scalars(group.dtype), group.grads, use_locking=self._use_locking))
     return tf.group(*update_ops + self._advance_beta_powers(update_ops), name=name_scope)
 
   def _slot_handles(self, variables):
@@ -339,13 +340,18 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     lists = lambda: ([v.handle for v in variables],
                      [self.get_slot(v, "m").handle for v in variables],
                      [self.get_slot(v, "v").handle for v in variables])
+
+    def pack():
+      with tf.device(_fused.host_device(variables[0].device)):
+        return tuple(ops.pack_handles(handles) for handles in lists())
+
     if any(getattr(v, "_in_graph_mode", True) for v in variables):
-      return tuple(ops.pack_handles(handles) for handles in lists())
+      return pack()
     key = tuple(map(id, variables))
     cached = self._packed_handles.get(key)
     if cached is None or not all(map(operator.is_, cached[0], variables)):
       with framework_ops.init_scope():
-        cached = (tuple(variables), tuple(ops.pack_handles(handles) for handles in lists()))
+        cached = (tuple(variables), pack())
       if len(self._packed_handles) >= _PACKED_HANDLES_KEPT:
         self._packed_handles.pop(next(iter(self._packed_handles)))
       self._packed_handles[key] = cached

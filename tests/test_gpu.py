@@ -1,0 +1,159 @@
+"""The CUDA kernels. What needs no GPU runs everywhere (the build facts, the kernel registrations);
+the rest runs on a machine with an NVIDIA GPU and skips itself, with its reason, elsewhere."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.python.framework import kernels
+
+from numpy_reference import BFLOAT16
+import tf_adam_op
+from tf_adam_op import _build_info, ops
+
+GPUS = tf.config.list_physical_devices("GPU")
+needs_gpu = pytest.mark.skipif(not GPUS, reason="no GPU visible (these run where one is)")
+needs_cuda_build = pytest.mark.skipif(not _build_info.CUDA_KERNELS_BUILT,
+                                      reason="built without CUDA kernels (no nvcc at build time)")
+OPS = ("ApplyAdamV1", "ResourceApplyAdamV1", "ResourceApplyAdamV1Multi",
+       "ResourceApplyAdamV1MultiNoAdvance", "SparseApplyAdamV1", "ResourceSparseApplyAdamV1")
+DTYPES = {"float16": np.float16, "bfloat16": BFLOAT16, "float32": np.float32, "float64": np.float64}
+TF_DTYPES = {"float16": tf.float16, "bfloat16": tf.bfloat16, "float32": tf.float32,
+             "float64": tf.float64}
+
+
+def test_info_prints_the_build_facts(tmp_path):
+  result = subprocess.run([sys.executable, "-m", "tf_adam_op", "info"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert f"running {tf.__version__}" in result.stdout
+  built = "CUDA kernels built: yes" if _build_info.CUDA_KERNELS_BUILT else "CUDA kernels built: no"
+  assert built in result.stdout
+  assert f"GPUs visible: {len(GPUS)}" in result.stdout
+
+
+def test_ci_builds_the_cuda_kernels():
+  """CI has nvcc: a build there without the kernels means they were silently skipped."""
+  if os.environ.get("CI") != "true":
+    pytest.skip("only checked in CI, whose machine has nvcc")
+  assert _build_info.CUDA_KERNELS_BUILT
+
+
+@needs_cuda_build
+@pytest.mark.parametrize("op", OPS)
+def test_gpu_kernels_are_registered_for_every_dtype(op):
+  registered = set()
+  for kernel in kernels.get_registered_kernels_for_op(op).kernel:
+    if kernel.device_type == "GPU":
+      for constraint in kernel.constraint:
+        if constraint.name == "T":
+          registered.update(constraint.allowed_values.list.type)
+  assert registered == {d.as_datatype_enum for d in TF_DTYPES.values()}
+
+
+# --- On a GPU -------------------------------------------------------------------------------------
+
+def _tolerance(dtype):
+  """CPU and GPU round each operation alike (no FMA on either side); allow a last-bit difference."""
+  return {"float16": 2e-3, "bfloat16": 2e-2, "float32": 1e-6, "float64": 1e-14}[dtype]
+
+
+def _run_steps(device, dtype_name, kind, steps=20, seed=0):
+  """20 steps of one op kind on `device`; returns var, m, v as float64 arrays."""
+  rng = np.random.default_rng(seed)
+  dtype = DTYPES[dtype_name]
+  shape = (37, 5)
+  init = rng.standard_normal(shape).astype(dtype)
+  grads = [rng.standard_normal(shape).astype(dtype) for _ in range(steps)]
+  index_batches = [rng.integers(0, shape[0], size=11) for _ in range(steps)]
+  compute = ops.compute_dtype(TF_DTYPES[dtype_name])
+  with tf.device(device):
+    var, m, v = tf.Variable(init), tf.Variable(np.zeros_like(init)), tf.Variable(np.zeros_like(init))
+    powers = tf.Variable(0.9, dtype=compute), tf.Variable(0.999, dtype=compute)
+    for step in range(steps):
+      hyper = [tf.constant(x, compute) for x in (0.01, 0.9, 0.999, 1e-7)]
+      grad = tf.constant(grads[step])
+      if kind == "dense":
+        ops.resource_apply_adam_v1(var.handle, m.handle, v.handle, *powers, *hyper, grad)
+      elif kind == "multi":
+        ops.resource_apply_adam_v1_multi_no_advance(
+            [var.handle], [m.handle], [v.handle], *powers, *hyper, [grad])
+      elif kind in ("sparse", "lazy"):
+        indices = tf.constant(index_batches[step])
+        ops.resource_sparse_apply_adam_v1(var.handle, m.handle, v.handle, *powers, *hyper,
+                                          tf.gather(grad, tf.range(11)), indices,
+                                          lazy=kind == "lazy")
+      powers[0].assign(powers[0] * 0.9)
+      powers[1].assign(powers[1] * 0.999)
+    return [x.numpy().astype(np.float64) for x in (var, m, v)]
+
+
+@needs_gpu
+@needs_cuda_build
+@pytest.mark.parametrize("kind", ["dense", "multi", "sparse", "lazy"])
+@pytest.mark.parametrize("dtype_name", DTYPES.keys())
+def test_gpu_matches_cpu_over_20_steps(dtype_name, kind):
+  cpu = _run_steps("/CPU:0", dtype_name, kind)
+  gpu = _run_steps("/GPU:0", dtype_name, kind)
+  for name, a, b in zip(("var", "m", "v"), gpu, cpu):
+    np.testing.assert_allclose(a, b, rtol=_tolerance(dtype_name), atol=_tolerance(dtype_name),
+                               err_msg=f"{name} ({kind}, {dtype_name})")
+
+
+@needs_gpu
+@needs_cuda_build
+@pytest.mark.parametrize("use_resource", [False, True], ids=["ref", "resource"])
+def test_training_step_runs_entirely_on_the_gpu(use_resource):
+  """Soft placement off: every op of the step must have a GPU kernel (dense, multi, sparse)."""
+  with tf.Graph().as_default() as graph, tf.device("/GPU:0"):
+    dense = [tf.compat.v1.Variable(tf.ones([64, 8]), use_resource=use_resource) for _ in range(3)]
+    table = tf.compat.v1.Variable(tf.ones([100, 8]), use_resource=use_resource)
+    ids = tf.constant([3, 7, 3, 99])
+    loss = sum(tf.reduce_sum(tf.square(w)) for w in dense)
+    loss += tf.reduce_sum(tf.square(tf.gather(table, ids)))
+    train_op = tf_adam_op.AdamOptimizer(0.01).minimize(loss)
+    config = tf.compat.v1.ConfigProto(allow_soft_placement=False)
+    metadata = tf.compat.v1.RunMetadata()
+    with tf.compat.v1.Session(graph=graph, config=config) as session:
+      session.run(tf.compat.v1.global_variables_initializer())
+      session.run(train_op, options=tf.compat.v1.RunOptions(output_partition_graphs=True),
+                  run_metadata=metadata)
+  placed = {node.op: node.device for g in metadata.partition_graphs for node in g.node}
+  ours = {op: device for op, device in placed.items() if "AdamV1" in op}
+  assert ours and all("GPU" in device for device in ours.values()), ours
+
+
+@needs_gpu
+@needs_cuda_build
+def test_bad_sparse_index_is_rejected_on_the_gpu_and_nothing_changes():
+  with tf.device("/GPU:0"):
+    var, m, v = (tf.Variable(tf.fill([10, 3], float(i))) for i in range(3))
+    before = [x.numpy() for x in (var, m, v)]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="indices\\[2\\] = 10"):
+      ops.resource_sparse_apply_adam_v1(var.handle, m.handle, v.handle, 0.9, 0.999, 0.01, 0.9,
+                                        0.999, 1e-8, tf.ones([3, 3]), tf.constant([1, 4, 10]))
+    for a, b in zip([x.numpy() for x in (var, m, v)], before):
+      np.testing.assert_array_equal(a, b)
+
+
+@needs_gpu
+@needs_cuda_build
+def test_update_past_2_31_elements_on_the_gpu():
+  n = 2**31 + 7
+  try:
+    with tf.device("/GPU:0"):
+      var, m, v = (tf.Variable(tf.zeros([n], tf.float16)) for _ in range(3))
+      grad = tf.ones([n], tf.float16)
+  except tf.errors.ResourceExhaustedError:
+    pytest.skip("the GPU lacks the 16 GiB this needs")
+  with tf.device("/GPU:0"):
+    ops.resource_apply_adam_v1(var.handle, m.handle, v.handle, 0.9, 0.999, 0.01, 0.9, 0.999, 1e-8,
+                               grad)
+    tail_m = m[-3:].numpy().astype(np.float32)
+    head_m = m[:3].numpy().astype(np.float32)
+  np.testing.assert_array_equal(tail_m, head_m)  # the last elements were reached: 64-bit indexing
+  assert np.all(tail_m > 0)
