@@ -5,6 +5,7 @@ ResourceApplyAdamV1Multi* op. Everything else (ref variables, sparse gradients, 
 constraint, which must see their own update before the constraint runs) keeps its own op.
 """
 
+import copy
 import dataclasses
 import itertools
 import operator
@@ -12,6 +13,7 @@ from typing import List, Optional, Tuple
 
 import tensorflow as tf
 from tensorflow.python.ops import resource_variable_ops
+from tensorflow.python.trackable import resource
 
 
 def is_fusable(grad, var):
@@ -61,14 +63,12 @@ def powers_on_device(beta_powers, device):
 
 
 @dataclasses.dataclass
-class EagerGroup:
-  """One group of the eager fast path, with everything the op needs but the gradients."""
+class PlannedGroup:
+  """One group of the fast path: its variables and where their gradients sit in the step's list."""
   device: str
   dtype: tf.DType
-  positions: List[int]  # where this group's gradients sit in the step's list
-  var_handles: tf.Tensor  # vectors of handles, packed once
-  m_handles: tf.Tensor
-  v_handles: tf.Tensor
+  positions: List[int]
+  variables: List[tf.Variable]
 
 
 _SECOND = operator.itemgetter(1)
@@ -76,8 +76,8 @@ _DTYPE = operator.attrgetter("dtype")
 
 
 @dataclasses.dataclass
-class EagerPlan:
-  """What the eager fast path keeps between steps for one list of variables.
+class StepPlan:
+  """What the fast path keeps between steps for one list of (eager) variables.
 
   Built on the first step and reused while the same variables (by identity) come with gradients in
   the same places, so a step pays for no per-variable slot lookup, name scope or processor. The
@@ -85,9 +85,9 @@ class EagerPlan:
   """
   variables: Tuple[tf.Variable, ...]
   has_grad: Tuple[bool, ...]
-  groups: List[EagerGroup]
-  # The accumulators' handles when there is one group on their device: its op advances them.
-  beta_power_handles: Optional[tuple]
+  groups: List[PlannedGroup]
+  # The beta power accumulators when there is one group, on their device: its op advances them.
+  beta_powers: Optional[tuple]
 
   def matches(self, grads_and_vars):
     return (len(grads_and_vars) == len(self.variables)
@@ -106,3 +106,36 @@ class EagerPlan:
         return None
       result.append(grads)
     return result
+
+
+class PackedHandles(resource.CapturableResource):
+  """The handles of some variables packed into one vector, as a resource.
+
+  A tf.function captures it as one input (instead of one per variable), and tf.saved_model can save
+  it: it records how to rebuild the vector (a Pack of the variables' handles, which are saved
+  themselves), so a loaded train step finds its variables again.
+  """
+
+  def __init__(self, variables, device):
+    self._packed_variables = list(variables)  # not tracked here: they are tracked where they live
+    super().__init__(device=device)
+
+  def _create_resource(self):
+    # Reshape drops the handle data Pack copies from its first input (one variable's dtype and
+    # shape): it describes no vector, and a SavedModel loader would take it for a scalar handle.
+    return tf.reshape(tf.stack([v.handle for v in self._packed_variables]), [-1])
+
+  def _deserialization_dependencies(self, children):
+    # Saved and loaded after the variables it packs.
+    return {f"variable_{i}": v for i, v in enumerate(self._packed_variables)}
+
+  def _export_to_saved_model_graph(self, object_map, tensor_map, **unused_kwargs):
+    # In the SavedModel's graph the vector packs the exported copies of the variables.
+    exported = copy.copy(self)
+    exported._packed_variables = [object_map[v] for v in self._packed_variables]
+    with tf.device(self._resource_device):
+      handle = exported._create_resource()
+    exported._resource_handle = handle
+    object_map[self] = exported
+    tensor_map[self.resource_handle] = handle
+    return [self.resource_handle]

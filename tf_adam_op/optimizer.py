@@ -21,6 +21,8 @@ import tensorflow as tf
 from tensorflow.python.distribute import distribute_lib
 from tensorflow.python.framework import ops as framework_ops
 from tensorflow.python.ops import resource_variable_ops
+from tensorflow.python.saved_model import registration
+from tensorflow.python.trackable import base as trackable
 from tensorflow.python.training import optimizer as optimizer_lib
 
 from tf_adam_op import _fused
@@ -68,6 +70,8 @@ def _check_variable_dtypes(grads_and_vars):
           f"{', '.join(d.name for d in SUPPORTED_DTYPES)}")
 
 
+# Registered so tf.saved_model.load revives it as an AdamOptimizer (with add_slot), not a plain object.
+@registration.register_serializable(package="tf_adam_op")
 class AdamOptimizer(optimizer_lib.Optimizer):
   """Adam (Kingma & Ba, 2015) with stock TF1 semantics, on one fused C++ op per variable.
 
@@ -153,9 +157,9 @@ class AdamOptimizer(optimizer_lib.Optimizer):
   def _apply_on_fast_path(self, grads_and_vars, global_step, name):
     """One op per group and no per-variable Python, from a plan cached per variable list.
 
-    Eager: no per-variable slot lookup, name scope or processor per step. Inside tf.function: the
-    base class would touch every variable (colocate_with), making the function capture all their
-    handles, one input per variable on every call; the plan's packed handles are three captures.
+    Eager: no per-variable slot lookup, name scope or processor per step, and the handles packed
+    once. Inside tf.function: one multi-tensor op per group instead of the base class's
+    per-variable name scopes and colocations.
     Returns _NOT_TAKEN (nothing done) when a pair needs the general path (a sparse or non-tensor
     gradient, a ref or constrained variable, ...), which then gives stock's behaviour and errors.
     """
@@ -175,17 +179,17 @@ class AdamOptimizer(optimizer_lib.Optimizer):
         self._prepare_eagerly()
       update_ops = []
       for group, grads in zip(plan.groups, group_grads):
-        handles = (group.var_handles, group.m_handles, group.v_handles)
+        handles = self._slot_handles(group.variables)
         # Explicit device: packed handles do not tell placement where the variables are.
         with tf.device(group.device):
-          if plan.beta_power_handles is not None:  # one group: its op also advances the powers
+          if plan.beta_powers is not None:  # one group: its op also advances the powers
             update_ops.append(ops.resource_apply_adam_v1_multi(
-                *handles, *plan.beta_power_handles, *self._hyperparameters(group.dtype), grads,
-                use_locking=self._use_locking))
+                *handles, *(p.handle for p in plan.beta_powers),
+                *self._hyperparameters(group.dtype), grads, use_locking=self._use_locking))
           else:
             update_ops.append(ops.resource_apply_adam_v1_multi_no_advance(
                 *handles, *self._scalars(group.dtype), grads, use_locking=self._use_locking))
-      if plan.beta_power_handles is None:
+      if plan.beta_powers is None:
         update_ops += self._advance_beta_powers(update_ops if in_graph else [])
       if global_step is not None:
         with tf.control_dependencies(update_ops if in_graph else []):
@@ -212,13 +216,12 @@ class AdamOptimizer(optimizer_lib.Optimizer):
         [(i, var) for i, (grad, var) in enumerate(grads_and_vars) if grad is not None])
     beta_powers = self._get_beta_accumulators()
     advances = len(groups) == 1 and _fused.powers_on_device(beta_powers, groups[0].device)
-    self._eager_plan = _fused.EagerPlan(
+    self._eager_plan = _fused.StepPlan(
         variables=tuple(var for _, var in grads_and_vars),
         has_grad=tuple(grad is not None for grad, _ in grads_and_vars),
-        groups=[_fused.EagerGroup(group.device, group.dtype, group.grads,
-                                  *self._slot_handles(group.variables))
+        groups=[_fused.PlannedGroup(group.device, group.dtype, group.grads, group.variables)
                 for group in groups],
-        beta_power_handles=tuple(p.handle for p in beta_powers) if advances else None)
+        beta_powers=beta_powers if advances else None)
     return self._eager_plan
 
   def _prepare_eagerly(self):
@@ -333,29 +336,49 @@ class AdamOptimizer(optimizer_lib.Optimizer):
   def _slot_handles(self, variables):
     """The handles of variables, of their m slots and of their v slots, as three handle vectors.
 
-    Eager variables (eager steps, tf.function) are packed once, eagerly, and the vectors kept: a
-    tf.function then captures three tensors instead of 3N handles, and pays no packing per call.
-    Graph variables (TF1) get Pack ops in their graph, so nothing outlives the graph.
+    Eager variables (eager steps, tf.function) are packed once into PackedHandles resources, kept
+    per variable list: an eager call passes three inputs instead of 3N, a tf.function captures three
+    tensors, and tf.saved_model saves them as resources of the optimizer. Graph variables (TF1) get
+    Pack ops in their graph, so nothing outlives the graph.
     """
-    lists = lambda: ([v.handle for v in variables],
-                     [self.get_slot(v, "m").handle for v in variables],
-                     [self.get_slot(v, "v").handle for v in variables])
-
-    def pack():
-      with tf.device(_fused.host_device(variables[0].device)):
-        return tuple(ops.pack_handles(handles) for handles in lists())
-
+    slots = lambda name: [self.get_slot(v, name) for v in variables]
+    device = _fused.host_device(variables[0].device)
     if any(getattr(v, "_in_graph_mode", True) for v in variables):
-      return pack()
+      with tf.device(device):
+        return tuple(ops.pack_handles([x.handle for x in group])
+                     for group in (variables, slots("m"), slots("v")))
     key = tuple(map(id, variables))
     cached = self._packed_handles.get(key)
     if cached is None or not all(map(operator.is_, cached[0], variables)):
-      with framework_ops.init_scope():
-        cached = (tuple(variables), pack())
+      packed = [_fused.PackedHandles(group, device) for group in (variables, slots("m"), slots("v"))]
+      with framework_ops.init_scope():  # eager tensors, also when first asked inside a tf.function
+        handles = tuple(p.resource_handle for p in packed)
+      cached = (tuple(variables), packed, handles)
       if len(self._packed_handles) >= _PACKED_HANDLES_KEPT:
         self._packed_handles.pop(next(iter(self._packed_handles)))
       self._packed_handles[key] = cached
-    return cached[1]
+    return cached[2]
+
+  def _trackable_children(self, save_type=trackable.SaveType.CHECKPOINT, **kwargs):
+    children = super()._trackable_children(save_type, **kwargs)
+    if save_type == trackable.SaveType.SAVEDMODEL:
+      # The packed handle vectors that saved functions capture; checkpoints never see them.
+      for i, (_, packed, _) in enumerate(self._packed_handles.values()):
+        for name, resource in zip(("vars", "ms", "vs"), packed):
+          children[f"packed_handles_{i}_{name}"] = resource
+    return children
+
+  # --- tf.saved_model: a loaded optimizer re-creates its slots ----------------------------------
+
+  @classmethod
+  def _deserialize_from_proto(cls, **kwargs):
+    """The loaded optimizer: the state holder of the loaded train steps (their hyperparameters are
+    in the saved functions), default hyperparameters for anything new."""
+    return cls()
+
+  def add_slot(self, var, slot_name):
+    """Creates slot `slot_name` ("m" or "v") for `var`, zeros; tf.saved_model.load restores it."""
+    return self._zeros_slot(var, slot_name, self._name)
 
   def _advance_beta_powers(self, update_ops):
     """Stock's _finish: beta_power *= beta, after every update of the step."""
