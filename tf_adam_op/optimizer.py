@@ -26,6 +26,7 @@ from tensorflow.python.trackable import base as trackable
 from tensorflow.python.training import optimizer as optimizer_lib
 
 from tf_adam_op import _fused
+from tf_adam_op import _xla
 from tf_adam_op import ops
 
 __all__ = ["AdamOptimizer"]
@@ -137,7 +138,9 @@ class AdamOptimizer(optimizer_lib.Optimizer):
   def apply_gradients(self, grads_and_vars, global_step=None, name=None,
                       skip_gradients_aggregation=False):
     grads_and_vars = tuple(grads_and_vars)  # it may be a generator; it is read more than once
-    fuse = self._fused and not distribute_lib.has_strategy()
+    # The multi-tensor ops need a step built here, on one machine, outside XLA (which compiles
+    # another path, see _xla.py).
+    fuse = self._fused and not distribute_lib.has_strategy() and not _xla.in_xla_context()
     if fuse and (tf.executing_eagerly() or _all_eager_variables(grads_and_vars)):
       result = self._apply_on_fast_path(grads_and_vars, global_step, name)
       if result is not _NOT_TAKEN:
@@ -280,6 +283,8 @@ class AdamOptimizer(optimizer_lib.Optimizer):
         use_locking=self._use_locking).op
 
   def _resource_apply_dense(self, grad, var):
+    if _xla.in_xla_context():
+      return _xla.dense_update(self, grad, var)
     if self._deferred_dense is not None and _fused.is_fusable(grad, var):
       self._deferred_dense.append((grad, var))
       return None  # the update is made in _finish, in its group's multi-tensor op
@@ -307,6 +312,8 @@ class AdamOptimizer(optimizer_lib.Optimizer):
         grad.values, grad.indices, **self._sparse_options()).op
 
   def _resource_apply_sparse(self, grad, var, indices):
+    if _xla.in_xla_context():
+      return _xla.sparse_update(self, grad, var, indices, self._lazy)
     return ops.resource_sparse_apply_adam_v1(
         var.handle, self.get_slot(var, "m").handle, self.get_slot(var, "v").handle,
         *self._scalars(var.dtype), grad, indices, **self._sparse_options())

@@ -1,0 +1,54 @@
+"""tf.distribute.MirroredStrategy over two logical CPUs (set up in conftest.py): training inside
+strategy.run matches stock AdamOptimizer under the same strategy bit for bit, with slots and beta
+powers mirrored as stock's are."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import OPTIMIZERS, assert_bitwise_equal
+
+STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def strategy():
+  # One strategy for the module: several MirroredStrategy objects in one process can hand out
+  # clashing collective instance keys.
+  assert len(tf.config.list_logical_devices("CPU")) >= 2, "conftest sets up two logical CPUs"
+  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def _mirrored_run(strategy, cls, sparse):
+  with strategy.scope():
+    w = tf.Variable(np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3), name="w")
+    b = tf.Variable(np.zeros(3, np.float32), name="b")
+    opt = cls(0.05)
+
+  def replica_step(x):
+    with tf.GradientTape() as tape:
+      rows = tf.gather(w, [0, 3, 0]) if sparse else w
+      loss = tf.reduce_sum(tf.square(tf.matmul(x, rows) + b))
+    grads = tape.gradient(loss, [w, b])
+    opt.apply_gradients(zip(grads, [w, b]))
+
+  @tf.function
+  def step(x):
+    strategy.run(replica_step, args=(x,))
+
+  rows = 3 if sparse else 4
+  for i in range(STEPS):
+    step(tf.constant(np.full((2, rows), 0.1 * (i + 1), np.float32)))
+  slots = [opt.get_slot(v, s) for v in (w, b) for s in ("m", "v")]
+  powers = list(opt._get_beta_accumulators())
+  kinds = [type(x).__name__ for x in slots + powers]
+  return [x.numpy() for x in [w, b] + slots + powers], kinds
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_mirrored_strategy_matches_stock(strategy, sparse):
+  ours, our_kinds = _mirrored_run(strategy, OPTIMIZERS["ours"], sparse)
+  stock, stock_kinds = _mirrored_run(strategy, OPTIMIZERS["stock"], sparse)
+  assert our_kinds == stock_kinds
+  assert all("Mirrored" in kind for kind in our_kinds), our_kinds
+  assert_bitwise_equal(ours, stock, names=["w", "b", "w/m", "w/v", "b/m", "b/v", "b1p", "b2p"])

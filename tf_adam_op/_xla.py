@@ -1,0 +1,72 @@
+"""Adam from ops XLA can compile, for steps under tf.function(jit_compile=True).
+
+The custom ops have no XLA kernel, so when the optimizer builds its step inside an XLA context it
+emits what stock AdamOptimizer emits there: stock's ResourceApplyAdam (which has an XLA kernel) for
+dense float32/float64 updates, and stock's scatter-based composition for sparse ones, so results
+agree with stock under XLA. What stock does not have is composed from TF ops in the same order as
+the C++ rule: dense half/bfloat16 (computed in float32, rounded once) and lazy sparse updates.
+"""
+
+import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
+from tensorflow.python.ops import gen_training_ops
+from tensorflow.python.training import optimizer as optimizer_lib
+
+
+def in_xla_context():
+  """Whether ops built now will be compiled by XLA (e.g. inside tf.function(jit_compile=True))."""
+  return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def _alpha(lr, beta1_power, beta2_power):
+  return lr * tf.sqrt(1 - beta2_power) / (1 - beta1_power)
+
+
+def dense_update(opt, grad, var):
+  """One dense step of resource variable `var` (stock's op; a float32 composition for 16 bits)."""
+  m, v = opt.get_slot(var, "m"), opt.get_slot(var, "v")
+  dtype = var.dtype.base_dtype
+  beta1_power, beta2_power = opt._get_beta_accumulators()  # pylint: disable=protected-access
+  if dtype in (tf.float32, tf.float64):
+    scalars = [tf.cast(x, dtype) for x in (beta1_power, beta2_power, opt._lr_t, opt._beta1_t,  # pylint: disable=protected-access
+                                          opt._beta2_t, opt._epsilon_t)]  # pylint: disable=protected-access
+    return gen_training_ops.resource_apply_adam(var.handle, m.handle, v.handle, *scalars, grad,
+                                                use_locking=opt._use_locking)  # pylint: disable=protected-access
+  # Half and bfloat16: the C++ rule in float32 (float32 hyperparameters), rounded once on store.
+  f32 = lambda x: tf.cast(x, tf.float32)
+  beta1, beta2, epsilon = f32(opt._beta1_t), f32(opt._beta2_t), f32(opt._epsilon_t)  # pylint: disable=protected-access
+  alpha = _alpha(f32(opt._lr_t), f32(beta1_power), f32(beta2_power))  # pylint: disable=protected-access
+  g, m_c, v_c = f32(grad), f32(m), f32(v)
+  m_c = m_c + (g - m_c) * (1 - beta1)
+  v_c = v_c + (g * g - v_c) * (1 - beta2)
+  var_c = f32(var) - (m_c * alpha) / (tf.sqrt(v_c) + epsilon)
+  return tf.group(m.assign(tf.cast(m_c, dtype)), v.assign(tf.cast(v_c, dtype)),
+                  var.assign(tf.cast(var_c, dtype)))
+
+
+def sparse_update(opt, values, var, indices, lazy):
+  """A sparse step: stock's rule (decay every row, add the summed rows) or LazyAdam's rows."""
+  summed, unique = optimizer_lib._deduplicate_indexed_slices(values, indices)  # pylint: disable=protected-access
+  m, v = opt.get_slot(var, "m"), opt.get_slot(var, "v")
+  dtype = var.dtype.base_dtype
+  beta1_power, beta2_power = opt._get_beta_accumulators()  # pylint: disable=protected-access
+  cast = lambda x: tf.cast(x, dtype)
+  beta1, beta2, epsilon = cast(opt._beta1_t), cast(opt._beta2_t), cast(opt._epsilon_t)  # pylint: disable=protected-access
+  alpha = _alpha(cast(opt._lr_t), cast(beta1_power), cast(beta2_power))  # pylint: disable=protected-access
+  locking = opt._use_locking  # pylint: disable=protected-access
+  if lazy:  # only the named rows, in the C++ lazy rule's order
+    m_rows = tf.gather(m, unique) * beta1 + summed * (1 - beta1)
+    v_rows = tf.gather(v, unique) * beta2 + (summed * summed) * (1 - beta2)
+    var_rows = tf.gather(var, unique) - (alpha * m_rows) / (tf.sqrt(v_rows) + epsilon)
+    return tf.group(m.scatter_update(tf.IndexedSlices(m_rows, unique)),
+                    v.scatter_update(tf.IndexedSlices(v_rows, unique)),
+                    var.scatter_update(tf.IndexedSlices(var_rows, unique)))
+  # Stock's _apply_sparse_shared, op for op.
+  m_t = m.assign(m * beta1, use_locking=locking)
+  with tf.control_dependencies([m_t]):
+    m_t = m.scatter_add(tf.IndexedSlices(summed * (1 - beta1), unique))
+  v_t = v.assign(v * beta2, use_locking=locking)
+  with tf.control_dependencies([v_t]):
+    v_t = v.scatter_add(tf.IndexedSlices((summed * summed) * (1 - beta2), unique))
+  var_update = var.assign_sub(alpha * m_t / (tf.sqrt(v_t) + epsilon), use_locking=locking)
+  return tf.group(var_update, m_t, v_t)
