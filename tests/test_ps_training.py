@@ -32,6 +32,9 @@ def test_our_ops_run_on_the_ps():
       (op.type, op.device) for op in ours]
 
 
+# After the last step the chief's SyncReplicas queue runner is cancelled mid-wait; its thread
+# ends with CancelledError, which TF's QueueRunner re-raises in that thread (expected, harmless).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_sync_replicas_wrapping_ours_matches_stock():
   weights = {}
   for name, cls in OPTIMIZERS.items():
@@ -39,3 +42,13 @@ def test_sync_replicas_wrapping_ours_matches_stock():
     _, weights[name] = ps_cluster.train(spec, servers, lambda cls=cls: cls(0.05), steps=15,
                                         sync_replicas=True)
   assert_bitwise_equal(weights["ours"], weights["stock"], names=("w", "b"))
+
+
+def test_demo_cluster_command(tmp_path):
+  import os, subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  result = subprocess.run([sys.executable, "-m", "tf_adam_op", "demo", "--cluster", "--steps", "100",
+                           "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+  assert "worker 0:" in result.stdout and "worker 1:" in result.stdout
+  assert "trained" in result.stdout and "127.0.0.1" in result.stdout

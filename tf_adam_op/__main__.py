@@ -26,6 +26,8 @@ def _info(_args):
 
 def _demo(args):
   from tf_adam_op import demo  # pylint: disable=g-import-not-at-top
+  if args.cluster:
+    return 0 if demo.run_cluster(steps=args.steps, quiet=args.quiet) else 1
   identical = demo.run(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                        quiet=args.quiet)
   return 0 if identical else 1
@@ -48,6 +50,8 @@ def main(argv=None):
   demo.add_argument("--batch-size", type=int, default=256)
   demo.add_argument("--seed", type=int, default=0)
   demo.add_argument("--quiet", action="store_true", help="no progress bars")
+  demo.add_argument("--cluster", action="store_true",
+                    help="instead: parameter-server training on a local 1-ps, 2-worker cluster")
   demo.set_defaults(run=_demo)
   bench = commands.add_parser(
       "bench", help="time stock Adam, ours and torch's fused Adam; table, JSON and PNG")

@@ -109,3 +109,39 @@ def run(steps=300, batch_size=256, seed=0, quiet=False):
           f"{stock_time * 1e3:.2f} ms, tf_adam_op {ours_time * 1e3:.2f} ms "
           f"(x{stock_time / ours_time:.2f})")
   return all_identical
+
+
+def run_cluster(steps=200, quiet=False):
+  """`demo --cluster`: asynchronous parameter-server training on a local two-worker cluster.
+
+  One ps and two workers, all tf.distribute.Servers on 127.0.0.1 in this process; the variables and
+  tf_adam_op's ops live on the ps, each worker applies its own gradients (use_locking=True). Returns
+  True when both workers' losses fell tenfold and the weights are finite.
+  """
+  from tf_adam_op import ps_cluster  # pylint: disable=g-import-not-at-top
+  spec, servers = ps_cluster.local_cluster(num_workers=2)
+  print(f"Local cluster: ps {spec.job_tasks('ps')[0]}, workers {', '.join(spec.job_tasks('worker'))}; "
+        f"asynchronous training for {steps} global steps with tf_adam_op.AdamOptimizer "
+        f"(use_locking=True), variables and Adam ops on the ps.")
+  progress = tqdm(total=steps, desc="global step", disable=quiet, leave=False)
+
+  def on_step(task_index, global_step, loss):
+    progress.update(max(0, global_step - progress.n))
+    progress.set_postfix_str(f"worker {task_index} loss {loss:.4f}")
+
+  losses, (w, b) = ps_cluster.train(
+      spec, servers, lambda: tf_adam_op.AdamOptimizer(0.05, use_locking=True), steps,
+      on_step=on_step)
+  progress.close()
+  ok = np.all(np.isfinite(w)) and np.all(np.isfinite(b))
+  for task_index, worker_losses in sorted(losses.items()):
+    fell = bool(worker_losses) and worker_losses[-1] < 0.1 * worker_losses[0]
+    ok &= fell
+    if worker_losses:
+      print(f"worker {task_index}: {len(worker_losses)} steps, loss {worker_losses[0]:.4f} -> "
+            f"{worker_losses[-1]:.4f}")
+    else:
+      print(f"worker {task_index}: took no step")
+  print(f"weights finite: {bool(np.all(np.isfinite(w)) and np.all(np.isfinite(b)))}; "
+        f"{'trained' if ok else 'DID NOT TRAIN as expected'}")
+  return bool(ok)
