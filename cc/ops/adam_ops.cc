@@ -183,25 +183,26 @@ REGISTER_OP("ResourceSparseApplyAdamV1")
 
 #undef TF_ADAM_OP_SPARSE_INPUTS
 
-#define TF_ADAM_OP_MULTI_ATTRS                                                     \
-  Attr("N: int >= 1")                                                              \
+// The multi-tensor ops' inputs, the beta powers' type aside (variables or values).
+#define TF_ADAM_OP_MULTI_INPUTS(POWER_TYPE)                                         \
+  Input("vars: resource")                                                          \
+      .Input("ms: resource")                                                       \
+      .Input("vs: resource")                                                       \
+      .Input("beta1_power: " POWER_TYPE)                                           \
+      .Input("beta2_power: " POWER_TYPE)                                           \
+      .Input("lr: Tscalar")                                                        \
+      .Input("beta1: Tscalar")                                                     \
+      .Input("beta2: Tscalar")                                                     \
+      .Input("epsilon: Tscalar")                                                   \
+      .Input("grads: N * T")                                                       \
+      .Attr("N: int >= 1")                                                         \
       .Attr("T: numbertype")                                                       \
       .Attr("Tscalar: {float, double}")                                            \
       .Attr("use_locking: bool = false")                                           \
       .Attr("use_nesterov: bool = false")
 
 REGISTER_OP("ResourceApplyAdamV1Multi")
-    .Input("vars: resource")
-    .Input("ms: resource")
-    .Input("vs: resource")
-    .Input("beta1_power: resource")
-    .Input("beta2_power: resource")
-    .Input("lr: Tscalar")
-    .Input("beta1: Tscalar")
-    .Input("beta2: Tscalar")
-    .Input("epsilon: Tscalar")
-    .Input("grads: N * T")
-    .TF_ADAM_OP_MULTI_ATTRS
+    .TF_ADAM_OP_MULTI_INPUTS("resource")
     .Attr("Tpower: {float, double} = DT_FLOAT")
     .SetShapeFn([](InferenceContext* c) { return MultiAdamShapeFn(c, true); })
     .Doc(R"doc(
@@ -215,24 +216,14 @@ an error and no variable is changed. The variables must be on one device and of 
 )doc");
 
 REGISTER_OP("ResourceApplyAdamV1MultiNoAdvance")
-    .Input("vars: resource")
-    .Input("ms: resource")
-    .Input("vs: resource")
-    .Input("beta1_power: Tscalar")
-    .Input("beta2_power: Tscalar")
-    .Input("lr: Tscalar")
-    .Input("beta1: Tscalar")
-    .Input("beta2: Tscalar")
-    .Input("epsilon: Tscalar")
-    .Input("grads: N * T")
-    .TF_ADAM_OP_MULTI_ATTRS
+    .TF_ADAM_OP_MULTI_INPUTS("Tscalar")
     .SetShapeFn([](InferenceContext* c) { return MultiAdamShapeFn(c, false); })
     .Doc(R"doc(
 ResourceApplyAdamV1Multi with the beta powers given as values and left for the caller to advance:
 for a step with several such groups (devices, dtypes) or other updates, all reading the same powers.
 )doc");
 
-#undef TF_ADAM_OP_MULTI_ATTRS
+#undef TF_ADAM_OP_MULTI_INPUTS
 #undef TF_ADAM_OP_COMMON_INPUTS
 
 }  // namespace tensorflow
