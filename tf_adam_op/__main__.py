@@ -13,6 +13,8 @@ def _info(_args):
   print(f"tf_adam_op {tf_adam_op.__version__} at {os.path.dirname(tf_adam_op.__file__)}")
   print(f"TensorFlow: built against {_build_info.TF_VERSION}, running {tf.__version__}")
   print(f"compiler: {facts['compiler']}")
+  simd = tf_adam_op.ops._op_library.tf_adam_op_cpu_simd().numpy().decode()  # pylint: disable=protected-access
+  print(f"CPU loop: {simd} (widest the CPU has; TF_ADAM_OP_CPU_SIMD=avx2|baseline picks a narrower one)")
   if _build_info.CUDA_KERNELS_BUILT:
     print(f"CUDA kernels built: yes (nvcc {_build_info.CUDA_VERSION}, architectures "
           f"{_build_info.CUDA_ARCHITECTURES.replace(',', ', ')}; CUDA runtime linked statically)")

@@ -81,6 +81,18 @@ class ApplyAdamV1Op : public OpKernel {
   bool use_nesterov_;
 };
 
+// Reports which copy of the CPU loop runs (tf-adam-op info; the SIMD tests).
+class CpuSimdOp : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+  void Compute(OpKernelContext* ctx) override {
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, tensorflow::TensorShape({}), &out));
+    out->scalar<tensorflow::tstring>()() = CpuSimd();
+  }
+};
+REGISTER_KERNEL_BUILDER(Name("TfAdamOpCpuSimd").Device(tensorflow::DEVICE_CPU), CpuSimdOp);
+
 #define TF_ADAM_OP_REGISTER_CPU(T)                                                      \
   REGISTER_KERNEL_BUILDER(                                                              \
       Name("ApplyAdamV1").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),        \

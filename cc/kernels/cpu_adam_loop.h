@@ -2,10 +2,11 @@
 //
 // TF's wheel (and a default build of this package) targets baseline x86-64, i.e. SSE2: 4 floats per
 // instruction. float and double get their own entry points, compiled three times (AVX-512, AVX2,
-// baseline) with GCC's target_clones; the dynamic loader picks one when the library is loaded, so the
-// wheel stays portable. Vectorising never changes a result: vector add, mul, div and sqrt are IEEE
-// operations rounding exactly as the scalar ones, and -ffp-contract=off keeps FMA out (AVX2 and
-// AVX-512 machines have FMA; contracting m*alpha + ... would round differently from stock).
+// baseline) with GCC target attributes; the widest the CPU has is picked on first use (or a narrower
+// one named by TF_ADAM_OP_CPU_SIMD, so tests can run each), and the wheel stays portable.
+// Vectorising never changes a result: vector add, mul, div and sqrt are IEEE operations rounding
+// exactly as the scalar ones, and -ffp-contract=off keeps FMA out (AVX2 and AVX-512 machines have
+// FMA; contracting m*alpha + ... would round differently from stock).
 #ifndef TF_ADAM_OP_KERNELS_CPU_ADAM_LOOP_H_
 #define TF_ADAM_OP_KERNELS_CPU_ADAM_LOOP_H_
 
@@ -22,6 +23,9 @@ void CpuAdamUpdateRange(bool use_nesterov, T* var, T* m, T* v, const T* grad, in
                         int64_t end, const AdamStep<OpMathT<T>>& step) {
   AdamUpdateRange<T>(use_nesterov, var, m, v, grad, begin, end, step);
 }
+
+// The instruction set of the float/double loop in use: "avx512f", "avx2" or "baseline".
+const char* CpuSimd();
 
 template <>
 void CpuAdamUpdateRange<float>(bool use_nesterov, float* var, float* m, float* v,

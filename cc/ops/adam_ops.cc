@@ -226,4 +226,13 @@ for a step with several such groups (devices, dtypes) or other updates, all read
 #undef TF_ADAM_OP_MULTI_INPUTS
 #undef TF_ADAM_OP_COMMON_INPUTS
 
+REGISTER_OP("TfAdamOpCpuSimd")
+    .Output("simd: string")
+    .SetIsStateful()  // not constant-folded: it reports the process it runs in
+    .SetShapeFn([](InferenceContext* c) {
+      c->set_output(0, c->Scalar());
+      return absl::OkStatus();
+    })
+    .Doc("The instruction set of tf_adam_op's CPU loop in this process: avx512f, avx2 or baseline.");
+
 }  // namespace tensorflow

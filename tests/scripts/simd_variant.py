@@ -1,0 +1,57 @@
+"""Child process for test_simd.py: with TF_ADAM_OP_CPU_SIMD set by the parent, runs the dense and
+the multi-tensor op on awkward sizes and values and checks them against the NumPy reference, bit
+for bit. Prints the instruction set the op library reports, then OK."""
+
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+sys.path.insert(0, sys.argv[1])  # the tests directory, for the reference
+from numpy_reference import adam_step  # noqa: E402
+import tf_adam_op  # noqa: E402
+from tf_adam_op import ops  # noqa: E402
+
+SCALARS = (np.float32(0.9)**3, np.float32(0.999)**3, 0.01, 0.9, 0.999, 1e-8)
+SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-45, 3.4e38, 1e-300]
+
+
+def state(rng, size, dtype):
+  var = rng.standard_normal(size).astype(dtype)
+  grad = rng.standard_normal(size).astype(dtype)
+  with np.errstate(over="ignore"):
+    grad[:min(size, len(SPECIAL))] = np.array(SPECIAL[:size]).astype(dtype)
+  m = (0.1 * rng.standard_normal(size)).astype(dtype)
+  v = np.abs(0.01 * rng.standard_normal(size)).astype(dtype)
+  return var, m, v, grad
+
+
+def same_bits(a, b):
+  return np.array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
+
+
+def main():
+  print(ops._op_library.tf_adam_op_cpu_simd().numpy().decode())  # pylint: disable=protected-access
+  rng = np.random.default_rng(5)
+  for dtype in (np.float32, np.float64):
+    compute = ops.compute_dtype(dtype)
+    for nesterov in (False, True):
+      states = [state(rng, size, dtype) for size in (1, 7, 1023, 4099, 40000)]
+      dense = [[tf.Variable(x) for x in s[:3]] for s in states]
+      multi = [[tf.Variable(x) for x in s[:3]] for s in states]
+      scalars = [tf.constant(x, compute) for x in SCALARS]
+      for (var, m, v), s in zip(dense, states):
+        ops.resource_apply_adam_v1(var.handle, m.handle, v.handle, *scalars, tf.constant(s[3]),
+                                   use_nesterov=nesterov)
+      ops.resource_apply_adam_v1_multi_no_advance(
+          *[[t[k].handle for t in multi] for k in range(3)], *scalars,
+          [tf.constant(s[3]) for s in states], use_nesterov=nesterov)
+      for s, d, mu in zip(states, dense, multi):
+        expected = adam_step(*s, *SCALARS, use_nesterov=nesterov)
+        for e, a, b in zip(expected, d, mu):
+          assert same_bits(a.numpy(), e) and same_bits(b.numpy(), e), (dtype, nesterov, len(s[0]))
+  print("OK")
+
+
+if __name__ == "__main__":
+  main()
