@@ -122,8 +122,10 @@ def write_png(path, cases):
       if name in rows and rows[name].bandwidth_fraction is not None:
         fraction_xs.append(i + k * width)
         fractions.append(rows[name].bandwidth_fraction)
-    speed.bar(xs, speedups, width, label=name)
-    bandwidth.bar(fraction_xs, fractions, width, label=name)
+    color = f"C{k}"  # one color per implementation in both panels
+    speed.bar(xs, speedups, width, label=name, color=color)
+    if fractions:
+      bandwidth.bar(fraction_xs, fractions, width, label=name, color=color)
   for axis in (speed, bandwidth):
     axis.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(cases))])
     axis.set_xticklabels(labels, fontsize=7)
