@@ -79,6 +79,11 @@ def _run_steps(device, dtype_name, kind, steps=20, seed=0):
       grad = tf.constant(grads[step])
       if kind == "dense":
         ops.resource_apply_adam_v1(var.handle, m.handle, v.handle, *powers, *hyper, grad)
+      elif kind == "multi_advance":  # the op reads the powers from the variables and advances them
+        float_powers = [tf.Variable(float(p.numpy()), dtype=tf.float32) for p in powers]
+        ops.resource_apply_adam_v1_multi([var.handle], [m.handle], [v.handle],
+                                         *(p.handle for p in float_powers), *hyper, [grad])
+        assert np.isclose(float_powers[0].numpy(), float(powers[0].numpy()) * 0.9)
       elif kind == "multi":
         ops.resource_apply_adam_v1_multi_no_advance(
             [var.handle], [m.handle], [v.handle], *powers, *hyper, [grad])
@@ -94,7 +99,7 @@ def _run_steps(device, dtype_name, kind, steps=20, seed=0):
 
 @needs_gpu
 @needs_cuda_build
-@pytest.mark.parametrize("kind", ["dense", "multi", "sparse", "lazy"])
+@pytest.mark.parametrize("kind", ["dense", "multi", "multi_advance", "sparse", "lazy"])
 @pytest.mark.parametrize("dtype_name", DTYPES.keys())
 def test_gpu_matches_cpu_over_20_steps(dtype_name, kind):
   cpu = _run_steps("/CPU:0", dtype_name, kind)
@@ -102,6 +107,45 @@ def test_gpu_matches_cpu_over_20_steps(dtype_name, kind):
   for name, a, b in zip(("var", "m", "v"), gpu, cpu):
     np.testing.assert_allclose(a, b, rtol=_tolerance(dtype_name), atol=_tolerance(dtype_name),
                                err_msg=f"{name} ({kind}, {dtype_name})")
+
+
+def _ref_variable_steps(device, dtype_name, sparse, steps=20):
+  """20 steps of ApplyAdamV1 / SparseApplyAdamV1 on ref variables in a TF1 graph on `device`."""
+  rng = np.random.default_rng(1)
+  dtype = DTYPES[dtype_name]
+  init = rng.standard_normal((37, 5)).astype(dtype)
+  grads = [rng.standard_normal((11, 5) if sparse else (37, 5)).astype(dtype) for _ in range(steps)]
+  indices = [rng.integers(0, 37, size=11) for _ in range(steps)]
+  compute = ops.compute_dtype(TF_DTYPES[dtype_name])
+  with tf.Graph().as_default(), tf.device(device):
+    var, m, v = (tf.compat.v1.Variable(x, use_resource=False)
+                 for x in (init, np.zeros_like(init), np.zeros_like(init)))
+    grad_in = tf.compat.v1.placeholder(TF_DTYPES[dtype_name], grads[0].shape)
+    index_in = tf.compat.v1.placeholder(tf.int64, [11])
+    step_in = tf.compat.v1.placeholder(compute, [2])
+    hyper = [step_in[0], step_in[1]] + [tf.constant(x, compute) for x in (0.01, 0.9, 0.999, 1e-7)]
+    if sparse:
+      update = ops.sparse_apply_adam_v1(var, m, v, *hyper, grad_in, index_in)
+    else:
+      update = ops.apply_adam_v1(var, m, v, *hyper, grad_in)
+    with tf.compat.v1.Session(config=tf.compat.v1.ConfigProto(allow_soft_placement=False)) as s:
+      s.run(tf.compat.v1.global_variables_initializer())
+      for k in range(steps):
+        s.run(update, {grad_in: grads[k], index_in: indices[k],
+                       step_in: [0.9 ** (k + 1), 0.999 ** (k + 1)]})
+      return [x.astype(np.float64) for x in s.run([var, m, v])]
+
+
+@needs_gpu
+@needs_cuda_build
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+@pytest.mark.parametrize("dtype_name", DTYPES.keys())
+def test_gpu_matches_cpu_for_ref_variables(dtype_name, sparse):
+  cpu = _ref_variable_steps("/CPU:0", dtype_name, sparse)
+  gpu = _ref_variable_steps("/GPU:0", dtype_name, sparse)
+  for name, a, b in zip(("var", "m", "v"), gpu, cpu):
+    np.testing.assert_allclose(a, b, rtol=_tolerance(dtype_name), atol=_tolerance(dtype_name),
+                               err_msg=f"{name} (ref, {'sparse' if sparse else 'dense'})")
 
 
 @needs_gpu
