@@ -102,7 +102,7 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     self._fused = bool(fused)
     # Inside apply_gradients, the (grad, var) pairs held back for multi-tensor ops (else None).
     self._deferred_dense = None
-    self._eager_plan = None
+    self._step_plan = None
     self._eager_hyper_cache = None
     self._packed_handles = {}  # id of each variable -> (variables, packed handle vectors)
     self._lr = learning_rate
@@ -166,9 +166,9 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     Returns _NOT_TAKEN (nothing done) when a pair needs the general path (a sparse or non-tensor
     gradient, a ref or constrained variable, ...), which then gives stock's behaviour and errors.
     """
-    plan = self._eager_plan
+    plan = self._step_plan
     if plan is None or not plan.matches(grads_and_vars):
-      plan = self._build_eager_plan(grads_and_vars)
+      plan = self._build_step_plan(grads_and_vars)
       if plan is None:
         return _NOT_TAKEN
     group_grads = plan.gradients(grads_and_vars)
@@ -204,7 +204,7 @@ class AdamOptimizer(optimizer_lib.Optimizer):
       framework_ops.add_to_collection(framework_ops.GraphKeys.TRAIN_OP, train_op)
       return train_op
 
-  def _build_eager_plan(self, grads_and_vars):
+  def _build_step_plan(self, grads_and_vars):
     """Checks, creates the slots and caches handles for these variables; None if not fusable."""
     if not all(grad is None or _fused.is_fusable(grad, var) for grad, var in grads_and_vars):
       return None
@@ -219,13 +219,13 @@ class AdamOptimizer(optimizer_lib.Optimizer):
         [(i, var) for i, (grad, var) in enumerate(grads_and_vars) if grad is not None])
     beta_powers = self._get_beta_accumulators()
     advances = len(groups) == 1 and _fused.powers_on_device(beta_powers, groups[0].device)
-    self._eager_plan = _fused.StepPlan(
+    self._step_plan = _fused.StepPlan(
         variables=tuple(var for _, var in grads_and_vars),
         has_grad=tuple(grad is not None for grad, _ in grads_and_vars),
         groups=[_fused.PlannedGroup(group.device, group.dtype, group.grads, group.variables)
                 for group in groups],
         beta_powers=beta_powers if advances else None)
-    return self._eager_plan
+    return self._step_plan
 
   def _prepare_eagerly(self):
     """_prepare, with the tensors of plain-number hyperparameters kept from step to step
