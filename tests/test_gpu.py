@@ -102,11 +102,14 @@ def _run_steps(device, dtype_name, kind, steps=20, seed=0):
 @pytest.mark.parametrize("kind", ["dense", "multi", "multi_advance", "sparse", "lazy"])
 @pytest.mark.parametrize("dtype_name", DTYPES.keys())
 def test_gpu_matches_cpu_over_20_steps(dtype_name, kind):
-  cpu = _run_steps("/CPU:0", dtype_name, kind)
-  gpu = _run_steps("/GPU:0", dtype_name, kind)
+  _assert_close(_run_steps("/GPU:0", dtype_name, kind), _run_steps("/CPU:0", dtype_name, kind),
+                dtype_name, kind)
+
+
+def _assert_close(gpu, cpu, dtype_name, what):
   for name, a, b in zip(("var", "m", "v"), gpu, cpu):
     np.testing.assert_allclose(a, b, rtol=_tolerance(dtype_name), atol=_tolerance(dtype_name),
-                               err_msg=f"{name} ({kind}, {dtype_name})")
+                               err_msg=f"{name} ({what}, {dtype_name})")
 
 
 def _ref_variable_steps(device, dtype_name, sparse, steps=20):
@@ -141,11 +144,9 @@ def _ref_variable_steps(device, dtype_name, sparse, steps=20):
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 @pytest.mark.parametrize("dtype_name", DTYPES.keys())
 def test_gpu_matches_cpu_for_ref_variables(dtype_name, sparse):
-  cpu = _ref_variable_steps("/CPU:0", dtype_name, sparse)
-  gpu = _ref_variable_steps("/GPU:0", dtype_name, sparse)
-  for name, a, b in zip(("var", "m", "v"), gpu, cpu):
-    np.testing.assert_allclose(a, b, rtol=_tolerance(dtype_name), atol=_tolerance(dtype_name),
-                               err_msg=f"{name} (ref, {'sparse' if sparse else 'dense'})")
+  _assert_close(_ref_variable_steps("/GPU:0", dtype_name, sparse),
+                _ref_variable_steps("/CPU:0", dtype_name, sparse), dtype_name,
+                "ref, sparse" if sparse else "ref, dense")
 
 
 @needs_gpu
