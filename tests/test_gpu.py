@@ -174,6 +174,16 @@ def test_training_step_runs_entirely_on_the_gpu(use_resource):
 
 @needs_gpu
 @needs_cuda_build
+@pytest.mark.parametrize("kind", ["sparse", "lazy"])
+def test_sparse_gpu_reruns_are_bit_identical(kind):
+  """Duplicate indices are summed without atomics: two runs give the same bits."""
+  first, second = (_run_steps("/GPU:0", "float32", kind) for _ in range(2))
+  for a, b in zip(first, second):
+    np.testing.assert_array_equal(a.view(np.uint64), b.view(np.uint64))
+
+
+@needs_gpu
+@needs_cuda_build
 def test_bad_sparse_index_is_rejected_on_the_gpu_and_nothing_changes():
   with tf.device("/GPU:0"):
     var, m, v = (tf.Variable(tf.fill([10, 3], float(i))) for i in range(3))
