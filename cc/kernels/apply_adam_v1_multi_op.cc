@@ -49,14 +49,13 @@ using ::tensorflow::TensorShapeUtils;
 
 namespace {
 
-// Input layout: packed vars, ms, vs; the two beta powers (handles or values); lr, beta1, beta2,
-// epsilon; then the N grads.
-struct MultiInputs {
-  static constexpr int kVars = 0, kMs = 1, kVs = 2, kBeta1Power = 3, kBeta2Power = 4, kLr = 5,
-                       kBeta1 = 6, kBeta2 = 7, kEpsilon = 8, kFirstGrad = 9;
-  static constexpr const char* kPackedNames[] = {"vars", "ms", "vs"};
-  static int grad(int i) { return kFirstGrad + i; }
-};
+// Input layout: the single-variable ops' (adam_kernel_common.h) with vectors of N handles in place
+// of var, m and v, the beta powers as variables (ResourceApplyAdamV1Multi) or values (NoAdvance),
+// and the N grads from kGradInput on.
+constexpr int kPackedInputs[] = {0, 1, 2};
+constexpr const char* kPackedNames[] = {"vars", "ms", "vs"};
+constexpr int kBeta1PowerInput = kFirstScalarInput;
+constexpr int kBeta2PowerInput = kFirstScalarInput + 1;
 
 // Runs the update over global elements [begin, end) of the concatenated tensors, which may span
 // several tensors; offsets[k] is where tensor k starts (offsets has N + 1 entries).
@@ -138,35 +137,31 @@ class ApplyAdamV1MultiOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    using In = MultiInputs;
-    for (int packed : {In::kVars, In::kMs, In::kVs}) {
+    for (int packed : kPackedInputs) {
       const Tensor& handles = ctx->input(packed);
       OP_REQUIRES(ctx, handles.shape() == tensorflow::TensorShape({n_}),
                   absl::InvalidArgumentError(absl::StrCat(
-                      In::kPackedNames[packed], " must hold the ", n_,
+                      kPackedNames[packed], " must hold the ", n_,
                       " variables' handles (a vector), got shape ",
                       handles.shape().DebugString())));
     }
     std::vector<VariableInput> inputs;
     inputs.reserve(3 * n_ + 2);
-    for (int packed : {In::kVars, In::kMs, In::kVs}) {
-      for (int i = 0; i < n_; ++i) inputs.push_back({packed, In::kPackedNames[packed], i});
+    for (int packed : kPackedInputs) {
+      for (int i = 0; i < n_; ++i) inputs.push_back({packed, kPackedNames[packed], i});
     }
     if (kAdvancesBetaPowers) {
-      inputs.push_back({In::kBeta1Power, "beta1_power", -1, power_dtype_});
-      inputs.push_back({In::kBeta2Power, "beta2_power", -1, power_dtype_});
+      inputs.push_back({kBeta1PowerInput, "beta1_power", -1, power_dtype_});
+      inputs.push_back({kBeta2PowerInput, "beta2_power", -1, power_dtype_});
     }
     TrainingVariables vars(&CopyDeviceBuffer<Device>);
     OP_REQUIRES_OK(ctx, vars.Acquire(ctx, std::move(inputs), DataTypeToEnum<T>::value,
                                      use_locking_, UpdateKind::kDense));
+    OP_REQUIRES_OK(ctx, CheckScalarInputs(ctx));
     OP_REQUIRES_OK(ctx, Validate(ctx, vars));
     OP_REQUIRES_OK(ctx, vars.PrepareForInPlaceUpdate(ctx));
 
-    const bool double_compute = std::is_same<C, double>::value;
-    auto input = [ctx](int index) -> const void* { return ctx->input(index).data(); };
-    ScalarPointers scalars{input(In::kBeta1Power), input(In::kBeta2Power), double_compute,
-                           input(In::kLr),         input(In::kBeta1),      input(In::kBeta2),
-                           input(In::kEpsilon)};
+    ScalarPointers scalars = ScalarInputPointers<T>(ctx);
     if (kAdvancesBetaPowers) {  // read from the variables, in their own dtype
       scalars.beta1_power = vars.mutable_tensor(3 * n_).data();
       scalars.beta2_power = vars.mutable_tensor(3 * n_ + 1).data();
@@ -175,7 +170,7 @@ class ApplyAdamV1MultiOp : public OpKernel {
     std::vector<TensorPointers> tensors(n_);
     for (int i = 0; i < n_; ++i) {
       tensors[i] = {vars.mutable_tensor(i).data(), vars.mutable_tensor(n_ + i).data(),
-                    vars.mutable_tensor(2 * n_ + i).data(), ctx->input(In::grad(i)).data(),
+                    vars.mutable_tensor(2 * n_ + i).data(), ctx->input(kGradInput + i).data(),
                     vars.tensor(i).NumElements()};
     }
     OP_REQUIRES_OK(ctx, functor::ApplyAdamV1Multi<Device, T>()(ctx, tensors, scalars,
@@ -184,19 +179,18 @@ class ApplyAdamV1MultiOp : public OpKernel {
       OP_REQUIRES_OK(ctx, functor::AdvanceBetaPowers<Device>()(
                               ctx, vars.mutable_tensor(3 * n_).data(),
                               vars.mutable_tensor(3 * n_ + 1).data(), scalars.powers_are_double,
-                              input(In::kBeta1), input(In::kBeta2), double_compute));
+                              scalars.beta1, scalars.beta2, std::is_same<C, double>::value));
     }
   }
 
  private:
-  // Everything Acquire does not check: shapes of m, v and grads, the scalars, the powers.
+  // What Acquire and CheckScalarInputs do not check: the shapes of m, v and grads, the powers.
   absl::Status Validate(OpKernelContext* ctx, const TrainingVariables& vars) const {
-    using In = MultiInputs;
     for (int i = 0; i < n_; ++i) {
       const tensorflow::TensorShape& var = vars.tensor(i).shape();
       const tensorflow::TensorShape* others[] = {&vars.tensor(n_ + i).shape(),
                                                  &vars.tensor(2 * n_ + i).shape(),
-                                                 &ctx->input(In::grad(i)).shape()};
+                                                 &ctx->input(kGradInput + i).shape()};
       const char* other_names[] = {"ms", "vs", "grads"};
       for (int k = 0; k < 3; ++k) {
         if (!var.IsSameSize(*others[k])) {
@@ -204,15 +198,6 @@ class ApplyAdamV1MultiOp : public OpKernel {
               "vars[", i, "] and ", other_names[k], "[", i, "] do not have the same shape: ",
               var.DebugString(), " vs ", others[k]->DebugString()));
         }
-      }
-    }
-    const int first_scalar = kAdvancesBetaPowers ? In::kLr : In::kBeta1Power;
-    for (int index = first_scalar; index <= In::kEpsilon; ++index) {
-      const Tensor& scalar = ctx->input(index);
-      if (!TensorShapeUtils::IsScalar(scalar.shape())) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            kScalarNames[index - In::kBeta1Power], " is not a scalar: ",
-            scalar.shape().DebugString()));
       }
     }
     if (kAdvancesBetaPowers) {
@@ -233,38 +218,33 @@ class ApplyAdamV1MultiOp : public OpKernel {
   DataType power_dtype_ = DT_FLOAT;
 };
 
-#define TF_ADAM_OP_REGISTER_CPU(T)                                                           \
-  REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdamV1Multi")                                   \
-                              .Device(tensorflow::DEVICE_CPU)                                \
-                              .TypeConstraint<T>("T"),                                       \
-                          ApplyAdamV1MultiOp<CPUDevice, T, /*kAdvancesBetaPowers=*/true>);   \
-  REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdamV1MultiNoAdvance")                          \
-                              .Device(tensorflow::DEVICE_CPU)                                \
-                              .TypeConstraint<T>("T"),                                       \
-                          ApplyAdamV1MultiOp<CPUDevice, T, /*kAdvancesBetaPowers=*/false>);
+// One registration per device. The packed handles and the beta power variables are read in host
+// memory (on the CPU that is all memory); scalars and gradients stay in the device's memory.
+#define TF_ADAM_OP_REGISTER(DEVICE_NAME, DeviceTag, T)                                     \
+  REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdamV1Multi")                                 \
+                              .Device(DEVICE_NAME)                                         \
+                              .HostMemory("vars")                                          \
+                              .HostMemory("ms")                                            \
+                              .HostMemory("vs")                                            \
+                              .HostMemory("beta1_power")                                   \
+                              .HostMemory("beta2_power")                                   \
+                              .TypeConstraint<T>("T"),                                     \
+                          ApplyAdamV1MultiOp<DeviceTag, T, /*kAdvancesBetaPowers=*/true>); \
+  REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdamV1MultiNoAdvance")                        \
+                              .Device(DEVICE_NAME)                                         \
+                              .HostMemory("vars")                                          \
+                              .HostMemory("ms")                                            \
+                              .HostMemory("vs")                                            \
+                              .TypeConstraint<T>("T"),                                     \
+                          ApplyAdamV1MultiOp<DeviceTag, T, /*kAdvancesBetaPowers=*/false>);
+#define TF_ADAM_OP_REGISTER_CPU(T) TF_ADAM_OP_REGISTER(tensorflow::DEVICE_CPU, CPUDevice, T)
 TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_CPU)
 #undef TF_ADAM_OP_REGISTER_CPU
-
 #if TF_ADAM_OP_WITH_CUDA
-#define TF_ADAM_OP_REGISTER_GPU(T)                                                           \
-  REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdamV1Multi")                                   \
-                              .Device(tensorflow::DEVICE_GPU)                                \
-                              .HostMemory("vars")                                            \
-                              .HostMemory("ms")                                              \
-                              .HostMemory("vs")                                              \
-                              .HostMemory("beta1_power")                                     \
-                              .HostMemory("beta2_power")                                     \
-                              .TypeConstraint<T>("T"),                                       \
-                          ApplyAdamV1MultiOp<GpuDevice, T, /*kAdvancesBetaPowers=*/true>);   \
-  REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdamV1MultiNoAdvance")                          \
-                              .Device(tensorflow::DEVICE_GPU)                                \
-                              .HostMemory("vars")                                            \
-                              .HostMemory("ms")                                              \
-                              .HostMemory("vs")                                              \
-                              .TypeConstraint<T>("T"),                                       \
-                          ApplyAdamV1MultiOp<GpuDevice, T, /*kAdvancesBetaPowers=*/false>);
+#define TF_ADAM_OP_REGISTER_GPU(T) TF_ADAM_OP_REGISTER(tensorflow::DEVICE_GPU, GpuDevice, T)
 TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_GPU)
 #undef TF_ADAM_OP_REGISTER_GPU
 #endif  // TF_ADAM_OP_WITH_CUDA
+#undef TF_ADAM_OP_REGISTER
 
 }  // namespace tf_adam_op

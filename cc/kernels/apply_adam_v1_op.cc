@@ -93,31 +93,26 @@ class CpuSimdOp : public OpKernel {
 };
 REGISTER_KERNEL_BUILDER(Name("TfAdamOpCpuSimd").Device(tensorflow::DEVICE_CPU), CpuSimdOp);
 
-#define TF_ADAM_OP_REGISTER_CPU(T)                                                      \
-  REGISTER_KERNEL_BUILDER(                                                              \
-      Name("ApplyAdamV1").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),        \
-      ApplyAdamV1Op<CPUDevice, T>);                                                     \
-  REGISTER_KERNEL_BUILDER(                                                              \
-      Name("ResourceApplyAdamV1").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
-      ApplyAdamV1Op<CPUDevice, T>);
+// One registration per device. Resource handles are read in host memory (on the CPU that is all
+// memory); the scalars stay in the device's memory, where the kernel reads them.
+#define TF_ADAM_OP_REGISTER(DEVICE_NAME, DeviceTag, T)                                     \
+  REGISTER_KERNEL_BUILDER(Name("ApplyAdamV1").Device(DEVICE_NAME).TypeConstraint<T>("T"),  \
+                          ApplyAdamV1Op<DeviceTag, T>);                                    \
+  REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdamV1")                                      \
+                              .Device(DEVICE_NAME)                                         \
+                              .HostMemory("var")                                           \
+                              .HostMemory("m")                                             \
+                              .HostMemory("v")                                             \
+                              .TypeConstraint<T>("T"),                                     \
+                          ApplyAdamV1Op<DeviceTag, T>);
+#define TF_ADAM_OP_REGISTER_CPU(T) TF_ADAM_OP_REGISTER(tensorflow::DEVICE_CPU, CPUDevice, T)
 TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_CPU)
 #undef TF_ADAM_OP_REGISTER_CPU
-
 #if TF_ADAM_OP_WITH_CUDA
-// Resource handles live in host memory; the scalars stay on the GPU (read there by the kernel).
-#define TF_ADAM_OP_REGISTER_GPU(T)                                                        \
-  REGISTER_KERNEL_BUILDER(                                                                \
-      Name("ApplyAdamV1").Device(tensorflow::DEVICE_GPU).TypeConstraint<T>("T"),          \
-      ApplyAdamV1Op<GpuDevice, T>);                                                       \
-  REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdamV1")                                     \
-                              .Device(tensorflow::DEVICE_GPU)                             \
-                              .HostMemory("var")                                          \
-                              .HostMemory("m")                                            \
-                              .HostMemory("v")                                            \
-                              .TypeConstraint<T>("T"),                                    \
-                          ApplyAdamV1Op<GpuDevice, T>);
+#define TF_ADAM_OP_REGISTER_GPU(T) TF_ADAM_OP_REGISTER(tensorflow::DEVICE_GPU, GpuDevice, T)
 TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_GPU)
 #undef TF_ADAM_OP_REGISTER_GPU
 #endif  // TF_ADAM_OP_WITH_CUDA
+#undef TF_ADAM_OP_REGISTER
 
 }  // namespace tf_adam_op

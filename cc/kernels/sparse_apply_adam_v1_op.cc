@@ -156,49 +156,37 @@ class SparseApplyAdamV1Op : public OpKernel {
   bool scale_first_;
 };
 
-#define TF_ADAM_OP_REGISTER_SPARSE_CPU_INDEX(T, Tindex)                           \
-  REGISTER_KERNEL_BUILDER(Name("SparseApplyAdamV1")                               \
-                              .Device(tensorflow::DEVICE_CPU)                     \
-                              .TypeConstraint<T>("T")                             \
-                              .TypeConstraint<Tindex>("Tindices"),                \
-                          SparseApplyAdamV1Op<CPUDevice, T, Tindex>);             \
-  REGISTER_KERNEL_BUILDER(Name("ResourceSparseApplyAdamV1")                       \
-                              .Device(tensorflow::DEVICE_CPU)                     \
-                              .TypeConstraint<T>("T")                             \
-                              .TypeConstraint<Tindex>("Tindices"),                \
-                          SparseApplyAdamV1Op<CPUDevice, T, Tindex>);
-#define TF_ADAM_OP_REGISTER_SPARSE_CPU(T)           \
-  TF_ADAM_OP_REGISTER_SPARSE_CPU_INDEX(T, int32_t) \
-  TF_ADAM_OP_REGISTER_SPARSE_CPU_INDEX(T, int64_t)
-TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_SPARSE_CPU)
-#undef TF_ADAM_OP_REGISTER_SPARSE_CPU
-#undef TF_ADAM_OP_REGISTER_SPARSE_CPU_INDEX
-
+// One registration per device. Indices are read in host memory on every device: they are
+// validated and grouped on the host, exactly as on the CPU, before anything is written (stock's GPU
+// kernel silently skips bad indices instead). Resource handles are host memory too.
+#define TF_ADAM_OP_REGISTER_INDEX(DEVICE_NAME, DeviceTag, T, Tindex)                       \
+  REGISTER_KERNEL_BUILDER(Name("SparseApplyAdamV1")                                        \
+                              .Device(DEVICE_NAME)                                         \
+                              .HostMemory("indices")                                       \
+                              .TypeConstraint<T>("T")                                      \
+                              .TypeConstraint<Tindex>("Tindices"),                         \
+                          SparseApplyAdamV1Op<DeviceTag, T, Tindex>);                      \
+  REGISTER_KERNEL_BUILDER(Name("ResourceSparseApplyAdamV1")                                \
+                              .Device(DEVICE_NAME)                                         \
+                              .HostMemory("var")                                           \
+                              .HostMemory("m")                                             \
+                              .HostMemory("v")                                             \
+                              .HostMemory("indices")                                       \
+                              .TypeConstraint<T>("T")                                      \
+                              .TypeConstraint<Tindex>("Tindices"),                         \
+                          SparseApplyAdamV1Op<DeviceTag, T, Tindex>);
+#define TF_ADAM_OP_REGISTER(DEVICE_NAME, DeviceTag, T)                                     \
+  TF_ADAM_OP_REGISTER_INDEX(DEVICE_NAME, DeviceTag, T, int32_t)                            \
+  TF_ADAM_OP_REGISTER_INDEX(DEVICE_NAME, DeviceTag, T, int64_t)
+#define TF_ADAM_OP_REGISTER_CPU(T) TF_ADAM_OP_REGISTER(tensorflow::DEVICE_CPU, CPUDevice, T)
+TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_CPU)
+#undef TF_ADAM_OP_REGISTER_CPU
 #if TF_ADAM_OP_WITH_CUDA
-// Indices in host memory: they are validated and grouped on the host, exactly as on the CPU, before
-// anything is written (stock's GPU kernel silently skips bad indices instead).
-#define TF_ADAM_OP_REGISTER_SPARSE_GPU_INDEX(T, Tindex)                           \
-  REGISTER_KERNEL_BUILDER(Name("SparseApplyAdamV1")                               \
-                              .Device(tensorflow::DEVICE_GPU)                     \
-                              .HostMemory("indices")                              \
-                              .TypeConstraint<T>("T")                             \
-                              .TypeConstraint<Tindex>("Tindices"),                \
-                          SparseApplyAdamV1Op<GpuDevice, T, Tindex>);             \
-  REGISTER_KERNEL_BUILDER(Name("ResourceSparseApplyAdamV1")                       \
-                              .Device(tensorflow::DEVICE_GPU)                     \
-                              .HostMemory("var")                                  \
-                              .HostMemory("m")                                    \
-                              .HostMemory("v")                                    \
-                              .HostMemory("indices")                              \
-                              .TypeConstraint<T>("T")                             \
-                              .TypeConstraint<Tindex>("Tindices"),                \
-                          SparseApplyAdamV1Op<GpuDevice, T, Tindex>);
-#define TF_ADAM_OP_REGISTER_SPARSE_GPU(T)           \
-  TF_ADAM_OP_REGISTER_SPARSE_GPU_INDEX(T, int32_t) \
-  TF_ADAM_OP_REGISTER_SPARSE_GPU_INDEX(T, int64_t)
-TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_SPARSE_GPU)
-#undef TF_ADAM_OP_REGISTER_SPARSE_GPU
-#undef TF_ADAM_OP_REGISTER_SPARSE_GPU_INDEX
+#define TF_ADAM_OP_REGISTER_GPU(T) TF_ADAM_OP_REGISTER(tensorflow::DEVICE_GPU, GpuDevice, T)
+TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_GPU)
+#undef TF_ADAM_OP_REGISTER_GPU
 #endif  // TF_ADAM_OP_WITH_CUDA
+#undef TF_ADAM_OP_REGISTER
+#undef TF_ADAM_OP_REGISTER_INDEX
 
 }  // namespace tf_adam_op
