@@ -33,11 +33,11 @@ def compute_dtype(dtype):
 SCALAR_NAMES = ("beta1_power", "beta2_power", "lr", "beta1", "beta2", "epsilon")
 
 
-def _scalars(values, variable_dtype):
+def _scalars(values, variable_dtype, names=SCALAR_NAMES):
   """Python numbers become tensors of the compute dtype; a tensor of another dtype is a TypeError."""
   dtype = compute_dtype(variable_dtype)
   scalars = []
-  for name, x in zip(SCALAR_NAMES, values):
+  for name, x in zip(names, values):
     if isinstance(x, numbers.Real) and not isinstance(x, bool):
       x = tf.constant(x, dtype=dtype)
     elif hasattr(x, "dtype") and tf.as_dtype(x.dtype).base_dtype != dtype:
@@ -123,8 +123,8 @@ def resource_apply_adam_v1_multi(vars, ms, vs, beta1_power, beta2_power, lr, bet
   bad input among the N changes no variable. All N must be of one dtype and on one device.
   power_dtype is the dtype of the beta power variables (float32 for the optimizer's).
   """
-  _, _, lr, beta1, beta2, epsilon = _scalars((0.0, 0.0, lr, beta1, beta2, epsilon),
-                                             _list_dtype(grads))
+  lr, beta1, beta2, epsilon = _scalars((lr, beta1, beta2, epsilon), _list_dtype(grads),
+                                      SCALAR_NAMES[2:])
   return _op_library.resource_apply_adam_v1_multi(
       pack_handles(vars), pack_handles(ms), pack_handles(vs), beta1_power, beta2_power, lr, beta1, beta2, epsilon, grads,
       use_locking=use_locking, use_nesterov=use_nesterov, Tpower=power_dtype, name=name)

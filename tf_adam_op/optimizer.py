@@ -74,7 +74,7 @@ def _check_variable_dtypes(grads_and_vars):
 # Registered so tf.saved_model.load revives it as an AdamOptimizer (with add_slot), not a plain object.
 @registration.register_serializable(package="tf_adam_op")
 class AdamOptimizer(optimizer_lib.Optimizer):
-  """Adam (Kingma & Ba, 2015) with stock TF1 semantics, on one fused C++ op per variable.
+  """Adam (Kingma & Ba, 2015) with stock TF1 semantics, on fused C++ ops (see the module doc).
 
   Args:
     learning_rate: A float, a scalar Tensor, or (eager) a callable returning one.
@@ -180,20 +180,9 @@ class AdamOptimizer(optimizer_lib.Optimizer):
         self._prepare()
       else:
         self._prepare_eagerly()
-      update_ops = []
-      for group, grads in zip(plan.groups, group_grads):
-        handles = self._slot_handles(group.variables)
-        # Explicit device: packed handles do not tell placement where the variables are.
-        with tf.device(group.device):
-          if plan.beta_powers is not None:  # one group: its op also advances the powers
-            update_ops.append(ops.resource_apply_adam_v1_multi(
-                *handles, *(p.handle for p in plan.beta_powers),
-                *self._hyperparameters(group.dtype), grads, use_locking=self._use_locking))
-          else:
-            update_ops.append(ops.resource_apply_adam_v1_multi_no_advance(
-                *handles, *self._scalars(group.dtype), grads, use_locking=self._use_locking))
-      if plan.beta_powers is None:
-        update_ops += self._advance_beta_powers(update_ops if in_graph else [])
+      update_ops = self._apply_groups(
+          [(group.variables, group.dtype, grads) for group, grads in zip(plan.groups, group_grads)],
+          plan.beta_powers, [])
       if global_step is not None:
         with tf.control_dependencies(update_ops if in_graph else []):
           update_ops = [resource_variable_ops.assign_add_variable_op(
@@ -323,22 +312,44 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     groups = _fused.group_by_device_and_dtype(self._deferred_dense or [])
     self._deferred_dense = None
     beta_powers = self._get_beta_accumulators()
-    if (len(groups) == 1 and not update_ops
-        and _fused.powers_on_device(beta_powers, groups[0].device)):
-      # The step's only update: one op updates every variable and then advances the powers.
-      group = groups[0]
-      handles = self._slot_handles(group.variables)  # packed on the host, outside the colocation
-      with framework_ops.colocate_with(group.variables[0]):
-        step = ops.resource_apply_adam_v1_multi(
-            *handles, *(p.handle for p in beta_powers), *self._hyperparameters(group.dtype),
-            group.grads, use_locking=self._use_locking)
-      return tf.group(step, name=name_scope)
-    for group in groups:
-      handles = self._slot_handles(group.variables)
-      with framework_ops.colocate_with(group.variables[0]):
-        update_ops.append(ops.resource_apply_adam_v1_multi_no_advance(
-            *handles, *self._scalars(group.dtype), group.grads, use_locking=self._use_locking))
-    return tf.group(*update_ops + self._advance_beta_powers(update_ops), name=name_scope)
+    advances = (len(groups) == 1 and not update_ops
+                and _fused.powers_on_device(beta_powers, groups[0].device))
+    update_ops = self._apply_groups([(g.variables, g.dtype, g.grads) for g in groups],
+                                    beta_powers if advances else None, update_ops)
+    return tf.group(*update_ops, name=name_scope)
+
+  def _apply_groups(self, groups, advancing_powers, update_ops):
+    """One multi-tensor op per (variables, dtype, grads) group, after `update_ops` (the step's other
+    updates); returns all of the step's ops, the beta powers' advance included.
+
+    With `advancing_powers` (the step's only group, on the powers' device) that group's op reads
+    and advances the powers itself. Otherwise each group gets the powers as values and they are
+    advanced afterwards, as stock's _finish does.
+    """
+    update_ops = list(update_ops)
+    for variables, dtype, grads in groups:
+      handles = self._slot_handles(variables)  # packed on the host, outside the placement below
+      with self._placed_with(variables[0]):
+        if advancing_powers is not None:
+          update_ops.append(ops.resource_apply_adam_v1_multi(
+              *handles, *(p.handle for p in advancing_powers), *self._hyperparameters(dtype),
+              grads, use_locking=self._use_locking))
+        else:
+          update_ops.append(ops.resource_apply_adam_v1_multi_no_advance(
+              *handles, *self._scalars(dtype), grads, use_locking=self._use_locking))
+    if advancing_powers is None:
+      in_graph = not tf.executing_eagerly()
+      update_ops += self._advance_beta_powers(update_ops if in_graph else [])
+    return update_ops
+
+  @staticmethod
+  def _placed_with(var):
+    """Where a group's op goes: with its first variable. Packed handles do not tell placement where
+    the variables are: an eager variable's device is spelled out (eager steps, tf.function), a graph
+    variable (TF1) has the op colocated with it."""
+    if getattr(var, "_in_graph_mode", True):
+      return framework_ops.colocate_with(var)
+    return tf.device(var.device)
 
   def _slot_handles(self, variables):
     """The handles of variables, of their m slots and of their v slots, as three handle vectors.
