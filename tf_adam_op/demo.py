@@ -133,7 +133,8 @@ def run_cluster(steps=200, quiet=False):
       spec, servers, lambda: tf_adam_op.AdamOptimizer(0.05, use_locking=True), steps,
       on_step=on_step)
   progress.close()
-  ok = np.all(np.isfinite(w)) and np.all(np.isfinite(b))
+  finite = bool(np.all(np.isfinite(w)) and np.all(np.isfinite(b)))
+  ok = finite
   for task_index, worker_losses in sorted(losses.items()):
     fell = bool(worker_losses) and worker_losses[-1] < 0.1 * worker_losses[0]
     ok &= fell
@@ -142,6 +143,6 @@ def run_cluster(steps=200, quiet=False):
             f"{worker_losses[-1]:.4f}")
     else:
       print(f"worker {task_index}: took no step")
-  print(f"weights finite: {bool(np.all(np.isfinite(w)) and np.all(np.isfinite(b)))}; "
+  print(f"weights finite: {finite}; "
         f"{'trained' if ok else 'DID NOT TRAIN as expected'}")
   return bool(ok)
