@@ -36,11 +36,15 @@ def test_info_prints_the_build_facts(tmp_path):
   assert f"GPUs visible: {len(GPUS)}" in result.stdout
 
 
-def test_ci_builds_the_cuda_kernels():
-  """CI has nvcc: a build there without the kernels means they were silently skipped."""
-  if os.environ.get("CI") != "true":
-    pytest.skip("only checked in CI, whose machine has nvcc")
-  assert _build_info.CUDA_KERNELS_BUILT
+def test_build_facts_agree_with_the_registered_kernels():
+  """_build_info says CUDA kernels were built exactly when GPU kernels are registered; in CI, whose
+  machine has nvcc, they must have been (a build without them there means they were skipped)."""
+  gpu_registered = any(kernel.device_type == "GPU"
+                       for kernel in kernels.get_registered_kernels_for_op("ApplyAdamV1").kernel)
+  assert _build_info.CUDA_KERNELS_BUILT == gpu_registered
+  assert bool(_build_info.CUDA_VERSION) == _build_info.CUDA_KERNELS_BUILT
+  if os.environ.get("CI") == "true":
+    assert _build_info.CUDA_KERNELS_BUILT
 
 
 @needs_cuda_build
