@@ -1,10 +1,11 @@
 # The CUDA kernels: found, configured and attached to the op library here.
 #
 # TF_ADAM_OP_CUDA: AUTO (default) builds them when a CUDA compiler is found, ON requires one, OFF
-# never builds them. TF 2.21 is built with CUDA 12.5; a CUDA 12.x nvcc gives sm_70, sm_80, sm_90
-# and PTX. CUDA 13 dropped sm_70, so with it the default is sm_75, sm_80, sm_90 and PTX. The CUDA
-# runtime is linked statically: nothing CUDA is needed to load the library, and the driver is looked
-# for only when a kernel is launched (CUDA 13's runtime needs a driver of the 580 series or newer).
+# never builds them. TF 2.21 is built with CUDA 12.5, and a CUDA 12.x nvcc is the one to use: it gives
+# sm_70, sm_80, sm_90 and PTX. A CUDA 13 nvcc still builds them, with a warning: CUDA 13 dropped
+# sm_70 (so sm_75, sm_80, sm_90 and PTX), and its runtime needs a driver of the 580 series or newer.
+# The CUDA runtime is linked statically: nothing CUDA is needed to load the library, and the driver
+# is looked for only when a kernel is launched. `.ci/cuda12-toolkit` assembles a CUDA 12 nvcc.
 set(TF_ADAM_OP_CUDA "AUTO" CACHE STRING "Build the CUDA kernels: AUTO, ON or OFF")
 set_property(CACHE TF_ADAM_OP_CUDA PROPERTY STRINGS AUTO ON OFF)
 set(TF_ADAM_OP_CUDA_ARCHITECTURES "" CACHE STRING
@@ -32,6 +33,11 @@ if(TF_ADAM_OP_CUDA_BUILT)
     set(_archs "70-real;80-real;90-real;90-virtual")
   else()
     set(_archs "75-real;80-real;90-real;90-virtual")
+  endif()
+  if(CMAKE_CUDA_COMPILER_VERSION VERSION_GREATER_EQUAL 13)
+    message(WARNING "tf_adam_op: nvcc ${CMAKE_CUDA_COMPILER_VERSION} is CUDA 13, TF 2.21 is built with "
+      "CUDA 12.5: the kernels get no sm_70 and need an NVIDIA driver of the 580 series or newer. "
+      "Point CUDACXX at a CUDA 12 nvcc (`.ci/cuda12-toolkit DIR` assembles one) to avoid both.")
   endif()
   message(STATUS "tf_adam_op: CUDA kernels with nvcc ${CMAKE_CUDA_COMPILER_VERSION} for ${_archs}")
 
