@@ -1,7 +1,7 @@
 """SavedModel: a tf.Module holding the optimizer and a train-step tf.function saves, loads in a fresh
 process after `import tf_adam_op`, and trains on exactly as an uninterrupted run. Stock v1 Adam
 cannot be loaded (its revived optimizer has no add_slot); loading ours without the package fails
-on the unregistered op."""
+with a message that says to import it."""
 
 import json
 import os
@@ -39,8 +39,55 @@ def test_stock_v1_adam_cannot_be_loaded_but_ours_can(tmp_path):
   assert result.returncode != 0 and "add_slot" in result.stderr
 
 
-def test_loading_without_importing_the_package_names_the_missing_op(tmp_path):
+def test_loading_without_importing_the_package_says_to_import_it(tmp_path):
+  """TF fails on the first unregistered op it meets, and the import marker comes first."""
   _weights(_run(tmp_path, "save", str(tmp_path / "ours"), "ours", "1"))
   result = _run(tmp_path, "load", str(tmp_path / "ours"), "1", "no-import")
   assert result.returncode != 0
-  assert "Op type not registered 'ResourceApplyAdamV1Multi'" in result.stderr
+  assert "Op type not registered 'Import_tf_adam_op_before_loading_this_graph'" in result.stderr
+
+
+def test_the_import_marker_precedes_this_packages_ops_in_every_saved_function(tmp_path):
+  """What makes the message above hold for any saved function, not just this model's."""
+  from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-import-not-at-top
+  from tf_adam_op import ops  # pylint: disable=g-import-not-at-top
+  _weights(_run(tmp_path, "save", str(tmp_path / "ours"), "ours", "1"))
+  saved_model = saved_model_pb2.SavedModel()
+  with open(tmp_path / "ours" / "saved_model.pb", "rb") as f:
+    saved_model.ParseFromString(f.read())
+  ours = set(ops.OP_NAMES) | {"Import_tf_adam_op_before_loading_this_graph"}
+  functions_using_ours = 0
+  for function in saved_model.meta_graphs[0].graph_def.library.function:
+    our_nodes = [node.op for node in function.node_def if node.op in ours]
+    if our_nodes:
+      functions_using_ours += 1
+      assert our_nodes[0] == "Import_tf_adam_op_before_loading_this_graph", our_nodes
+      assert our_nodes.count(our_nodes[0]) == 1
+  assert functions_using_ours > 0
+
+
+TF1_IMPORT = """
+import sys
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
+meta_graph = meta_graph_pb2.MetaGraphDef()
+with open(sys.argv[1], "rb") as f:
+  meta_graph.ParseFromString(f.read())
+with tf.Graph().as_default():
+  tf.compat.v1.train.import_meta_graph(meta_graph)
+"""
+
+
+def test_a_tf1_meta_graph_imported_without_the_package_says_to_import_it(tmp_path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tf_adam_op  # pylint: disable=g-import-not-at-top
+  with tf.Graph().as_default():
+    var = tf.compat.v1.Variable(np.ones(3, np.float32), use_resource=False)
+    tf_adam_op.AdamOptimizer(0.1).minimize(tf.reduce_sum(var * var))
+    meta_graph = tf.compat.v1.train.export_meta_graph()
+  (tmp_path / "graph.pb").write_bytes(meta_graph.SerializeToString())
+  result = subprocess.run([sys.executable, "-c", TF1_IMPORT, str(tmp_path / "graph.pb")],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  assert result.returncode != 0
+  assert "Op type not registered 'Import_tf_adam_op_before_loading_this_graph'" in result.stderr

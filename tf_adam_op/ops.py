@@ -25,6 +25,26 @@ for _op_name in OP_NAMES:
   tf.no_gradient(_op_name)
 
 
+def _library():
+  """The op library, after putting the import marker into the graph being built (once a graph).
+
+  The marker (an op that does nothing and is pruned before the graph runs, see cc/ops/adam_ops.cc)
+  comes before this package's ops in the graph and in any function or SavedModel made of it. A
+  process that loads one without `import tf_adam_op` therefore fails on it first, with TensorFlow's
+  "Op type not registered 'Import_tf_adam_op_before_loading_this_graph'".
+  """
+  if not tf.executing_eagerly():
+    graph = tf.compat.v1.get_default_graph()
+    if not getattr(graph, "_tf_adam_op_import_marker", False):
+      # Outside any control dependency, device or colocation scope of the caller's: it ties to
+      # nothing and runs nowhere.
+      with tf.control_dependencies(None), graph.device(None), graph.colocate_with(
+          None, ignore_existing=True):
+        _op_library.import_tf_adam_op_before_loading_this_graph()
+      graph._tf_adam_op_import_marker = True  # pylint: disable=protected-access
+  return _op_library
+
+
 def compute_dtype(dtype):
   """The dtype an Adam update of `dtype` variables is computed in (and its hyperparameters' dtype)."""
   return tf.float64 if tf.as_dtype(dtype).base_dtype == tf.float64 else tf.float32
@@ -60,7 +80,7 @@ def apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, epsilon
                   use_locking=False, use_nesterov=False, name=None):
   """One Adam step on ref variables var, m, v (TF1 graphs). Returns var's ref."""
   scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _variable_dtype(var, grad))
-  return _op_library.apply_adam_v1(
+  return _library().apply_adam_v1(
       var, m, v, *scalars, grad, use_locking=use_locking, use_nesterov=use_nesterov, name=name)
 
 
@@ -68,7 +88,7 @@ def resource_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2
                            use_locking=False, use_nesterov=False, name=None):
   """One Adam step on resource variables, given by their handles. Returns the op."""
   scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _variable_dtype(var, grad))
-  return _op_library.resource_apply_adam_v1(
+  return _library().resource_apply_adam_v1(
       var, m, v, *scalars, grad, use_locking=use_locking, use_nesterov=use_nesterov, name=name)
 
 
@@ -82,7 +102,7 @@ def sparse_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, 
   (g * g) * (1 - beta2) (see `stock_sparse_scales_first`).
   """
   scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _variable_dtype(var, grad))
-  return _op_library.sparse_apply_adam_v1(
+  return _library().sparse_apply_adam_v1(
       var, m, v, *scalars, grad, indices, use_locking=use_locking, lazy=lazy,
       scale_first=scale_first, name=name)
 
@@ -92,7 +112,7 @@ def resource_sparse_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1
                                   name=None):
   """sparse_apply_adam_v1 on resource variables, given by their handles. Returns the op."""
   scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _variable_dtype(var, grad))
-  return _op_library.resource_sparse_apply_adam_v1(
+  return _library().resource_sparse_apply_adam_v1(
       var, m, v, *scalars, grad, indices, use_locking=use_locking, lazy=lazy,
       scale_first=scale_first, name=name)
 
@@ -125,9 +145,9 @@ def resource_apply_adam_v1_multi(vars, ms, vs, beta1_power, beta2_power, lr, bet
   """
   lr, beta1, beta2, epsilon = _scalars((lr, beta1, beta2, epsilon), _list_dtype(grads),
                                       SCALAR_NAMES[2:])
-  return _op_library.resource_apply_adam_v1_multi(
-      pack_handles(vars), pack_handles(ms), pack_handles(vs), beta1_power, beta2_power, lr, beta1, beta2, epsilon, grads,
-      use_locking=use_locking, use_nesterov=use_nesterov, Tpower=power_dtype, name=name)
+  return _library().resource_apply_adam_v1_multi(
+      pack_handles(vars), pack_handles(ms), pack_handles(vs), beta1_power, beta2_power, lr, beta1,
+      beta2, epsilon, grads, use_locking=use_locking, use_nesterov=use_nesterov, Tpower=power_dtype, name=name)
 
 
 def resource_apply_adam_v1_multi_no_advance(vars, ms, vs, beta1_power, beta2_power, lr, beta1,
@@ -135,8 +155,9 @@ def resource_apply_adam_v1_multi_no_advance(vars, ms, vs, beta1_power, beta2_pow
                                             use_nesterov=False, name=None):
   """resource_apply_adam_v1_multi with the beta powers given as values and not advanced."""
   scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _list_dtype(grads))
-  return _op_library.resource_apply_adam_v1_multi_no_advance(
-      pack_handles(vars), pack_handles(ms), pack_handles(vs), *scalars, grads, use_locking=use_locking, use_nesterov=use_nesterov, name=name)
+  return _library().resource_apply_adam_v1_multi_no_advance(
+      pack_handles(vars), pack_handles(ms), pack_handles(vs), *scalars, grads,
+      use_locking=use_locking, use_nesterov=use_nesterov, name=name)
 
 
 def stock_sparse_scales_first():

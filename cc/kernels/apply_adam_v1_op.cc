@@ -93,6 +93,16 @@ class CpuSimdOp : public OpKernel {
 };
 REGISTER_KERNEL_BUILDER(Name("TfAdamOpCpuSimd").Device(tensorflow::DEVICE_CPU), CpuSimdOp);
 
+// The import marker (see its registration) is pruned before anything runs; should it be run anyway
+// (a TF1 session fetching it), it does nothing, on any device.
+class ImportMarkerOp : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+  void Compute(OpKernelContext*) override {}
+};
+REGISTER_KERNEL_BUILDER(Name("Import_tf_adam_op_before_loading_this_graph").Device(tensorflow::DEVICE_DEFAULT),
+                        ImportMarkerOp);
+
 // One registration per device. Resource handles are read in host memory (on the CPU that is all
 // memory); the scalars stay in the device's memory, where the kernel reads them.
 #define TF_ADAM_OP_REGISTER(DEVICE_NAME, DeviceTag, T)                                     \

@@ -7,6 +7,7 @@
 // T is `numbertype` as in stock, so an integer variable gets stock's NotFound (no kernel registered)
 // rather than a different error; kernels exist for half, bfloat16, float and double.
 #include "absl/strings/str_cat.h"
+#include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -234,5 +235,14 @@ REGISTER_OP("TfAdamOpCpuSimd")
       return absl::OkStatus();
     })
     .Doc("The instruction set of tf_adam_op's CPU loop in this process: avx512f, avx2 or baseline.");
+
+// A marker that ops.py puts into every graph and function using the ops above, ahead of them. It
+// does nothing and nothing depends on it, so it is pruned before a graph runs. Its name is its
+// purpose: a process that loads such a graph (a SavedModel, say) without `import tf_adam_op` meets
+// it first among the unregistered ops, and TensorFlow's error then reads "Op type not registered
+// 'Import_tf_adam_op_before_loading_this_graph'" rather than naming an op the user never called.
+REGISTER_OP("Import_tf_adam_op_before_loading_this_graph")
+    .SetShapeFn(shape_inference::NoOutputs)
+    .Doc("Does nothing; marks a graph that needs `import tf_adam_op` before it is loaded.");
 
 }  // namespace tensorflow
