@@ -35,3 +35,43 @@ def test_bench_writes_table_json_and_png(tmp_path):
   assert statuses <= {"met", "NOT met", "not measured"}
   assert document["machine"]["tensorflow"]
   assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_gpu_timing_and_copy_probe_run_on_any_device():
+  """`--device gpu`'s own logic (queued steps timed with one sync per round, the bandwidth of a
+  device-to-device copy, issue 5's targets), run here with the CPU standing in for the GPU: what a
+  GPU adds is only where the tensors live."""
+  from tf_adam_op.bench import device, report, workloads  # pylint: disable=g-import-not-at-top
+  from tf_adam_op.bench.run import run  # pylint: disable=g-import-not-at-top
+  stand_in = device.Device("gpu", "/CPU:0", "CPU:0", "cpu", "the CPU, standing in for a GPU")
+  workload = workloads.WORKLOADS["many"].scaled(0.02)
+  cases = run([workload], ["eager", "tf.function", "tf1-resource"], ["stock", "ours"], 2,
+                  stand_in, quiet=True)
+  for case in cases:
+    assert case.probe_gbs > 0
+    rows = {r.implementation: r for r in case.records}
+    assert set(rows) == {"stock", "ours"}
+    assert rows["ours"].median_ms > 0 and rows["ours"].bandwidth_fraction > 0
+  targets = {name: status for name, status, _ in report.evaluate_targets(cases, "gpu")}
+  assert targets["many / tf.function: at least 5x faster than stock"] in ("met", "NOT met")
+  assert targets["large / eager: at least 0.85 of device-to-device copy bandwidth"] == "not measured"
+
+
+def test_bench_on_the_gpu(tmp_path):
+  """`--device gpu`: runs where TF sees a GPU; elsewhere it is refused with exit status 2."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  json_path = tmp_path / "bench.json"
+  result = subprocess.run(
+      [sys.executable, "-m", "tf_adam_op", "bench", "--device", "gpu", "--workload", "many",
+       "--mode", "tf.function", "--impl", "stock", "ours", "--steps", "2", "--scale", "0.01",
+       "--json", str(json_path), "--png", str(tmp_path / "bench.png"), "--quiet"],
+      cwd=tmp_path, capture_output=True, text=True, timeout=600,
+      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  if not tf.config.list_physical_devices("GPU"):
+    assert result.returncode == 2 and "TensorFlow sees no GPU here" in result.stderr
+    return
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "targets (issue 5, GPU):" in result.stdout
+  document = json.loads(json_path.read_text())
+  assert document["machine"]["device"] == "gpu"
+  assert document["cases"][0]["probe_gbs"] > 0

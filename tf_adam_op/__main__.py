@@ -37,8 +37,12 @@ def _demo(args):
 
 def _bench(args):
   from tf_adam_op import bench  # pylint: disable=g-import-not-at-top
-  bench.main(args.workload, args.mode, args.impl, args.steps, args.scale, args.json, args.png,
-             seed=args.seed, quiet=args.quiet)
+  try:
+    bench.main(args.workload, args.mode, args.impl, args.steps, args.scale, args.json, args.png,
+               seed=args.seed, quiet=args.quiet, device_name=args.device)
+  except bench.NoGpuError as error:
+    print(f"tf-adam-op bench: {error}", file=sys.stderr)
+    return 2
   return 0
 
 
@@ -64,6 +68,8 @@ def main(argv=None):
   bench.add_argument("--mode", nargs="+", choices=modes, default=modes)
   bench.add_argument("--impl", nargs="+", choices=implementations, default=implementations,
                      help="torch fused runs when torch is installed (pip install torch)")
+  bench.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                     help="run on the CPU, or on the first GPU (bandwidth: a device-to-device copy)")
   bench.add_argument("--steps", type=int, default=20, help="timed steps per implementation")
   bench.add_argument("--scale", type=float, default=1.0,
                      help="scale every workload's first dimension (quick runs)")

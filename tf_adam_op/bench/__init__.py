@@ -1,33 +1,41 @@
 """`tf-adam-op bench`: stock v1 Adam, tf_adam_op and PyTorch's fused Adam, measured in one run.
 
 Workloads (workloads.py) x modes (eager, tf.function, TF1 session with ref or resource variables)
-x implementations; a bandwidth probe per case gives the fraction of the machine's bandwidth each
-step reaches. Prints a table and the targets met or not; writes JSON and a PNG chart.
+x implementations, on the CPU or a GPU (device.py); a bandwidth probe per case gives the fraction
+of the machine's bandwidth each step reaches. Prints a table and the targets met or not; writes
+JSON and a PNG chart.
 """
 
 from tf_adam_op.bench import report
+from tf_adam_op.bench.device import NoGpuError, device as make_device
 from tf_adam_op.bench.run import IMPLEMENTATIONS, TORCH, run
 from tf_adam_op.bench.tf_steps import MODES
 from tf_adam_op.bench.workloads import WORKLOADS
 
 
 def main(workload_names, modes, implementations, steps, scale, json_path, png_path, seed=0,
-         quiet=False):
+         quiet=False, device_name="cpu"):
+  """Runs the benchmark and writes its outputs; NoGpuError for device_name "gpu" without one."""
+  device = make_device(device_name)
+  print(f"device: {device.name} ({device.description})")
   workloads = [WORKLOADS[name].scaled(scale) for name in workload_names]
   for workload in workloads:
     print(f"{workload.name}: {workload.description} ({workload.num_parameters:,} parameters)")
-  cases = run(workloads, modes, implementations, steps, seed=seed, quiet=quiet)
+  cases = run(workloads, modes, implementations, steps, device, seed=seed, quiet=quiet)
+  reference = ("a device-to-device copy of as many bytes" if device.is_gpu
+               else "the probe's 4-read/3-write stream")
   print(f"\nmedian of {steps} steps per implementation; 'of BW': 28 bytes per parameter per step "
-        "over the probe's bandwidth; 'vs stock': speed-up; 'vs torch': time ratio; 'peak MiB': "
-        "peak memory a step allocates beyond variables and slots (TF's allocator statistics)\n")
+        f"over the bandwidth of {reference}; 'vs stock': speed-up; 'vs torch': time ratio; "
+        "'peak MiB': peak memory a step allocates beyond variables and slots (TF's allocator "
+        "statistics)\n")
   print(report.table(cases))
-  targets = report.evaluate_targets(cases)
-  print("\ntargets (issue 4):")
+  targets = report.evaluate_targets(cases, device.name)
+  print(f"\ntargets ({report.TARGETS_SOURCE[device.name]}):")
   print(report.targets_text(targets))
-  report.write_json(json_path, cases, targets)
-  report.write_png(png_path, cases)
+  report.write_json(json_path, cases, targets, device)
+  report.write_png(png_path, cases, device)
   print(f"\nwrote {json_path} and {png_path}")
   return cases, targets
 
 
-__all__ = ["main", "IMPLEMENTATIONS", "TORCH", "MODES", "WORKLOADS"]
+__all__ = ["main", "NoGpuError", "IMPLEMENTATIONS", "TORCH", "MODES", "WORKLOADS"]

@@ -36,21 +36,49 @@ def probe_bandwidth(num_parameters, repeats=10):
   return BYTES_PER_PARAMETER * num_parameters / min(seconds)
 
 
+COPIES_PER_PASS = 10
+
+
+def probe_copy_bandwidth(tf_device, num_parameters, repeats, sync):
+  """Bytes per second of a device-to-device copy that moves an Adam step's traffic: a buffer of 14
+  bytes per parameter (a copy reads and writes each byte: 28 in all) copied COPIES_PER_PASS times
+  in a row in one tf.function call, `sync` waiting for the device; the best of `repeats` passes."""
+  floats = BYTES_PER_PARAMETER * num_parameters // 2 // 4
+
+  @tf.function
+  def copies(x):
+    for _ in range(COPIES_PER_PASS):
+      x = tf.raw_ops.DeepCopy(x=x)  # a fresh buffer each time: a real read and write
+    return x
+
+  with tf.device(tf_device):
+    source = tf.zeros([floats], tf.float32)
+    copies(source)  # traces and allocates
+    sync()
+    best = float("inf")
+    for _ in range(repeats):
+      start = time.perf_counter()
+      copies(source)
+      sync()
+      best = min(best, time.perf_counter() - start)
+  return COPIES_PER_PASS * 2 * 4 * floats / best
+
+
 class StepMemory:
-  """Peak bytes TensorFlow's CPU allocator had in use while the block ran, above what it had in use
-  when the block started: the temporaries of the steps (variables and slots exist before). Read
-  from TF's own allocator statistics, which count tensors, not pages a pool keeps resident."""
+  """Peak bytes TensorFlow's allocator on `device` ("CPU:0", "GPU:0") had in use while the block
+  ran, above what it had in use when the block started: the temporaries of the steps (variables
+  and slots exist before). Read from TF's own allocator statistics, which count tensors, not pages
+  a pool keeps resident."""
 
-  DEVICE = "CPU:0"
-
-  def __init__(self):
+  def __init__(self, device="CPU:0"):
+    self.device = device
     self.extra_bytes = None
 
   def __enter__(self):
-    tf.config.experimental.reset_memory_stats(self.DEVICE)
-    self._start = tf.config.experimental.get_memory_info(self.DEVICE)["current"]
+    tf.config.experimental.reset_memory_stats(self.device)
+    self._start = tf.config.experimental.get_memory_info(self.device)["current"]
     return self
 
   def __exit__(self, *exc):
-    self.extra_bytes = tf.config.experimental.get_memory_info(self.DEVICE)["peak"] - self._start
+    self.extra_bytes = tf.config.experimental.get_memory_info(self.device)["peak"] - self._start
     return False

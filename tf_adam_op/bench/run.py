@@ -2,7 +2,8 @@
 
 Within a case the implementations take turns (rounds of a few steps each) rather than running one
 after another, so a noisy neighbour on a shared machine slows them alike; the bandwidth probe takes
-its turn in every round for the same reason, and its best pass counts. Everything reported comes from this one run.
+its turn in every round for the same reason, and its best pass counts. Everything reported comes
+from this one run.
 """
 
 import dataclasses
@@ -48,34 +49,35 @@ class Case:
   records: list
 
 
-def _implementations(workload, names):
+def _implementations(workload, names, device):
   """The implementations that apply to this workload, in the order given."""
   chosen = []
   for name in names:
     if name == "ours lazy" and not workload.sparse:
       continue
-    if name == TORCH and (workload.sparse or not torch_step.torch_available()):
+    if name == TORCH and (workload.sparse or not torch_step.torch_available(device.torch_device)):
       continue  # torch's sparse Adam is a different rule; no torch: no row, said in the report
     chosen.append(name)
   return chosen
 
 
-def _build(workload, mode, name, seed):
+def _build(workload, mode, name, seed, device):
   if name == TORCH:
-    return torch_step.torch_fused_step(workload, seed)
-  return tf_steps.BUILDERS[mode](workload, IMPLEMENTATIONS[name], seed)
+    return torch_step.torch_fused_step(workload, seed, device.torch_device)
+  return tf_steps.BUILDERS[mode](workload, IMPLEMENTATIONS[name], seed, device.tf_device)
 
 
-def run_case(workload, mode, names, steps, seed, progress):
+def run_case(workload, mode, names, steps, seed, device, progress):
   probes = []
-  names = _implementations(workload, names)
+  names = _implementations(workload, names, device)
   built = {}
   try:
     for name in names:
       progress.set_postfix_str(f"building {name}")
-      built[name] = _build(workload, mode, name, seed)
+      built[name] = _build(workload, mode, name, seed, device)
       for _ in range(WARMUP_STEPS):  # traces, creates slots, faults pages in
         built[name][0]()
+      device.sync()
     seconds = {name: [] for name in names}
     peaks = {}
     rounds = max(1, min(ROUNDS, steps))
@@ -83,16 +85,16 @@ def run_case(workload, mode, names, steps, seed, progress):
     for r, count in enumerate(per_round):
       if not workload.sparse:  # the probe takes its turn too; the best of all rounds counts
         progress.set_postfix_str(f"bandwidth probe, round {r + 1}/{rounds}")
-        probes.append(measure.probe_bandwidth(workload.num_parameters, repeats=3))
+        probes.append(device.probe_bandwidth(workload.num_parameters, repeats=3))
       for name in names:
         progress.set_postfix_str(f"{name}, round {r + 1}/{rounds}")
         built[name][0]()  # untimed: the previous implementation left its own data in the caches
         if r == 0 and name != TORCH:  # TF's allocator statistics cannot see torch's memory
-          with measure.StepMemory() as memory:
-            seconds[name] += measure.time_steps(built[name][0], count)
+          with measure.StepMemory(device.memory_device) as memory:
+            seconds[name] += device.time_steps(built[name][0], count)
           peaks[name] = memory.extra_bytes
         else:
-          seconds[name] += measure.time_steps(built[name][0], count)
+          seconds[name] += device.time_steps(built[name][0], count)
   finally:
     for step_and_close in built.values():
       step_and_close[1]()
@@ -120,13 +122,13 @@ def _records(workload, mode, names, seconds, peaks, probe):
   return records
 
 
-def run(workloads, modes, names, steps, seed=0, quiet=False):
-  """Measures every (workload, mode) case; returns the list of Cases."""
+def run(workloads, modes, names, steps, device, seed=0, quiet=False):
+  """Measures every (workload, mode) case on `device` (device.Device); returns the Cases."""
   cases = [(w, m) for w in workloads for m in modes]
   progress = tqdm(cases, disable=quiet, unit="case")
   results = []
   for workload, mode in progress:
     progress.set_description(f"{workload.name}/{mode}")
-    results.append(run_case(workload, mode, names, steps, seed, progress))
+    results.append(run_case(workload, mode, names, steps, seed, device, progress))
   progress.close()
   return results

@@ -1,7 +1,8 @@
 """One optimizer step of a workload, built in each TensorFlow mode the benchmark measures.
 
-Each builder returns (step, close): `step()` runs one apply_gradients and blocks until it is done;
-`close()` frees what it built. The gradients are fixed, made once, so a step times the optimizer
+Each builder takes the workload, a function making the optimizer, a seed and the TF device to build
+on ("/CPU:0", "/GPU:0"), and returns (step, close): `step()` runs one apply_gradients (on the CPU
+it returns when done; on a GPU when queued: see device.py); `close()` frees what it built. The gradients are fixed, made once, so a step times the optimizer
 alone, not a gradient computation. They reach the optimizer as a training step's gradients would:
 eager tensors in eager mode; in tf.function and TF1 graphs, constants of the graph (a gradient
 computed inside the graph is neither a per-call capture nor a variable read, which would add a
@@ -40,14 +41,21 @@ def _gradient_arrays(workload, seed):
   return [_dense_gradient(shape, seed + i) for i, shape in enumerate(workload.shapes)]
 
 
+def _constant(value, dtype=None):
+  """A constant of the current graph, or in eager mode a tensor on the current device (an eager
+  tf.constant stays in host memory and would be copied to a GPU at every use)."""
+  constant = tf.constant(value, dtype=dtype)
+  return constant if not tf.executing_eagerly() else tf.identity(constant)
+
+
 def _gradients(workload, arrays):
   """Gradient tensors (dense, or one IndexedSlices) from _gradient_arrays, as constants of the
   current graph or eagerly."""
   if workload.sparse:
     values, indices = arrays
-    return [tf.IndexedSlices(tf.constant(values), tf.constant(indices),
-                             tf.constant(workload.shapes[0], dtype=tf.int64))]
-  return [tf.constant(array) for array in arrays]
+    return [tf.IndexedSlices(_constant(values), _constant(indices),
+                             _constant(workload.shapes[0], dtype=tf.int64))]
+  return [_constant(array) for array in arrays]
 
 
 def _eager_variables(workload, seed):
@@ -55,34 +63,38 @@ def _eager_variables(workload, seed):
           for i, shape in enumerate(workload.shapes)]
 
 
-def eager_step(workload, make_optimizer, seed):
-  variables = _eager_variables(workload, seed)
-  pairs = list(zip(_gradients(workload, _gradient_arrays(workload, seed)), variables))
+def eager_step(workload, make_optimizer, seed, device):
+  with tf.device(device):
+    variables = _eager_variables(workload, seed)
+    pairs = list(zip(_gradients(workload, _gradient_arrays(workload, seed)), variables))
   optimizer = make_optimizer()
 
   def step():
-    optimizer.apply_gradients(pairs)  # eager ops on the CPU run synchronously: done on return
+    with tf.device(device):
+      optimizer.apply_gradients(pairs)
   return step, lambda: None
 
 
-def function_step(workload, make_optimizer, seed):
-  variables = _eager_variables(workload, seed)
+def function_step(workload, make_optimizer, seed, device):
+  with tf.device(device):
+    variables = _eager_variables(workload, seed)
   arrays = _gradient_arrays(workload, seed)
   optimizer = make_optimizer()
 
   @tf.function
   def apply():
-    optimizer.apply_gradients(list(zip(_gradients(workload, arrays), variables)))
+    with tf.device(device):
+      optimizer.apply_gradients(list(zip(_gradients(workload, arrays), variables)))
 
   def step():
     apply()
   return step, lambda: None
 
 
-def _session_step(workload, make_optimizer, seed, use_resource):
+def _session_step(workload, make_optimizer, seed, device, use_resource):
   arrays = _gradient_arrays(workload, seed)
   graph = tf.Graph()
-  with graph.as_default():
+  with graph.as_default(), tf.device(device):
     variables = [tf.compat.v1.Variable(_initial_value(shape, seed + i), name=f"w{i}",
                                        use_resource=use_resource)
                  for i, shape in enumerate(workload.shapes)]
@@ -94,12 +106,12 @@ def _session_step(workload, make_optimizer, seed, use_resource):
   return lambda: session.run(train_op), session.close
 
 
-def tf1_ref_step(workload, make_optimizer, seed):
-  return _session_step(workload, make_optimizer, seed, use_resource=False)
+def tf1_ref_step(workload, make_optimizer, seed, device):
+  return _session_step(workload, make_optimizer, seed, device, use_resource=False)
 
 
-def tf1_resource_step(workload, make_optimizer, seed):
-  return _session_step(workload, make_optimizer, seed, use_resource=True)
+def tf1_resource_step(workload, make_optimizer, seed, device):
+  return _session_step(workload, make_optimizer, seed, device, use_resource=True)
 
 
 BUILDERS = {"eager": eager_step, "tf.function": function_step, "tf1-ref": tf1_ref_step,

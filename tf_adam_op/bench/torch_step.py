@@ -3,12 +3,13 @@
 import os
 
 
-def torch_available():
+def torch_available(device="cpu"):
+  """Whether torch is installed (and, for "cuda", sees a GPU)."""
   try:
-    import torch  # pylint: disable=g-import-not-at-top,unused-import
+    import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
     return False
-  return True
+  return device != "cuda" or torch.cuda.is_available()
 
 
 def torch_version():
@@ -16,15 +17,24 @@ def torch_version():
   return torch.__version__
 
 
-def torch_fused_step(workload, seed):
-  """(step, close) for torch.optim.Adam(fused=True) over the workload's shapes, all CPU threads."""
+def synchronize_cuda():
+  """Waits for torch's CUDA work, when torch is loaded and has CUDA; otherwise nothing."""
+  import sys  # pylint: disable=g-import-not-at-top
+  torch = sys.modules.get("torch")
+  if torch is not None and torch.cuda.is_available():
+    torch.cuda.synchronize()
+
+
+def torch_fused_step(workload, seed, device="cpu"):
+  """(step, close) for torch.optim.Adam(fused=True) over the workload's shapes on `device` ("cpu":
+  all CPU threads, or "cuda")."""
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count() or 1)
   generator = torch.Generator().manual_seed(seed)
   params = []
   for shape in workload.shapes:
-    param = torch.nn.Parameter(torch.randn(shape, generator=generator))
-    param.grad = torch.randn(shape, generator=generator) * 1e-3
+    param = torch.nn.Parameter(torch.randn(shape, generator=generator).to(device))
+    param.grad = (torch.randn(shape, generator=generator) * 1e-3).to(device)
     params.append(param)
   optimizer = torch.optim.Adam(params, lr=1e-3, fused=True)
   return optimizer.step, lambda: None
