@@ -91,3 +91,29 @@ def test_a_tf1_meta_graph_imported_without_the_package_says_to_import_it(tmp_pat
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
   assert result.returncode != 0
   assert "Op type not registered 'Import_tf_adam_op_before_loading_this_graph'" in result.stderr
+
+
+def test_a_model_with_more_variable_lists_than_the_optimizer_caches_still_saves(tmp_path):
+  """Every packed handle vector a traced function captures stays tracked, however many lists the
+  optimizer has seen since (its cache of eager-only ones is bounded)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tf_adam_op  # pylint: disable=g-import-not-at-top
+  from tf_adam_op import optimizer as optimizer_module  # pylint: disable=g-import-not-at-top
+  module = tf.Module()
+  module.optimizer = tf_adam_op.AdamOptimizer(0.1)
+  module.weights = [tf.Variable(np.full(3, float(i), np.float32)) for i in range(2, 40)]
+  lists = [module.weights[i:i + 2] for i in range(optimizer_module._PACKED_HANDLES_KEPT + 4)]  # pylint: disable=protected-access
+
+  @tf.function(input_signature=[])
+  def train_first_list():
+    module.optimizer.apply_gradients([(tf.ones(3), v) for v in lists[0]])
+
+  module.train_first_list = train_first_list
+  train_first_list()  # traced over lists[0] first: its packed vectors are captured
+  for variables in lists[1:]:  # then many more lists, eagerly
+    module.optimizer.apply_gradients([(tf.ones(3), v) for v in variables])
+  tf.saved_model.save(module, str(tmp_path / "many_lists"))
+  loaded = tf.saved_model.load(str(tmp_path / "many_lists"))
+  before = [v.numpy() for v in loaded.weights[:2]]
+  loaded.train_first_list()
+  assert all((v.numpy() != b).all() for v, b in zip(loaded.weights[:2], before))
