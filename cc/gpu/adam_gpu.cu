@@ -1,5 +1,6 @@
-// CUDA kernels of the Adam ops, all built on the shared rule in core/adam_update_rule.h. Every
-// thread reads the step's scalars from device memory (LoadStep); they stay in cache.
+// CUDA kernels of the Adam ops, all built on the shared rule in core/adam_update_rule.h; what each
+// thread does is in adam_gpu_bodies.h, which the host can run too. Every thread reads the step's
+// scalars from device memory (LoadStep); they stay in cache.
 //
 // Compiled with --fmad=false and IEEE division and square root (nvcc's defaults, no fast math): the
 // GPU rounds every operation as the CPU kernel does, so CPU and GPU results are identical.
@@ -12,6 +13,7 @@
 #include "core/adam_update_rule.h"
 #include "core/update_arguments.h"
 #include "gpu/adam_gpu.h"
+#include "gpu/adam_gpu_bodies.h"
 
 namespace tf_adam_op {
 
@@ -48,45 +50,20 @@ int Blocks(int64_t elements) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(needed, max_blocks)));
 }
 
-__device__ inline int64_t GlobalThread() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+__device__ inline GridPosition Position() {
+  return {static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x,
+          static_cast<int64_t>(blockDim.x) * gridDim.x};
 }
-__device__ inline int64_t GridSize() { return static_cast<int64_t>(blockDim.x) * gridDim.x; }
 
+// The kernels: each thread reads the scalars and runs its part of the body (adam_gpu_bodies.h).
 template <typename T, bool kNesterov>
 __global__ void DenseKernel(T* var, T* m, T* v, const T* grad, int64_t n, Scalars scalars) {
-  using C = OpMathT<T>;
-  const AdamStep<C> step = LoadStep<C>(scalars);
-  for (int64_t i = GlobalThread(); i < n; i += GridSize()) {
-    AdamUpdateElement<kNesterov, T, C>(var + i, m + i, v + i, grad[i], step);
-  }
+  DenseBody<T, kNesterov>(Position(), var, m, v, grad, n, LoadStep<OpMathT<T>>(scalars));
 }
-
-template <typename T>
-struct MultiArgs {
-  T* var[kMaxTensorsPerLaunch];
-  T* m[kMaxTensorsPerLaunch];
-  T* v[kMaxTensorsPerLaunch];
-  const T* grad[kMaxTensorsPerLaunch];
-  int64_t offsets[kMaxTensorsPerLaunch + 1];  // where each tensor starts in the launch's elements
-  int count;
-};
 
 template <typename T, bool kNesterov>
 __global__ void MultiKernel(MultiArgs<T> args, Scalars scalars) {
-  using C = OpMathT<T>;
-  const AdamStep<C> step = LoadStep<C>(scalars);
-  const int64_t total = args.offsets[args.count];
-  for (int64_t i = GlobalThread(); i < total; i += GridSize()) {
-    int lo = 0, hi = args.count - 1;  // the last tensor starting at or before i
-    while (lo < hi) {
-      const int mid = (lo + hi + 1) / 2;
-      if (args.offsets[mid] <= i) lo = mid; else hi = mid - 1;
-    }
-    const int64_t j = i - args.offsets[lo];
-    AdamUpdateElement<kNesterov, T, C>(args.var[lo] + j, args.m[lo] + j, args.v[lo] + j,
-                                       args.grad[lo][j], step);
-  }
+  MultiBody<T, kNesterov>(Position(), args, LoadStep<OpMathT<T>>(scalars));
 }
 
 template <typename P, typename B>
@@ -96,52 +73,24 @@ __global__ void AdvancePowersKernel(P* beta1_power, P* beta2_power, const B* bet
   *beta2_power = *beta2_power * static_cast<P>(*beta2);
 }
 
-// summed[k * row_size + j] = sum over segment k of grad[order[i] * row_size + j], in input order.
 template <typename T>
 __global__ void SumSegmentsKernel(const T* grad, SparseSegments s, int64_t row_size,
                                   OpMathT<T>* summed) {
-  using C = OpMathT<T>;
-  const int64_t total = s.unique * row_size;
-  for (int64_t idx = GlobalThread(); idx < total; idx += GridSize()) {
-    const int64_t k = idx / row_size, j = idx % row_size;
-    C sum = C(0);
-    for (int64_t i = s.segment_starts[k]; i < s.segment_starts[k + 1]; ++i) {
-      sum = sum + static_cast<C>(grad[s.order[i] * row_size + j]);
-    }
-    summed[idx] = sum;
-  }
+  SumSegmentsBody<T>(Position(), grad, s, row_size, summed);
 }
 
 template <typename T, bool kScaleFirst>
 __global__ void SparseLazyKernel(T* var, T* m, T* v, int64_t row_size, SparseSegments s,
                                  const OpMathT<T>* summed, Scalars scalars) {
-  using C = OpMathT<T>;
-  const AdamStep<C> step = LoadStep<C>(scalars);
-  const int64_t total = s.unique * row_size;
-  for (int64_t idx = GlobalThread(); idx < total; idx += GridSize()) {
-    const int64_t k = idx / row_size, j = idx % row_size;
-    const int64_t e = s.unique_rows[k] * row_size + j;
-    AdamSparseElement<kScaleFirst, T, C>(var + e, m + e, v + e, summed + idx, step);
-  }
+  SparseLazyBody<T, kScaleFirst>(Position(), var, m, v, row_size, s, summed,
+                                 LoadStep<OpMathT<T>>(scalars));
 }
 
 template <typename T, bool kScaleFirst>
 __global__ void SparseAllRowsKernel(T* var, T* m, T* v, int64_t rows, int64_t row_size,
                                     SparseSegments s, const OpMathT<T>* summed, Scalars scalars) {
-  using C = OpMathT<T>;
-  const AdamStep<C> step = LoadStep<C>(scalars);
-  const int64_t total = rows * row_size;
-  for (int64_t e = GlobalThread(); e < total; e += GridSize()) {
-    const int64_t row = e / row_size, j = e % row_size;
-    int64_t lo = 0, hi = s.unique;  // first named row >= row
-    while (lo < hi) {
-      const int64_t mid = (lo + hi) / 2;
-      if (s.unique_rows[mid] < row) lo = mid + 1; else hi = mid;
-    }
-    const bool named = lo < s.unique && s.unique_rows[lo] == row;
-    AdamSparseElement<kScaleFirst, T, C>(var + e, m + e, v + e,
-                                         named ? summed + lo * row_size + j : nullptr, step);
-  }
+  SparseAllRowsBody<T, kScaleFirst>(Position(), var, m, v, rows, row_size, s, summed,
+                                    LoadStep<OpMathT<T>>(scalars));
 }
 
 template <typename T>
@@ -159,25 +108,10 @@ template <typename T>
 std::string Multi(cudaStream_t stream, bool nesterov, const std::vector<TensorPointers>& tensors,
                   const Scalars& scalars) {
   auto kernel = nesterov ? MultiKernel<T, true> : MultiKernel<T, false>;
-  for (size_t first = 0; first < tensors.size(); first += kMaxTensorsPerLaunch) {
-    MultiArgs<T> args;
-    args.count = static_cast<int>(std::min<size_t>(kMaxTensorsPerLaunch, tensors.size() - first));
-    args.offsets[0] = 0;
-    for (int k = 0; k < args.count; ++k) {
-      const TensorPointers& t = tensors[first + k];
-      args.var[k] = static_cast<T*>(t.var);
-      args.m[k] = static_cast<T*>(t.m);
-      args.v[k] = static_cast<T*>(t.v);
-      args.grad[k] = static_cast<const T*>(t.grad);
-      args.offsets[k + 1] = args.offsets[k] + t.size;
-    }
-    const int64_t total = args.offsets[args.count];
-    if (total == 0) continue;
-    kernel<<<Blocks(total), kThreads, 0, stream>>>(args, scalars);
-    const std::string error = LastLaunchError();
-    if (!error.empty()) return error;
-  }
-  return {};
+  return ForEachMultiLaunch<T>(tensors, [&](const MultiArgs<T>& args) {
+    kernel<<<Blocks(args.offsets[args.count]), kThreads, 0, stream>>>(args, scalars);
+    return LastLaunchError();
+  });
 }
 
 template <typename T>

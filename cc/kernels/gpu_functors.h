@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gpu/adam_gpu.h"
+#include "gpu/adam_gpu_bodies.h"
 #include "kernels/apply_adam_v1.h"
 #include "kernels/sparse_apply_adam_v1.h"
 #include "kernels/training_variables.h"
@@ -92,11 +93,8 @@ struct SparseApplyAdamV1<GpuDevice, T> {
     // The host-side segments travel to the device in one copy: order, segment starts, unique rows.
     const int64_t n = static_cast<int64_t>(segments.order.size());
     const int64_t unique = segments.unique();
-    std::vector<int64_t> packed;
-    packed.reserve(n + 2 * unique + 1);
-    packed.insert(packed.end(), segments.order.begin(), segments.order.end());
-    packed.insert(packed.end(), segments.segment_starts.begin(), segments.segment_starts.end());
-    packed.insert(packed.end(), segments.unique_rows.begin(), segments.unique_rows.end());
+    const std::vector<int64_t> packed =
+        gpu::PackSegments(segments.order, segments.segment_starts, segments.unique_rows);
     tensorflow::Tensor on_device, summed;
     TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_INT64,
                                           tensorflow::TensorShape({static_cast<int64_t>(packed.size())}),
@@ -110,8 +108,7 @@ struct SparseApplyAdamV1<GpuDevice, T> {
                                                           packed.size() * sizeof(int64_t)),
                                     "copying the sparse segments"));
     }
-    const gpu::SparseSegments device{device_segments, device_segments + n,
-                                     device_segments + n + unique + 1, unique};
+    const gpu::SparseSegments device = gpu::PackedSegmentsAt(device_segments, n, unique);
     return CudaStatus(gpu::LaunchSparse(stream, GpuDtype<T>(), lazy, scale_first, var, m, v, rows,
                                         row_size, grad, device, summed.data(), scalars),
                       "the sparse Adam update");

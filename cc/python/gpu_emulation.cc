@@ -1,0 +1,204 @@
+// _core.emulate_gpu_*: the CUDA kernels' bodies (gpu/adam_gpu_bodies.h) run on the CPU over NumPy
+// arrays, a whole grid of `threads` threads one after another, with the launchers' own argument
+// arrangement (multi-tensor chunks, packed sparse segments) and their order of launches. For the
+// tests: the GPU kernels' index arithmetic, checked against the CPU kernels on any machine.
+#include "python/gpu_emulation.h"
+
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "core/adam_update_rule.h"
+#include "core/low_precision.h"
+#include "core/update_arguments.h"
+#include "gpu/adam_gpu_bodies.h"
+#include "kernels/sparse_segments.h"
+
+namespace py = pybind11;
+
+namespace tf_adam_op {
+namespace {
+
+using gpu::GridPosition;
+
+// Every thread of a grid of `threads`, one after another.
+template <typename Body>
+void RunGrid(int64_t threads, Body body) {
+  if (threads < 1) throw py::value_error("threads must be at least 1");
+  for (int64_t thread = 0; thread < threads; ++thread) body(GridPosition{thread, threads});
+}
+
+// The scalars as the kernels find them: lr, beta1, beta2, epsilon in the compute type, the beta
+// powers as float or double, all read through LoadStep.
+template <typename C>
+struct HostScalars {
+  float powers_float[2];
+  double powers_double[2];
+  C lr, beta1, beta2, epsilon;
+  bool powers_are_double;
+
+  HostScalars(double beta1_power, double beta2_power, double lr_, double beta1_, double beta2_,
+              double epsilon_, bool powers_double)
+      : powers_float{static_cast<float>(beta1_power), static_cast<float>(beta2_power)},
+        powers_double{beta1_power, beta2_power}, lr(C(lr_)), beta1(C(beta1_)), beta2(C(beta2_)),
+        epsilon(C(epsilon_)), powers_are_double(powers_double) {}
+
+  AdamStep<C> Step() const {
+    const void* p1 = powers_are_double ? static_cast<const void*>(&powers_double[0]) : &powers_float[0];
+    const void* p2 = powers_are_double ? static_cast<const void*>(&powers_double[1]) : &powers_float[1];
+    return LoadStep<C>(ScalarPointers{p1, p2, powers_are_double, &lr, &beta1, &beta2, &epsilon});
+  }
+};
+
+struct Hyper {
+  double beta1_power, beta2_power, lr, beta1, beta2, epsilon;
+  bool powers_are_double;
+  template <typename C>
+  AdamStep<C> Step() const {
+    return HostScalars<C>(beta1_power, beta2_power, lr, beta1, beta2, epsilon, powers_are_double)
+        .Step();
+  }
+};
+
+template <typename T>
+T* Data(py::array& a) { return static_cast<T*>(a.mutable_data()); }
+
+template <typename T>
+void MultiTyped(std::vector<py::array>& vars, std::vector<py::array>& ms, std::vector<py::array>& vs,
+                const std::vector<py::array>& grads, const Hyper& h, bool nesterov,
+                int64_t threads) {
+  using C = OpMathT<T>;
+  std::vector<TensorPointers> tensors;
+  for (size_t i = 0; i < vars.size(); ++i) {
+    tensors.push_back({vars[i].mutable_data(), ms[i].mutable_data(), vs[i].mutable_data(),
+                       grads[i].data(), static_cast<int64_t>(vars[i].size())});
+  }
+  const AdamStep<C> step = h.Step<C>();
+  gpu::ForEachMultiLaunch<T>(tensors, [&](const gpu::MultiArgs<T>& args) {
+    RunGrid(threads, [&](GridPosition g) {
+      nesterov ? gpu::MultiBody<T, true>(g, args, step) : gpu::MultiBody<T, false>(g, args, step);
+    });
+    return std::string();
+  });
+}
+
+template <typename T>
+void DenseTyped(py::array& var, py::array& m, py::array& v, const py::array& grad, const Hyper& h,
+                bool nesterov, int64_t threads) {
+  using C = OpMathT<T>;
+  const AdamStep<C> step = h.Step<C>();
+  const auto* g_data = static_cast<const T*>(grad.data());
+  RunGrid(threads, [&](GridPosition g) {
+    nesterov ? gpu::DenseBody<T, true>(g, Data<T>(var), Data<T>(m), Data<T>(v), g_data,
+                                       var.size(), step)
+             : gpu::DenseBody<T, false>(g, Data<T>(var), Data<T>(m), Data<T>(v), g_data,
+                                        var.size(), step);
+  });
+}
+
+// As the GPU functor and LaunchSparse do: segments sorted on the host and packed into one array,
+// the duplicate rows summed, then the lazy or all-rows update.
+template <typename T>
+void SparseTyped(py::array& var, py::array& m, py::array& v, const py::array& grad,
+                 const py::array_t<int64_t>& indices, const Hyper& h, bool lazy, bool scale_first,
+                 int64_t threads) {
+  using C = OpMathT<T>;
+  const int64_t n = indices.size();
+  const int64_t rows = var.ndim() == 0 ? 1 : var.shape(0);
+  const int64_t row_size = rows == 0 ? 0 : var.size() / rows;
+  const SortedSegments sorted = SortIntoSegments(indices.data(), n);
+  const std::vector<int64_t> packed =
+      gpu::PackSegments(sorted.order, sorted.segment_starts, sorted.unique_rows);
+  const gpu::SparseSegments s = gpu::PackedSegmentsAt(packed.data(), n, sorted.unique());
+  std::vector<C> summed(static_cast<size_t>(s.unique * row_size));
+  const auto* grad_data = static_cast<const T*>(grad.data());
+  RunGrid(threads, [&](GridPosition g) {
+    gpu::SumSegmentsBody<T>(g, grad_data, s, row_size, summed.data());
+  });
+  const AdamStep<C> step = h.Step<C>();
+  T *var_t = Data<T>(var), *m_t = Data<T>(m), *v_t = Data<T>(v);
+  RunGrid(threads, [&](GridPosition g) {
+    if (lazy) {
+      scale_first ? gpu::SparseLazyBody<T, true>(g, var_t, m_t, v_t, row_size, s, summed.data(), step)
+                  : gpu::SparseLazyBody<T, false>(g, var_t, m_t, v_t, row_size, s, summed.data(), step);
+    } else {
+      scale_first
+          ? gpu::SparseAllRowsBody<T, true>(g, var_t, m_t, v_t, rows, row_size, s, summed.data(), step)
+          : gpu::SparseAllRowsBody<T, false>(g, var_t, m_t, v_t, rows, row_size, s, summed.data(), step);
+    }
+  });
+}
+
+// One dispatch over the NumPy dtype for each entry point.
+template <typename Call>
+void ByDtype(const py::array& var, Call call) {
+  const std::string dtype = py::str(var.dtype().attr("name"));
+  if (dtype == "float32") return call(float());
+  if (dtype == "float64") return call(double());
+  if (dtype == "float16") return call(Eigen::half());
+  if (dtype == "bfloat16") return call(Eigen::bfloat16());
+  throw py::type_error("the emulated kernels take float16, bfloat16, float32 and float64, got " +
+                       dtype);
+}
+
+}  // namespace
+
+void DefineGpuEmulation(py::module_& module) {
+  // The arrays must be C-contiguous, of one dtype, var, m and v updated in place; no other checks
+  // (the ops check their inputs before any kernel runs).
+  module.def(
+      "emulate_gpu_dense",
+      [](py::array var, py::array m, py::array v, py::array grad, double beta1_power,
+         double beta2_power, double lr, double beta1, double beta2, double epsilon,
+         bool use_nesterov, bool powers_are_double, int64_t threads) {
+        const Hyper h{beta1_power, beta2_power, lr, beta1, beta2, epsilon, powers_are_double};
+        ByDtype(var, [&](auto t) {
+          DenseTyped<decltype(t)>(var, m, v, grad, h, use_nesterov, threads);
+        });
+      },
+      py::arg("var"), py::arg("m"), py::arg("v"), py::arg("grad"), py::arg("beta1_power"),
+      py::arg("beta2_power"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
+      py::arg("epsilon"), py::kw_only(), py::arg("use_nesterov") = false,
+      py::arg("powers_are_double") = false, py::arg("threads"),
+      "The dense GPU kernel's body over a grid of `threads` threads, on the CPU, in place.");
+  module.def(
+      "emulate_gpu_multi",
+      [](std::vector<py::array> vars, std::vector<py::array> ms, std::vector<py::array> vs,
+         std::vector<py::array> grads, double beta1_power, double beta2_power, double lr,
+         double beta1, double beta2, double epsilon, bool use_nesterov, bool powers_are_double,
+         int64_t threads) {
+        if (vars.empty() || ms.size() != vars.size() || vs.size() != vars.size() ||
+            grads.size() != vars.size()) {
+          throw py::value_error("vars, ms, vs and grads must be lists of one non-zero length");
+        }
+        const Hyper h{beta1_power, beta2_power, lr, beta1, beta2, epsilon, powers_are_double};
+        ByDtype(vars[0], [&](auto t) {
+          MultiTyped<decltype(t)>(vars, ms, vs, grads, h, use_nesterov, threads);
+        });
+      },
+      py::arg("vars"), py::arg("ms"), py::arg("vs"), py::arg("grads"), py::arg("beta1_power"),
+      py::arg("beta2_power"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
+      py::arg("epsilon"), py::kw_only(), py::arg("use_nesterov") = false,
+      py::arg("powers_are_double") = false, py::arg("threads"),
+      "The multi-tensor GPU launches (48 tensors each) over grids of `threads`, on the CPU.");
+  module.def(
+      "emulate_gpu_sparse",
+      [](py::array var, py::array m, py::array v, py::array grad, py::array_t<int64_t> indices,
+         double beta1_power, double beta2_power, double lr, double beta1, double beta2,
+         double epsilon, bool lazy, bool scale_first, bool powers_are_double, int64_t threads) {
+        const Hyper h{beta1_power, beta2_power, lr, beta1, beta2, epsilon, powers_are_double};
+        ByDtype(var, [&](auto t) {
+          SparseTyped<decltype(t)>(var, m, v, grad, indices, h, lazy, scale_first, threads);
+        });
+      },
+      py::arg("var"), py::arg("m"), py::arg("v"), py::arg("grad"), py::arg("indices"),
+      py::arg("beta1_power"), py::arg("beta2_power"), py::arg("lr"), py::arg("beta1"),
+      py::arg("beta2"), py::arg("epsilon"), py::kw_only(), py::arg("lazy") = false,
+      py::arg("scale_first") = false, py::arg("powers_are_double") = false, py::arg("threads"),
+      "The sparse GPU kernels (segment sums, then lazy or all-rows update) over grids of "
+      "`threads`, on the CPU, in place; indices must be valid (the op checks them first).");
+}
+
+}  // namespace tf_adam_op
