@@ -19,6 +19,20 @@
   M(float)                          \
   M(double)
 
+// Every kernel of an op file, for every dtype, on every device the library is built for. The op
+// file defines TF_ADAM_OP_REGISTER(DEVICE_NAME, DeviceTag, T) (its kernels for one device and
+// dtype; DeviceTag is CPUDevice or GpuDevice, named where this expands), then writes
+// TF_ADAM_OP_REGISTER_ON_EVERY_DEVICE and undefines its TF_ADAM_OP_REGISTER.
+#define TF_ADAM_OP_REGISTER_CPU(T) TF_ADAM_OP_REGISTER(::tensorflow::DEVICE_CPU, CPUDevice, T)
+#define TF_ADAM_OP_REGISTER_GPU(T) TF_ADAM_OP_REGISTER(::tensorflow::DEVICE_GPU, GpuDevice, T)
+#if TF_ADAM_OP_WITH_CUDA
+#define TF_ADAM_OP_REGISTER_ON_EVERY_DEVICE                \
+  TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_CPU)        \
+  TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_GPU)
+#else
+#define TF_ADAM_OP_REGISTER_ON_EVERY_DEVICE TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_CPU)
+#endif
+
 namespace tf_adam_op {
 namespace functor {
 

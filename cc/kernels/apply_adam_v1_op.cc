@@ -115,14 +115,7 @@ REGISTER_KERNEL_BUILDER(Name("Import_tf_adam_op_before_loading_this_graph").Devi
                               .HostMemory("v")                                             \
                               .TypeConstraint<T>("T"),                                     \
                           ApplyAdamV1Op<DeviceTag, T>);
-#define TF_ADAM_OP_REGISTER_CPU(T) TF_ADAM_OP_REGISTER(tensorflow::DEVICE_CPU, CPUDevice, T)
-TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_CPU)
-#undef TF_ADAM_OP_REGISTER_CPU
-#if TF_ADAM_OP_WITH_CUDA
-#define TF_ADAM_OP_REGISTER_GPU(T) TF_ADAM_OP_REGISTER(tensorflow::DEVICE_GPU, GpuDevice, T)
-TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_GPU)
-#undef TF_ADAM_OP_REGISTER_GPU
-#endif  // TF_ADAM_OP_WITH_CUDA
+TF_ADAM_OP_REGISTER_ON_EVERY_DEVICE
 #undef TF_ADAM_OP_REGISTER
 
 }  // namespace tf_adam_op
