@@ -30,35 +30,23 @@ void RunGrid(int64_t threads, Body body) {
   for (int64_t thread = 0; thread < threads; ++thread) body(GridPosition{thread, threads});
 }
 
-// The scalars as the kernels find them: lr, beta1, beta2, epsilon in the compute type, the beta
-// powers as float or double, all read through LoadStep.
-template <typename C>
-struct HostScalars {
-  float powers_float[2];
-  double powers_double[2];
-  C lr, beta1, beta2, epsilon;
-  bool powers_are_double;
-
-  HostScalars(double beta1_power, double beta2_power, double lr_, double beta1_, double beta2_,
-              double epsilon_, bool powers_double)
-      : powers_float{static_cast<float>(beta1_power), static_cast<float>(beta2_power)},
-        powers_double{beta1_power, beta2_power}, lr(C(lr_)), beta1(C(beta1_)), beta2(C(beta2_)),
-        epsilon(C(epsilon_)), powers_are_double(powers_double) {}
-
-  AdamStep<C> Step() const {
-    const void* p1 = powers_are_double ? static_cast<const void*>(&powers_double[0]) : &powers_float[0];
-    const void* p2 = powers_are_double ? static_cast<const void*>(&powers_double[1]) : &powers_float[1];
-    return LoadStep<C>(ScalarPointers{p1, p2, powers_are_double, &lr, &beta1, &beta2, &epsilon});
-  }
-};
-
+// The step's scalars, handed to the bodies as the kernels get them: from memory, read through
+// LoadStep (lr, beta1, beta2, epsilon in the compute type C; the powers float or double).
 struct Hyper {
   double beta1_power, beta2_power, lr, beta1, beta2, epsilon;
   bool powers_are_double;
+
   template <typename C>
   AdamStep<C> Step() const {
-    return HostScalars<C>(beta1_power, beta2_power, lr, beta1, beta2, epsilon, powers_are_double)
-        .Step();
+    const float powers_float[2] = {static_cast<float>(beta1_power), static_cast<float>(beta2_power)};
+    const double powers_double[2] = {beta1_power, beta2_power};
+    const C scalars[4] = {C(lr), C(beta1), C(beta2), C(epsilon)};
+    const void* beta1_p = powers_are_double ? static_cast<const void*>(&powers_double[0])
+                                            : static_cast<const void*>(&powers_float[0]);
+    const void* beta2_p = powers_are_double ? static_cast<const void*>(&powers_double[1])
+                                            : static_cast<const void*>(&powers_float[1]);
+    return LoadStep<C>(ScalarPointers{beta1_p, beta2_p, powers_are_double, &scalars[0],
+                                      &scalars[1], &scalars[2], &scalars[3]});
   }
 };
 
