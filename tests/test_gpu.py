@@ -2,8 +2,6 @@
 the rest runs on a machine with an NVIDIA GPU and skips itself, with its reason, elsewhere."""
 
 import os
-import re
-import shutil
 import subprocess
 import sys
 
@@ -12,6 +10,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.framework import kernels
 
+import fatbin
 from numpy_reference import BFLOAT16
 import tf_adam_op
 from tf_adam_op import _build_info, ops
@@ -51,25 +50,12 @@ def test_build_facts_agree_with_the_registered_kernels():
     assert _build_info.CUDA_VERSION.startswith("12."), _build_info.CUDA_VERSION
 
 
-def _cuobjdump():
-  """NVIDIA's cuobjdump from the toolkit that built the kernels (CUDACXX's) or on PATH, or None."""
-  nvcc = os.environ.get("CUDACXX", "")
-  beside_nvcc = os.path.join(os.path.dirname(nvcc), "cuobjdump") if nvcc else ""
-  if beside_nvcc and os.access(beside_nvcc, os.X_OK):
-    return beside_nvcc
-  return shutil.which("cuobjdump")
-
-
 @needs_cuda_build
-@pytest.mark.skipif(_cuobjdump() is None, reason="no cuobjdump (CUDA toolkit) to read the library")
 def test_library_holds_code_for_the_recorded_architectures():
   """The op library carries machine code for each `-real` architecture and PTX for each
   `-virtual` one that the build facts name; a CUDA 12 build names sm_70, sm_80, sm_90 and PTX."""
   library = os.path.join(os.path.dirname(tf_adam_op.__file__), _build_info.OP_LIBRARY)
-  listing = subprocess.run([_cuobjdump(), "--list-elf", "--list-ptx", library], capture_output=True,
-                           text=True, check=True, timeout=120).stdout
-  cubins = set(re.findall(r"\.sm_(\d+)\.cubin", listing))
-  ptx = set(re.findall(r"\.sm_(\d+)\.ptx", listing))
+  cubins, ptx = fatbin.gpu_code(library)
   archs = _build_info.CUDA_ARCHITECTURES.split(",")
   assert cubins == {a.split("-")[0] for a in archs if a.endswith("-real")}
   assert ptx == {a.split("-")[0] for a in archs if a.endswith("-virtual")}
