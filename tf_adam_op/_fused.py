@@ -12,8 +12,11 @@ import operator
 from typing import List, Optional, Tuple
 
 import tensorflow as tf
+from tensorflow.python.framework import ops
 from tensorflow.python.ops import resource_variable_ops
 from tensorflow.python.trackable import resource
+
+from tf_adam_op import _ordering
 
 
 def is_fusable(grad, var):
@@ -123,7 +126,11 @@ class PackedHandles(resource.CapturableResource):
   def _create_resource(self):
     # Reshape drops the handle data Pack copies from its first input (one variable's dtype and
     # shape): it describes no vector, and a SavedModel loader would take it for a scalar handle.
-    return tf.reshape(tf.stack([v.handle for v in self._packed_variables]), [-1])
+    handles = [v.handle for v in self._packed_variables]
+    vector = tf.reshape(tf.stack(handles), [-1])
+    if isinstance(vector, ops.EagerTensor):  # so tf.function orders it with its variables' other ops
+      _ordering.register_packed(vector, handles)
+    return vector
 
   def _deserialization_dependencies(self, children):
     # Saved and loaded after the variables it packs.
