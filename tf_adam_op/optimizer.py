@@ -14,7 +14,9 @@ What differs is underneath:
 - half/bfloat16 variables get float32 hyperparameters (stock rounds beta2=0.999 to 1.0 in bfloat16).
 """
 
+import collections
 import numbers
+import threading
 import operator
 
 import tensorflow as tf
@@ -54,6 +56,10 @@ def _check_hyperparameters(learning_rate, beta1, beta2, epsilon):
 
 
 _NOT_TAKEN = object()  # the fast path declined a step; the general path takes it
+
+
+class _HeldBack(collections.namedtuple("_HeldBack", ["grad", "var"])):
+  """A dense update _resource_apply_dense leaves to its group's multi-tensor op, made in _finish."""
 
 
 def _all_eager_variables(grads_and_vars):
@@ -100,8 +106,6 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     super().__init__(use_locking, name, use_own_namescope_for_non_slot_vars)
     self._lazy = bool(lazy)
     self._fused = bool(fused)
-    # Inside apply_gradients, the (grad, var) pairs held back for multi-tensor ops (else None).
-    self._deferred_dense = None
     self._step_plan = None
     self._eager_hyper_cache = None
     self._packed_handles = {}  # id of each variable -> (variables, packed handle vectors)
@@ -109,10 +113,19 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     self._beta1 = beta1
     self._beta2 = beta2
     self._epsilon = epsilon
-    self._lr_t = None
-    self._beta1_t = None
-    self._beta2_t = None
-    self._epsilon_t = None
+    # The step's hyperparameter tensors (_lr_t, ..., set by _prepare) are per thread: two threads
+    # stepping one optimizer each see their own. Slot creation and the handle cache are locked.
+    self._this_step = threading.local()
+    self._state_lock = threading.RLock()
+
+  _lr_t = property(lambda self: getattr(self._this_step, "lr_t", None),
+                   lambda self, value: setattr(self._this_step, "lr_t", value))
+  _beta1_t = property(lambda self: getattr(self._this_step, "beta1_t", None),
+                      lambda self, value: setattr(self._this_step, "beta1_t", value))
+  _beta2_t = property(lambda self: getattr(self._this_step, "beta2_t", None),
+                      lambda self, value: setattr(self._this_step, "beta2_t", value))
+  _epsilon_t = property(lambda self: getattr(self._this_step, "epsilon_t", None),
+                        lambda self, value: setattr(self._this_step, "epsilon_t", value))
 
   # --- state -------------------------------------------------------------------------------------
 
@@ -123,6 +136,10 @@ class AdamOptimizer(optimizer_lib.Optimizer):
               self._get_non_slot_variable("beta2_power", graph=graph))
 
   def _create_slots(self, var_list):
+    with self._state_lock:  # two threads' first steps must not both create beta1_power
+      self._create_slots_unlocked(var_list)
+
+  def _create_slots_unlocked(self, var_list):
     first_var = min(var_list, key=lambda x: x.name)
     self._create_non_slot_variable(
         initial_value=self._beta1, name="beta1_power", colocate_with=first_var)
@@ -138,22 +155,21 @@ class AdamOptimizer(optimizer_lib.Optimizer):
   def apply_gradients(self, grads_and_vars, global_step=None, name=None,
                       skip_gradients_aggregation=False):
     grads_and_vars = tuple(grads_and_vars)  # it may be a generator; it is read more than once
-    # The multi-tensor ops need a step built here, on one machine, outside XLA (which compiles
-    # another path, see _xla.py).
-    fuse = self._fused and not distribute_lib.has_strategy() and not _xla.in_xla_context()
-    if fuse and (tf.executing_eagerly() or _all_eager_variables(grads_and_vars)):
+    if self._fuses_here() and (tf.executing_eagerly() or _all_eager_variables(grads_and_vars)):
       result = self._apply_on_fast_path(grads_and_vars, global_step, name)
       if result is not _NOT_TAKEN:
         return result
     _check_variable_dtypes(grads_and_vars)
-    # The base class drives the step; _resource_apply_dense holds fusable updates back in
-    # self._deferred_dense and _finish turns them into multi-tensor ops.
-    self._deferred_dense = [] if fuse else None
-    try:
-      return super().apply_gradients(grads_and_vars, global_step=global_step, name=name,
-                                     skip_gradients_aggregation=skip_gradients_aggregation)
-    finally:
-      self._deferred_dense = None
+    # The base class drives the step; _resource_apply_dense returns fusable updates as _HeldBack
+    # markers and _finish turns them into multi-tensor ops (the markers travel in the base class's
+    # list of the step's updates, so nothing of one call lives on the optimizer: threads share it).
+    return super().apply_gradients(grads_and_vars, global_step=global_step, name=name,
+                                   skip_gradients_aggregation=skip_gradients_aggregation)
+
+  def _fuses_here(self):
+    """Whether a step built now uses the multi-tensor ops: they need a step built here, on one
+    machine, outside XLA (which compiles another path, see _xla.py)."""
+    return self._fused and not distribute_lib.has_strategy() and not _xla.in_xla_context()
 
   # --- the fast path: eager steps, and tf.function traces over eager variables --------------------
 
@@ -274,9 +290,8 @@ class AdamOptimizer(optimizer_lib.Optimizer):
   def _resource_apply_dense(self, grad, var):
     if _xla.in_xla_context():
       return _xla.dense_update(self, grad, var)
-    if self._deferred_dense is not None and _fused.is_fusable(grad, var):
-      self._deferred_dense.append((grad, var))
-      return None  # the update is made in _finish, in its group's multi-tensor op
+    if self._fuses_here() and _fused.is_fusable(grad, var):
+      return _HeldBack(grad, var)  # the update is made in _finish, in its group's multi-tensor op
     return ops.resource_apply_adam_v1(
         var.handle, self.get_slot(var, "m").handle, self.get_slot(var, "v").handle,
         *self._scalars(var.dtype), grad, use_locking=self._use_locking)
@@ -308,9 +323,9 @@ class AdamOptimizer(optimizer_lib.Optimizer):
         *self._scalars(var.dtype), grad, indices, **self._sparse_options())
 
   def _finish(self, update_ops, name_scope):
-    update_ops = [op for op in update_ops if op is not None]  # None: held back for a group
-    groups = _fused.group_by_device_and_dtype(self._deferred_dense or [])
-    self._deferred_dense = None
+    held_back = [(u.grad, u.var) for u in update_ops if isinstance(u, _HeldBack)]
+    update_ops = [u for u in update_ops if not isinstance(u, _HeldBack)]
+    groups = _fused.group_by_device_and_dtype(held_back)
     beta_powers = self._get_beta_accumulators()
     advances = (len(groups) == 1 and not update_ops
                 and _fused.powers_on_device(beta_powers, groups[0].device))
@@ -366,6 +381,10 @@ class AdamOptimizer(optimizer_lib.Optimizer):
         return tuple(ops.pack_handles([x.handle for x in group])
                      for group in (variables, slots("m"), slots("v")))
     key = tuple(map(id, variables))
+    with self._state_lock:
+      return self._packed_handle_vectors(key, variables, slots, device)
+
+  def _packed_handle_vectors(self, key, variables, slots, device):
     cached = self._packed_handles.get(key)
     if cached is None or not all(map(operator.is_, cached[0], variables)):
       packed = [_fused.PackedHandles(group, device) for group in (variables, slots("m"), slots("v"))]
