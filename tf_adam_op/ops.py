@@ -54,16 +54,23 @@ SCALAR_NAMES = ("beta1_power", "beta2_power", "lr", "beta1", "beta2", "epsilon")
 
 
 def _scalars(values, variable_dtype, names=SCALAR_NAMES):
-  """Python numbers become tensors of the compute dtype; a tensor of another dtype is a TypeError."""
+  """Python numbers become tensors of the compute dtype, and so do tensors of the variables' own
+  dtype (half, bfloat16: what a call written for stock's ApplyAdam passes; widening is exact); a
+  tensor of any other dtype is a TypeError."""
   dtype = compute_dtype(variable_dtype)
+  own_dtype = tf.as_dtype(variable_dtype).base_dtype
   scalars = []
   for name, x in zip(names, values):
+    x_dtype = tf.as_dtype(x.dtype).base_dtype if hasattr(x, "dtype") else None
     if isinstance(x, numbers.Real) and not isinstance(x, bool):
       x = tf.constant(x, dtype=dtype)
-    elif hasattr(x, "dtype") and tf.as_dtype(x.dtype).base_dtype != dtype:
+    elif x_dtype == own_dtype and own_dtype != dtype:
+      x = tf.cast(x, dtype)
+    elif x_dtype is not None and x_dtype != dtype:
+      accepted = dtype.name if own_dtype == dtype else f"{dtype.name} (or {own_dtype.name})"
       raise TypeError(
-          f"{name} has dtype {tf.as_dtype(x.dtype).name}, but an Adam update of "
-          f"{tf.as_dtype(variable_dtype).name} variables takes {dtype.name} hyperparameters")
+          f"{name} has dtype {x_dtype.name}, but an Adam update of {own_dtype.name} variables "
+          f"takes {accepted} hyperparameters")
     scalars.append(x)
   return scalars
 

@@ -46,8 +46,9 @@ def _check_hyperparameters(learning_rate, beta1, beta2, epsilon):
   """ValueError for values out of range; values that are not Python numbers pass unchecked."""
   checks = (
       ("learning_rate", learning_rate, lambda x: x >= 0, "must be >= 0"),
-      ("beta1", beta1, lambda x: 0 <= x < 1, "must be in [0, 1)"),
-      ("beta2", beta2, lambda x: 0 <= x < 1, "must be in [0, 1)"),
+      # Stock accepts 1.0, which freezes the beta powers (TF's own tests rely on it).
+      ("beta1", beta1, lambda x: 0 <= x <= 1, "must be in [0, 1]"),
+      ("beta2", beta2, lambda x: 0 <= x <= 1, "must be in [0, 1]"),
       ("epsilon", epsilon, lambda x: x >= 0, "must be >= 0"),
   )
   for name, value, valid, rule in checks:
@@ -96,7 +97,7 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     fused: Update the dense gradients of resource variables with one multi-tensor op per device and
       dtype (default), and take the eager fast path; False gives one op per variable. Keyword-only.
 
-  Python numbers out of range (beta outside [0, 1), negative learning rate or epsilon) are a
+  Python numbers out of range (beta outside [0, 1], negative learning rate or epsilon) are a
   ValueError here; tensors and callables are checked when their value is known (eager steps).
   """
 
@@ -342,13 +343,17 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     advanced afterwards, as stock's _finish does.
     """
     update_ops = list(update_ops)
+    if advancing_powers is not None and not self._powers_advance_exactly_in_op(
+        advancing_powers, groups[0][1]):
+      advancing_powers = None
     for variables, dtype, grads in groups:
       handles = self._slot_handles(variables)  # packed on the host, outside the placement below
       with self._placed_with(variables[0]):
         if advancing_powers is not None:
           update_ops.append(ops.resource_apply_adam_v1_multi(
               *handles, *(p.handle for p in advancing_powers), *self._hyperparameters(dtype),
-              grads, use_locking=self._use_locking))
+              grads, use_locking=self._use_locking,
+              power_dtype=advancing_powers[0].dtype.base_dtype))
         else:
           update_ops.append(ops.resource_apply_adam_v1_multi_no_advance(
               *handles, *self._scalars(dtype), grads, use_locking=self._use_locking))
@@ -356,6 +361,22 @@ class AdamOptimizer(optimizer_lib.Optimizer):
       in_graph = not tf.executing_eagerly()
       update_ops += self._advance_beta_powers(update_ops if in_graph else [])
     return update_ops
+
+  def _powers_advance_exactly_in_op(self, beta_powers, dtype):
+    """Whether the multi-tensor op for `dtype` variables can advance the beta powers with stock's
+    numbers. Stock multiplies each power by its beta in the power's dtype (the dtype of the beta
+    given at construction: float32 for a Python float, float64 for np.float64, int32 for 0); the op
+    multiplies in float32 or float64 by the beta it is given in the update's compute dtype. That is
+    stock's product when the powers are float32 or float64, the betas are of the same dtype, and
+    converting them to the compute dtype loses nothing (same dtype, or float32 widened to float64).
+    Otherwise the powers are advanced by stock's own ops after the update."""
+    power_dtypes = {p.dtype.base_dtype for p in beta_powers}
+    beta_dtypes = {tf.as_dtype(self._beta1_t.dtype), tf.as_dtype(self._beta2_t.dtype)}
+    if len(power_dtypes) != 1 or power_dtypes != beta_dtypes:
+      return False
+    power_dtype, compute = power_dtypes.pop(), ops.compute_dtype(dtype)
+    return power_dtype in (tf.float32, tf.float64) and (
+        power_dtype == compute or (power_dtype, compute) == (tf.float32, tf.float64))
 
   @staticmethod
   def _placed_with(var):
