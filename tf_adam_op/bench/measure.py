@@ -68,17 +68,26 @@ class StepMemory:
   """Peak bytes TensorFlow's allocator on `device` ("CPU:0", "GPU:0") had in use while the block
   ran, above what it had in use when the block started: the temporaries of the steps (variables
   and slots exist before). Read from TF's own allocator statistics, which count tensors, not pages
-  a pool keeps resident."""
+  a pool keeps resident.
+
+  TF keeps no statistics for a CPU allocator without oneDNN (off by default on CPUs without
+  AVX-512; TF_ENABLE_ONEDNN_OPTS=1 turns it on): extra_bytes then stays None, shown as not measured.
+  """
 
   def __init__(self, device="CPU:0"):
     self.device = device
     self.extra_bytes = None
+    self._start = None
 
   def __enter__(self):
-    tf.config.experimental.reset_memory_stats(self.device)
-    self._start = tf.config.experimental.get_memory_info(self.device)["current"]
+    try:
+      tf.config.experimental.reset_memory_stats(self.device)
+      self._start = tf.config.experimental.get_memory_info(self.device)["current"]
+    except ValueError:  # "Cannot reset memory stats" / "Allocator stats not available"
+      self._start = None
     return self
 
   def __exit__(self, *exc):
-    self.extra_bytes = tf.config.experimental.get_memory_info(self.device)["peak"] - self._start
+    if self._start is not None:
+      self.extra_bytes = tf.config.experimental.get_memory_info(self.device)["peak"] - self._start
     return False
