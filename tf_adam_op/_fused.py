@@ -14,6 +14,7 @@ from typing import List, Optional, Tuple
 import tensorflow as tf
 from tensorflow.python.framework import ops
 from tensorflow.python.ops import resource_variable_ops
+from tensorflow.python.saved_model import registration
 from tensorflow.python.trackable import resource
 
 from tf_adam_op import _ordering
@@ -111,12 +112,15 @@ class StepPlan:
     return result
 
 
+@registration.register_serializable(package="tf_adam_op")
 class PackedHandles(resource.CapturableResource):
   """The handles of some variables packed into one vector, as a resource.
 
   A tf.function captures it as one input (instead of one per variable), and tf.saved_model can save
   it: it records how to rebuild the vector (a Pack of the variables' handles, which are saved
-  themselves), so a loaded train step finds its variables again.
+  themselves), so a loaded train step finds its variables again. tf.saved_model.load revives it as
+  a PackedHandles over the loaded variables (registered below), so a loaded model can be saved
+  again and its steps are ordered with other ops on its variables (_ordering.py).
   """
 
   def __init__(self, variables, device):
@@ -135,6 +139,12 @@ class PackedHandles(resource.CapturableResource):
   def _deserialization_dependencies(self, children):
     # Saved and loaded after the variables it packs.
     return {f"variable_{i}": v for i, v in enumerate(self._packed_variables)}
+
+  @classmethod
+  def _deserialize_from_proto(cls, object_proto, dependencies, **unused_kwargs):
+    count = sum(key.startswith("variable_") for key in dependencies)
+    variables = [dependencies[f"variable_{i}"] for i in range(count)]
+    return cls(variables, object_proto.resource.device)
 
   def _export_to_saved_model_graph(self, object_map, tensor_map, **unused_kwargs):
     # In the SavedModel's graph the vector packs the exported copies of the variables.

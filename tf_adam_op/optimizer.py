@@ -421,7 +421,10 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     children = super()._trackable_children(save_type, **kwargs)
     if save_type == trackable.SaveType.SAVEDMODEL:
       # The packed handle vectors that saved functions capture; checkpoints never see them.
-      for i, (_, packed, _) in enumerate(self._packed_handles.values()):
+      # A loaded optimizer already has the vectors of its loaded steps as children: new ones are
+      # numbered after them.
+      first = sum(name.startswith("packed_handles_") for name in children) // 3
+      for i, (_, packed, _) in enumerate(self._packed_handles.values(), start=first):
         for name, resource in zip(("vars", "ms", "vs"), packed):
           children[f"packed_handles_{i}_{name}"] = resource
     return children

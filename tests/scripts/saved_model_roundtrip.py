@@ -1,6 +1,8 @@
 """Child process for test_saved_model.py: `save DIR OPT STEPS` trains and saves a tf.Module holding
-the optimizer and its train step; `load DIR STEPS IMPORT` loads it in this fresh process (importing
-tf_adam_op first or not) and trains on. Prints the weights as JSON on the last line."""
+the optimizer and its train step; `load DIR STEPS IMPORT [RESAVE_DIR]` loads it in this fresh process
+(importing tf_adam_op first or not), trains on, and saves it again to RESAVE_DIR if given;
+`ordered DIR` loads it and runs the loaded step inside a new tf.function that reads the weights
+after it, checking the read sees the update. Prints the weights as JSON on the last line."""
 
 import json
 import sys
@@ -51,8 +53,37 @@ def main(argv):
     if do_import:
       import tf_adam_op  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
     model = tf.saved_model.load(export_dir)
-    train(model, steps)
+    if argv[1] == "ordered":
+      check_loaded_step_is_ordered(model)
+    else:
+      train(model, steps)
+      if len(argv) > 5:
+        tf.saved_model.save(model, argv[5])
   print(json.dumps(weights(model)))
+
+
+def check_loaded_step_is_ordered(model):
+  """The loaded train step, called in a new tf.function before a read of w: the read sees the
+  update (in the graph: a path from the call to the read), on every call."""
+  @tf.function
+  def step_then_read(x):
+    model.train_step(x)
+    return model.w.read_value()
+  graph = step_then_read.get_concrete_function(tf.constant(DATA)).graph
+  call = [op for op in graph.get_operations() if op.type == "StatefulPartitionedCall"]
+  read = [op for op in graph.get_operations() if op.type == "ReadVariableOp"]
+  assert len(call) == 1 and read, (call, read)
+  reachable, frontier = set(), [call[0]]
+  while frontier:
+    op = frontier.pop()
+    for nxt in [c for t in op.outputs for c in t.consumers()] + op._control_outputs:
+      if nxt not in reachable:
+        reachable.add(nxt)
+        frontier.append(nxt)
+  assert all(r in reachable for r in read), "the read of w is not ordered after the loaded step"
+  for _ in range(10):
+    seen = step_then_read(tf.constant(DATA)).numpy()
+    assert np.array_equal(seen, model.w.numpy()), "the read saw w before the loaded step's update"
 
 
 if __name__ == "__main__":
