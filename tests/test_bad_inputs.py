@@ -138,7 +138,8 @@ def test_10_beta1_power_of_one_gives_documented_inf_nan():
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(beta1=1.0), dict(beta1=-0.1), dict(beta2=1.0), dict(beta2=1.5), dict(epsilon=-1e-8),
+    # beta = 1.0 is legal, as in stock (it freezes the beta powers): see test_hyperparameter_types.
+    dict(beta1=1.0001), dict(beta1=-0.1), dict(beta2=-1), dict(beta2=1.5), dict(epsilon=-1e-8),
     dict(learning_rate=-0.1), dict(beta1=float("nan")),
 ])
 def test_11_constructor_rejects_out_of_range_numbers(kwargs):
@@ -148,9 +149,27 @@ def test_11_constructor_rejects_out_of_range_numbers(kwargs):
 
 def test_11_callable_out_of_range_is_rejected_when_known():
   var = tf.Variable([1.0, 2.0])
-  opt = tf_adam_op.AdamOptimizer(beta2=lambda: 1.0)
+  opt = tf_adam_op.AdamOptimizer(beta2=lambda: 1.5)
   assert_rejected(lambda: opt.apply_gradients([(tf.constant([0.1, 0.1]), var)]), [var], ValueError,
                   "beta2")
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf.function"])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "IndexedSlices"])
+def test_12_gradient_of_another_dtype_than_its_variable(sparse, mode):
+  """Stock's dense kernel aborts the process on a float64 gradient for a float32 variable; ours is
+  an InvalidArgumentError naming the gradient and both dtypes, with nothing changed."""
+  var, other = tf.Variable(tf.ones([4, 2])), tf.Variable(tf.ones([3]))
+  grad = (tf.IndexedSlices(tf.ones([1, 2], tf.float64), tf.constant([1]), tf.constant([4, 2]))
+          if sparse else tf.ones([4, 2], tf.float64))
+  opt = tf_adam_op.AdamOptimizer(0.1)
+  def step():
+    opt.apply_gradients([(tf.ones([3]), other), (grad, var)])
+  if mode == "tf.function":
+    step = tf.function(step)
+  kind = "IndexedSlices gradient" if sparse else "gradient"
+  assert_rejected(step, [var, other], errors.InvalidArgumentError,
+                  f"{kind}.*'Variable.*has dtype float64, but the variable is float32")
 
 
 def test_12_integer_variable():

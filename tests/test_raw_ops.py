@@ -119,6 +119,33 @@ def test_core_module_rejects_bad_operands(bad, error):
     np.testing.assert_array_equal(arrays[k], before[k])
 
 
+@pytest.mark.parametrize("layout", ["big-endian var", "all big-endian", "m is a view of var",
+                                    "grad is var", "v overlaps m", "grad is a view of v"])
+def test_core_module_rejects_byte_swapped_and_aliased_arrays(layout):
+  """Byte-swapped arrays would be read as garbage; aliased ones are read while written."""
+  var, m, v, grad = (np.linspace(1, 2, 8, dtype=np.float32), np.zeros(8, np.float32),
+                     np.zeros(8, np.float32), np.full(8, 0.5, np.float32))
+  if layout == "big-endian var":
+    var = var.astype(">f4")
+  elif layout == "all big-endian":
+    var, m, v, grad = (a.astype(">f4") for a in (var, m, v, grad))
+  elif layout == "m is a view of var":
+    m = var[:]
+  elif layout == "grad is var":
+    grad = var
+  elif layout == "v overlaps m":
+    both = np.zeros(12, np.float32)
+    m, v = both[:8], both[4:]
+  elif layout == "grad is a view of v":
+    grad = v.reshape(2, 4).reshape(8)
+  before = [a.copy() for a in (var, m, v, grad)]
+  match = "byte order" if "endian" in layout else "share memory"
+  with pytest.raises(ValueError, match=match):
+    _core.apply_adam(var, m, v, grad, *SCALARS.values())
+  for a, b in zip((var, m, v, grad), before):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_core_module_rejects_integer_arrays():
   ints = [np.zeros(3, np.int32) for _ in range(4)]
   with pytest.raises(TypeError, match="int32"):

@@ -69,13 +69,28 @@ def _all_eager_variables(grads_and_vars):
 
 
 def _check_variable_dtypes(grads_and_vars):
-  for _, var in grads_and_vars:
+  """ValueError for a variable of a dtype Adam does not update; InvalidArgumentError for a gradient
+  whose dtype is not its variable's (stock's kernel aborts the process on a dense one)."""
+  for grad, var in grads_and_vars:
     dtype = getattr(var, "dtype", None)
-    if dtype is not None and dtype.base_dtype not in SUPPORTED_DTYPES:
+    if dtype is None:
+      continue
+    if dtype.base_dtype not in SUPPORTED_DTYPES:
       raise ValueError(
           f"tf_adam_op.AdamOptimizer cannot update variable {getattr(var, 'name', var)!r} of dtype "
           f"{dtype.base_dtype.name}: supported dtypes are "
           f"{', '.join(d.name for d in SUPPORTED_DTYPES)}")
+    grad_dtype = getattr(grad, "dtype", None)
+    if grad_dtype is not None and tf.as_dtype(grad_dtype).base_dtype != dtype.base_dtype:
+      kind = "IndexedSlices gradient" if isinstance(grad, tf.IndexedSlices) else "gradient"
+      grad_name = getattr(grad, "name", None)  # graph tensors have one, eager ones do not
+      if grad_name:
+        kind += f" {grad_name!r}"
+      raise tf.errors.InvalidArgumentError(
+          None, None,
+          f"tf_adam_op.AdamOptimizer: the {kind} for variable "
+          f"{getattr(var, 'name', var)!r} has dtype {tf.as_dtype(grad_dtype).name}, but the "
+          f"variable is {dtype.base_dtype.name}: a gradient must have its variable's dtype")
 
 
 # Registered so tf.saved_model.load revives it as an AdamOptimizer (with add_slot), not a plain object.

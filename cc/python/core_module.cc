@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <string>
+#include <utility>
 
 #include "core/adam_update_rule.h"
 #include "core/low_precision.h"
@@ -54,6 +55,36 @@ void CheckOperand(const py::array& array, const char* name, const py::array& var
   if (writable && !array.writeable()) {
     throw py::value_error(std::string(name) + " must be writeable (it is updated in place)");
   }
+  // The kernels read and write the machine's byte order: a byte-swapped array would be garbage.
+  if (!array.dtype().attr("isnative").cast<bool>()) {
+    throw py::value_error(std::string(name) + " is not in the machine's byte order (dtype " +
+                          py::str(array.dtype()).cast<std::string>() +
+                          "): convert it with .astype(" + name + ".dtype.newbyteorder('='))");
+  }
+}
+
+// Whether two C-contiguous arrays share any byte (a view such as m = var[:] counts).
+bool Overlap(const py::array& a, const py::array& b) {
+  const char* a_begin = static_cast<const char*>(a.data());
+  const char* b_begin = static_cast<const char*>(b.data());
+  const py::ssize_t a_bytes = a.nbytes(), b_bytes = b.nbytes();
+  if (a_bytes == 0 || b_bytes == 0) return false;
+  return a_begin < b_begin + b_bytes && b_begin < a_begin + a_bytes;
+}
+
+// var, m, v and grad must not share memory: the update reads each while it writes the others.
+void CheckNoAliasing(const py::array& var, const py::array& m, const py::array& v,
+                     const py::array& grad) {
+  const std::pair<const char*, const py::array*> arrays[] = {
+      {"var", &var}, {"m", &m}, {"v", &v}, {"grad", &grad}};
+  for (int i = 0; i < 4; ++i) {
+    for (int j = i + 1; j < 4; ++j) {
+      if (Overlap(*arrays[i].second, *arrays[j].second)) {
+        throw py::value_error(std::string(arrays[i].first) + " and " + arrays[j].first +
+                              " share memory; var, m, v and grad must be distinct arrays");
+      }
+    }
+  }
 }
 
 void ApplyAdam(py::array var, py::array m, py::array v, py::array grad, double beta1_power,
@@ -63,9 +94,7 @@ void ApplyAdam(py::array var, py::array m, py::array v, py::array grad, double b
   CheckOperand(m, "m", var, /*writable=*/true);
   CheckOperand(v, "v", var, /*writable=*/true);
   CheckOperand(grad, "grad", var, /*writable=*/false);
-  if (var.is(m) || var.is(v) || m.is(v)) {
-    throw py::value_error("var, m and v must be distinct arrays");
-  }
+  CheckNoAliasing(var, m, v, grad);
   const Hyperparameters h{beta1_power, beta2_power, lr, beta1, beta2, epsilon};
   const std::string dtype = py::str(var.dtype().attr("name"));
   if (dtype == "float32") {
