@@ -77,7 +77,7 @@ def test_multi_tensor_launch_with_only_empty_tensors_changes_nothing(rng):
   assert all(var.size == 0 for var in vars_)
 
 
-def _cpu_sparse_op(var, m, v, grad, indices, lazy, scale_first):
+def _cpu_sparse_op(var, m, v, grad, indices, lazy, scale_first, v_term=None):
   """The CPU kernel of ResourceSparseApplyAdamV1 on copies of the arrays."""
   with tf.device("/CPU:0"):
     variables = [tf.Variable(a) for a in (var, m, v)]
@@ -85,24 +85,28 @@ def _cpu_sparse_op(var, m, v, grad, indices, lazy, scale_first):
     scalars = [tf.constant(x, compute) for x in (*POWERS, *HYPER)]
     ops.resource_sparse_apply_adam_v1(*(x.handle for x in variables), *scalars,
                                       tf.constant(grad), tf.constant(indices), lazy=lazy,
-                                      scale_first=scale_first)
+                                      scale_first=scale_first,
+                                      v_term=None if v_term is None else tf.constant(v_term))
     return [x.numpy() for x in variables]
 
 
 @pytest.mark.parametrize("threads", THREADS)
-@pytest.mark.parametrize("scale_first", [False, True], ids=["stock-order", "scale-first"])
+@pytest.mark.parametrize("v_term_order", ["stock-order", "scale-first", "v-term-given"])
 @pytest.mark.parametrize("lazy", [False, True], ids=["all-rows", "lazy"])
 @pytest.mark.parametrize("dtype_name", DTYPES)
-def test_sparse_kernels_equal_the_cpu_op(rng, dtype_name, lazy, scale_first, threads):
-  """Duplicates (summed in input order), unsorted indices, first and last rows, rows never named."""
+def test_sparse_kernels_equal_the_cpu_op(rng, dtype_name, lazy, v_term_order, threads):
+  """Duplicates (summed in input order), unsorted indices, first and last rows, rows never named;
+  v's term computed either way, or handed in."""
   dtype = DTYPES[dtype_name]
   var, m, v, _ = _arrays(rng, (40, 6), dtype)
   indices = np.array([7, 0, 39, 7, 12, 7, 39, 3, 0, 25], np.int64)
   grad = rng.standard_normal((len(indices), 6)).astype(dtype)
-  expected = _cpu_sparse_op(var, m, v, grad, indices, lazy, scale_first)
+  scale_first = v_term_order == "scale-first"
+  v_term = np.abs(rng.standard_normal(grad.shape)).astype(dtype) if v_term_order == "v-term-given" else None
+  expected = _cpu_sparse_op(var, m, v, grad, indices, lazy, scale_first, v_term)
   _core.emulate_gpu_sparse(var, m, v, grad, indices, *POWERS, *HYPER, lazy=lazy,
                            scale_first=scale_first, powers_are_double=dtype_name == "float64",
-                           threads=threads)
+                           v_term=v_term, threads=threads)
   for actual, want in zip((var, m, v), expected):
     _assert_bits_equal(actual, want)
 

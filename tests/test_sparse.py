@@ -219,3 +219,47 @@ def test_concurrent_locked_sparse_updates_equal_a_serial_order(rng, use_resource
     for w in workers:
       w.join()
     assert_bitwise_equal(session.run([var, m, v]), expected)
+
+
+def _numpy_stock_sparse_step(var, m, v, grad, indices, v_term, scalars):
+  """Stock's all-rows sparse rule (float32), with v's term handed in (both summed over duplicates
+  in input order from zero, as stock's unsorted_segment_sum sums)."""
+  f = np.float32
+  b1p, b2p, lr, beta1, beta2, eps = (f(x) for x in scalars.values())
+  alpha = lr * np.sqrt(f(1) - b2p) / (f(1) - b1p)
+  m, v = m * beta1, v * beta2
+  for row in np.unique(indices):
+    named = np.flatnonzero(indices == row)
+    g, term = np.zeros_like(var[row]), np.zeros_like(var[row])
+    for i in named:
+      g, term = g + grad[i], term + v_term[i]
+    m[row] = m[row] + g * (f(1) - beta1)
+    v[row] = v[row] + term
+  return var - (alpha * m) / (np.sqrt(v) + eps), m, v
+
+
+def test_a_handed_in_v_term_is_used_instead_of_the_gradients(rng):
+  """v_term (what the optimizer builds from stock's own ops in graphs) replaces (g * g) * (1 - beta2);
+  duplicates sum it as they sum the gradient."""
+  var0 = rng.standard_normal((10, 3)).astype(np.float32)
+  m0, v0 = np.full_like(var0, 0.1), np.full_like(var0, 0.2)
+  indices = np.array([4, 1, 4, 9, 4], np.int64)
+  grad = rng.standard_normal((5, 3)).astype(np.float32)
+  v_term = np.abs(rng.standard_normal((5, 3))).astype(np.float32)
+  var, m, v = (tf.Variable(x) for x in (var0, m0, v0))
+  ops.resource_sparse_apply_adam_v1(var.handle, m.handle, v.handle, *SCALARS.values(),
+                                    tf.constant(grad), tf.constant(indices),
+                                    v_term=tf.constant(v_term))
+  expected = _numpy_stock_sparse_step(var0, m0, v0, grad, indices, v_term, SCALARS)
+  assert_bitwise_equal([var.numpy(), m.numpy(), v.numpy()], expected, names=("var", "m", "v"))
+
+
+def test_a_v_term_of_another_shape_than_grad_changes_nothing(table_vars):
+  var, m, v = table_vars
+  before = [x.numpy().copy() for x in table_vars]
+  with pytest.raises((errors.InvalidArgumentError, ValueError), match="v_term|Shapes"):
+    ops.resource_sparse_apply_adam_v1(var.handle, m.handle, v.handle, *SCALARS.values(),
+                                      tf.ones([2, var.shape[1]]), tf.constant([0, 1]),
+                                      v_term=tf.ones([3, var.shape[1]]))
+  for x, b in zip(table_vars, before):
+    np.testing.assert_array_equal(x.numpy(), b)

@@ -100,28 +100,44 @@ def resource_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2
 
 
 def sparse_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad,
-                         indices, use_locking=False, lazy=False, scale_first=False, name=None):
+                         indices, use_locking=False, lazy=False, scale_first=False, v_term=None,
+                         name=None):
   """Adam on the rows `indices` of ref variables (duplicates summed). Returns var's ref.
 
   lazy=False is stock AdamOptimizer's sparse rule (m and v decay on every row); lazy=True updates
-  only the named rows (LazyAdam). scale_first=True computes v's gradient term as
-  g * (g * (1 - beta2)), the order grappler's arithmetic optimizer gives stock's graph, instead of
-  (g * g) * (1 - beta2) (see `stock_sparse_scales_first`).
+  only the named rows (LazyAdam). v's gradient term is (g * g) * (1 - beta2) as stock writes it, or
+  with scale_first=True g * (g * (1 - beta2)), the order grappler's arithmetic optimizer gives
+  stock's graph; or, given `v_term` (a tensor of grad's shape, summed over duplicate indices like
+  grad), that term: see `stock_sparse_v_term`.
   """
   scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _variable_dtype(var, grad))
   return _library().sparse_apply_adam_v1(
-      var, m, v, *scalars, grad, indices, use_locking=use_locking, lazy=lazy,
-      scale_first=scale_first, name=name)
+      var, m, v, *scalars, grad, indices, [] if v_term is None else [v_term],
+      use_locking=use_locking, lazy=lazy, scale_first=scale_first, name=name)
 
 
 def resource_sparse_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, epsilon,
                                   grad, indices, use_locking=False, lazy=False, scale_first=False,
-                                  name=None):
+                                  v_term=None, name=None):
   """sparse_apply_adam_v1 on resource variables, given by their handles. Returns the op."""
   scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _variable_dtype(var, grad))
   return _library().resource_sparse_apply_adam_v1(
-      var, m, v, *scalars, grad, indices, use_locking=use_locking, lazy=lazy,
-      scale_first=scale_first, name=name)
+      var, m, v, *scalars, grad, indices, [] if v_term is None else [v_term],
+      use_locking=use_locking, lazy=lazy, scale_first=scale_first, name=name)
+
+
+def stock_sparse_v_term(values, indices, beta2):
+  """Stock's sparse gradient and v term, built from the same TF ops stock builds them from:
+  returns (summed values, unique indices, (summed * summed) * (1 - beta2)), beta2 in the values'
+  dtype, as stock's _apply_sparse_shared casts it.
+
+  In a graph grappler may rewrite stock's product (the arithmetic optimizer scales first) or
+  evaluate it as written (when the gradient is constant-foldable); handing the sparse op a term
+  built this way lets grappler do to ours whatever it does to stock's, so the two always agree.
+  """
+  from tensorflow.python.training import optimizer as optimizer_lib  # pylint: disable=g-import-not-at-top
+  summed, unique = optimizer_lib._deduplicate_indexed_slices(values, indices)  # pylint: disable=protected-access
+  return summed, unique, (summed * summed) * (1 - beta2)
 
 
 def _list_dtype(grads):

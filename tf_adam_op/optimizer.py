@@ -321,22 +321,37 @@ class AdamOptimizer(optimizer_lib.Optimizer):
   def _resource_apply_sparse_duplicate_indices(self, grad, handle, indices):
     return self._resource_apply_sparse(grad, handle, indices)
 
-  def _sparse_options(self):
-    # In lazy mode there is no stock rule to match: v's term is always as written.
-    return dict(use_locking=self._use_locking, lazy=self._lazy,
-                scale_first=not self._lazy and ops.stock_sparse_scales_first())
+  def _sparse_arguments(self, values, indices, dtype):
+    """The sparse op's gradient rows, indices and options for a `dtype` variable.
+
+    Eager runs stock's v term, (g * g) * (1 - beta2), as written, and so does the op. In a graph,
+    grappler may rewrite stock's product or constant-fold it as written, depending on the gradient:
+    so for float32/float64 (where we match stock bit for bit) the term is built from stock's own TF
+    ops (duplicates summed as stock sums them) and handed to the op, and grappler treats both alike.
+    Lazy mode has no stock rule to match; half and bfloat16 follow the float32 rule.
+    """
+    options = dict(use_locking=self._use_locking, lazy=self._lazy)
+    if self._lazy or tf.executing_eagerly():
+      return values, indices, options
+    if dtype.base_dtype not in (tf.float32, tf.float64):
+      return values, indices, dict(options, scale_first=ops.stock_sparse_scales_first())
+    beta2 = tf.cast(self._beta2_t, dtype.base_dtype)
+    summed, unique, v_term = ops.stock_sparse_v_term(values, indices, beta2)
+    return summed, unique, dict(options, v_term=v_term)
 
   def _apply_sparse(self, grad, var):
+    values, indices, options = self._sparse_arguments(grad.values, grad.indices, var.dtype)
     return ops.sparse_apply_adam_v1(
         var, self.get_slot(var, "m"), self.get_slot(var, "v"), *self._scalars(var.dtype),
-        grad.values, grad.indices, **self._sparse_options()).op
+        values, indices, **options).op
 
   def _resource_apply_sparse(self, grad, var, indices):
     if _xla.in_xla_context():
       return _xla.sparse_update(self, grad, var, indices, self._lazy)
+    values, indices, options = self._sparse_arguments(grad, indices, var.dtype)
     return ops.resource_sparse_apply_adam_v1(
         var.handle, self.get_slot(var, "m").handle, self.get_slot(var, "v").handle,
-        *self._scalars(var.dtype), grad, indices, **self._sparse_options())
+        *self._scalars(var.dtype), values, indices, **options)
 
   def _finish(self, update_ops, name_scope):
     held_back = [(u.grad, u.var) for u in update_ops if isinstance(u, _HeldBack)]

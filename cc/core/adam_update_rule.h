@@ -113,19 +113,25 @@ TF_ADAM_OP_HOST_DEVICE inline void AdamUpdateRange(bool use_nesterov, T* var, T*
 // where g is the gradient with duplicate indices summed. A row without a gradient only decays m and
 // v (it gets no "+ 0", which would turn -0 into +0). `grad` is null for such a row.
 //
-// kScaleFirst: in a graph (TF1 session, tf.function) grappler's arithmetic optimizer rewrites
-// stock's (g * g) * (1 - beta2) into g * (g * (1 - beta2)), which rounds differently; eager runs it as
-// written. The caller picks the order stock will run with, so results match stock in both.
+// v's gradient term, (g * g) * (1 - beta2) as stock writes it, is where graphs differ: grappler's
+// arithmetic optimizer rewrites it into g * (g * (1 - beta2)) (kScaleFirst), which rounds
+// differently, unless constant folding evaluated it as written first. So a caller can also hand the
+// term in, computed by TF ops written as stock writes them (`v_term`, summed over duplicates like the
+// gradient): whatever grappler does to stock's expression it then does to ours.
 
 template <bool kScaleFirst, typename T, typename C = OpMathT<T>>
 TF_ADAM_OP_HOST_DEVICE inline void AdamSparseElement(T* var, T* m, T* v, const C* grad,
-                                                     const AdamStep<C>& step) {
+                                                     const C* v_term, const AdamStep<C>& step) {
   C m_c = static_cast<C>(*m) * step.beta1;
   C v_c = static_cast<C>(*v) * step.beta2;
   if (grad != nullptr) {
     const C g = *grad;
     m_c = m_c + g * step.one_minus_beta1;
-    v_c = v_c + (kScaleFirst ? g * (g * step.one_minus_beta2) : (g * g) * step.one_minus_beta2);
+    if (v_term != nullptr) {
+      v_c = v_c + *v_term;
+    } else {
+      v_c = v_c + (kScaleFirst ? g * (g * step.one_minus_beta2) : (g * g) * step.one_minus_beta2);
+    }
   }
   const C var_c = static_cast<C>(*var) - (step.alpha * m_c) / (Sqrt(v_c) + step.epsilon);
   *m = static_cast<T>(m_c);
@@ -134,29 +140,38 @@ TF_ADAM_OP_HOST_DEVICE inline void AdamSparseElement(T* var, T* m, T* v, const C
 }
 
 // One row of `row_size` elements; `grad_row` (in the arithmetic type, already summed over duplicate
-// indices) is null for a row that has no gradient.
+// indices) is null for a row that has no gradient; `v_term_row` (summed alike) is null unless the
+// caller hands v's term in.
 template <bool kScaleFirst, typename T, typename C = OpMathT<T>>
 TF_ADAM_OP_HOST_DEVICE inline void AdamSparseRow(T* var_row, T* m_row, T* v_row, const C* grad_row,
-                                                 int64_t row_size, const AdamStep<C>& step) {
+                                                 const C* v_term_row, int64_t row_size,
+                                                 const AdamStep<C>& step) {
   if (grad_row == nullptr) {
     for (int64_t j = 0; j < row_size; ++j) {
-      AdamSparseElement<kScaleFirst, T, C>(var_row + j, m_row + j, v_row + j, nullptr, step);
+      AdamSparseElement<kScaleFirst, T, C>(var_row + j, m_row + j, v_row + j, nullptr, nullptr,
+                                           step);
+    }
+  } else if (v_term_row == nullptr) {
+    for (int64_t j = 0; j < row_size; ++j) {
+      AdamSparseElement<kScaleFirst, T, C>(var_row + j, m_row + j, v_row + j, grad_row + j, nullptr,
+                                           step);
     }
   } else {
     for (int64_t j = 0; j < row_size; ++j) {
-      AdamSparseElement<kScaleFirst, T, C>(var_row + j, m_row + j, v_row + j, grad_row + j, step);
+      AdamSparseElement<kScaleFirst, T, C>(var_row + j, m_row + j, v_row + j, grad_row + j,
+                                           v_term_row + j, step);
     }
   }
 }
 
 template <typename T, typename C = OpMathT<T>>
 TF_ADAM_OP_HOST_DEVICE inline void AdamSparseRow(bool scale_first, T* var_row, T* m_row, T* v_row,
-                                                 const C* grad_row, int64_t row_size,
-                                                 const AdamStep<C>& step) {
+                                                 const C* grad_row, const C* v_term_row,
+                                                 int64_t row_size, const AdamStep<C>& step) {
   if (scale_first) {
-    AdamSparseRow<true, T, C>(var_row, m_row, v_row, grad_row, row_size, step);
+    AdamSparseRow<true, T, C>(var_row, m_row, v_row, grad_row, v_term_row, row_size, step);
   } else {
-    AdamSparseRow<false, T, C>(var_row, m_row, v_row, grad_row, row_size, step);
+    AdamSparseRow<false, T, C>(var_row, m_row, v_row, grad_row, v_term_row, row_size, step);
   }
 }
 

@@ -81,16 +81,18 @@ __global__ void SumSegmentsKernel(const T* grad, SparseSegments s, int64_t row_s
 
 template <typename T, bool kScaleFirst>
 __global__ void SparseLazyKernel(T* var, T* m, T* v, int64_t row_size, SparseSegments s,
-                                 const OpMathT<T>* summed, Scalars scalars) {
-  SparseLazyBody<T, kScaleFirst>(Position(), var, m, v, row_size, s, summed,
+                                 const OpMathT<T>* summed, const OpMathT<T>* summed_v_term,
+                                 Scalars scalars) {
+  SparseLazyBody<T, kScaleFirst>(Position(), var, m, v, row_size, s, summed, summed_v_term,
                                  LoadStep<OpMathT<T>>(scalars));
 }
 
 template <typename T, bool kScaleFirst>
 __global__ void SparseAllRowsKernel(T* var, T* m, T* v, int64_t rows, int64_t row_size,
-                                    SparseSegments s, const OpMathT<T>* summed, Scalars scalars) {
+                                    SparseSegments s, const OpMathT<T>* summed,
+                                    const OpMathT<T>* summed_v_term, Scalars scalars) {
   SparseAllRowsBody<T, kScaleFirst>(Position(), var, m, v, rows, row_size, s, summed,
-                                    LoadStep<OpMathT<T>>(scalars));
+                                    summed_v_term, LoadStep<OpMathT<T>>(scalars));
 }
 
 template <typename T>
@@ -116,31 +118,39 @@ std::string Multi(cudaStream_t stream, bool nesterov, const std::vector<TensorPo
 
 template <typename T>
 std::string Sparse(cudaStream_t stream, bool lazy, bool scale_first, void* var, void* m, void* v,
-                   int64_t rows, int64_t row_size, const void* grad, const SparseSegments& s,
-                   void* summed, const Scalars& scalars) {
+                   int64_t rows, int64_t row_size, const void* grad, const void* v_term,
+                   const SparseSegments& s, void* summed, const Scalars& scalars) {
   using C = OpMathT<T>;
   C* sums = static_cast<C*>(summed);
+  const int64_t named = s.unique * row_size;
+  C* v_term_sums = v_term != nullptr ? sums + named : nullptr;  // the scratch's second half
   T* var_t = static_cast<T*>(var);
   T* m_t = static_cast<T*>(m);
   T* v_t = static_cast<T*>(v);
-  const int64_t named = s.unique * row_size;
   if (named > 0) {
     SumSegmentsKernel<T><<<Blocks(named), kThreads, 0, stream>>>(static_cast<const T*>(grad), s,
                                                                  row_size, sums);
-    const std::string error = LastLaunchError();
+    std::string error = LastLaunchError();
     if (!error.empty()) return error;
+    if (v_term_sums != nullptr) {
+      SumSegmentsKernel<T><<<Blocks(named), kThreads, 0, stream>>>(
+          static_cast<const T*>(v_term), s, row_size, v_term_sums);
+      error = LastLaunchError();
+      if (!error.empty()) return error;
+    }
   }
   if (lazy) {
     if (named == 0) return {};
     auto kernel = scale_first ? SparseLazyKernel<T, true> : SparseLazyKernel<T, false>;
-    kernel<<<Blocks(named), kThreads, 0, stream>>>(var_t, m_t, v_t, row_size, s, sums, scalars);
+    kernel<<<Blocks(named), kThreads, 0, stream>>>(var_t, m_t, v_t, row_size, s, sums, v_term_sums,
+                                                   scalars);
     return LastLaunchError();
   }
   const int64_t total = rows * row_size;
   if (total == 0) return {};
   auto kernel = scale_first ? SparseAllRowsKernel<T, true> : SparseAllRowsKernel<T, false>;
   kernel<<<Blocks(total), kThreads, 0, stream>>>(var_t, m_t, v_t, rows, row_size, s, sums,
-                                                 scalars);
+                                                 v_term_sums, scalars);
   return LastLaunchError();
 }
 
@@ -172,10 +182,11 @@ std::string LaunchMulti(void* stream, Dtype dtype, bool use_nesterov,
 
 std::string LaunchSparse(void* stream, Dtype dtype, bool lazy, bool scale_first, void* var,
                          void* m, void* v, int64_t rows, int64_t row_size, const void* grad,
-                         const SparseSegments& segments, void* summed, const Scalars& scalars) {
+                         const void* v_term, const SparseSegments& segments, void* summed,
+                         const Scalars& scalars) {
 #define CALL(T)                                                                                  \
   Sparse<T>(static_cast<cudaStream_t>(stream), lazy, scale_first, var, m, v, rows, row_size, grad, \
-            segments, summed, scalars)
+            v_term, segments, summed, scalars)
   TF_ADAM_OP_DISPATCH(dtype, CALL);
 #undef CALL
 }

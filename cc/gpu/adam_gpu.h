@@ -43,7 +43,8 @@ std::string LaunchAdvancePowers(void* stream, void* beta1_power, void* beta2_pow
 // the positions of the gradient rows grouped by row, segment k covering
 // order[segment_starts[k] .. segment_starts[k + 1]) and naming row unique_rows[k] (ascending).
 // All three arrays are device int64. `summed` is device scratch of unique * row_size elements of
-// the compute type. Duplicate rows are summed in input order from zero, without atomics, so results
+// the compute type, twice that when `v_term` (v's gradient term, laid out as grad) is given; it is
+// null otherwise, and the kernel computes the term from the gradient. Duplicate rows are summed in input order from zero, without atomics, so results
 // are deterministic and equal the CPU kernel's.
 struct SparseSegments {
   const int64_t* order;
@@ -53,7 +54,8 @@ struct SparseSegments {
 };
 std::string LaunchSparse(void* stream, Dtype dtype, bool lazy, bool scale_first, void* var,
                          void* m, void* v, int64_t rows, int64_t row_size, const void* grad,
-                         const SparseSegments& segments, void* summed, const Scalars& scalars);
+                         const void* v_term, const SparseSegments& segments, void* summed,
+                         const Scalars& scalars);
 
 // Asynchronous copies on the stream. A host source may be freed when the call returns (pageable
 // memory is staged before the call returns).

@@ -119,16 +119,19 @@ TF_ADAM_OP_HOST_DEVICE inline void SumSegmentsBody(GridPosition g, const T* grad
   }
 }
 
-// Lazy: only the named rows.
+// Lazy: only the named rows. `summed_v_term` (laid out as `summed`) is null unless v's term is
+// handed in.
 template <typename T, bool kScaleFirst, typename C = OpMathT<T>>
 TF_ADAM_OP_HOST_DEVICE inline void SparseLazyBody(GridPosition g, T* var, T* m, T* v,
                                                   int64_t row_size, const SparseSegments& s,
-                                                  const C* summed, const AdamStep<C>& step) {
+                                                  const C* summed, const C* summed_v_term,
+                                                  const AdamStep<C>& step) {
   const int64_t total = s.unique * row_size;
   for (int64_t idx = g.thread; idx < total; idx += g.threads) {
     const int64_t k = idx / row_size, j = idx % row_size;
     const int64_t e = s.unique_rows[k] * row_size + j;
-    AdamSparseElement<kScaleFirst, T, C>(var + e, m + e, v + e, summed + idx, step);
+    AdamSparseElement<kScaleFirst, T, C>(var + e, m + e, v + e, summed + idx,
+                                         summed_v_term ? summed_v_term + idx : nullptr, step);
   }
 }
 
@@ -137,6 +140,7 @@ template <typename T, bool kScaleFirst, typename C = OpMathT<T>>
 TF_ADAM_OP_HOST_DEVICE inline void SparseAllRowsBody(GridPosition g, T* var, T* m, T* v,
                                                      int64_t rows, int64_t row_size,
                                                      const SparseSegments& s, const C* summed,
+                                                     const C* summed_v_term,
                                                      const AdamStep<C>& step) {
   const int64_t total = rows * row_size;
   for (int64_t e = g.thread; e < total; e += g.threads) {
@@ -147,8 +151,10 @@ TF_ADAM_OP_HOST_DEVICE inline void SparseAllRowsBody(GridPosition g, T* var, T* 
       if (s.unique_rows[mid] < row) lo = mid + 1; else hi = mid;
     }
     const bool named = lo < s.unique && s.unique_rows[lo] == row;
-    AdamSparseElement<kScaleFirst, T, C>(var + e, m + e, v + e,
-                                         named ? summed + lo * row_size + j : nullptr, step);
+    const int64_t at = lo * row_size + j;
+    AdamSparseElement<kScaleFirst, T, C>(var + e, m + e, v + e, named ? summed + at : nullptr,
+                                         named && summed_v_term ? summed_v_term + at : nullptr,
+                                         step);
   }
 }
 

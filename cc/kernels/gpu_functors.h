@@ -88,8 +88,9 @@ struct SparseApplyAdamV1<GpuDevice, T> {
   using C = OpMathT<T>;
 
   absl::Status operator()(tensorflow::OpKernelContext* ctx, T* var, T* m, T* v, int64_t rows,
-                          int64_t row_size, const T* grad, const SortedSegments& segments,
-                          const ScalarPointers& scalars, bool lazy, bool scale_first) const {
+                          int64_t row_size, const T* grad, const T* v_term,
+                          const SortedSegments& segments, const ScalarPointers& scalars, bool lazy,
+                          bool scale_first) const {
     // The host-side segments travel to the device in one copy: order, segment starts, unique rows.
     const int64_t n = static_cast<int64_t>(segments.order.size());
     const int64_t unique = segments.unique();
@@ -100,7 +101,8 @@ struct SparseApplyAdamV1<GpuDevice, T> {
                                           tensorflow::TensorShape({static_cast<int64_t>(packed.size())}),
                                           &on_device));
     TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DataTypeToEnum<C>::value,
-                                          tensorflow::TensorShape({unique * row_size}), &summed));
+                                          tensorflow::TensorShape({(v_term ? 2 : 1) * unique * row_size}),
+                                          &summed));
     int64_t* device_segments = on_device.flat<int64_t>().data();
     void* stream = CudaStream(ctx);
     if (!packed.empty()) {
@@ -110,7 +112,7 @@ struct SparseApplyAdamV1<GpuDevice, T> {
     }
     const gpu::SparseSegments device = gpu::PackedSegmentsAt(device_segments, n, unique);
     return CudaStatus(gpu::LaunchSparse(stream, GpuDtype<T>(), lazy, scale_first, var, m, v, rows,
-                                        row_size, grad, device, summed.data(), scalars),
+                                        row_size, grad, v_term, device, summed.data(), scalars),
                       "the sparse Adam update");
   }
 };

@@ -54,23 +54,30 @@ struct SparseApplyAdamV1<CPUDevice, T> {
   using C = OpMathT<T>;
 
   absl::Status operator()(OpKernelContext* ctx, T* var, T* m, T* v, int64_t rows,
-                          int64_t row_size, const T* grad, const SortedSegments& segments,
-                          const ScalarPointers& scalars, bool lazy, bool scale_first) const {
+                          int64_t row_size, const T* grad, const T* v_term,
+                          const SortedSegments& segments, const ScalarPointers& scalars, bool lazy,
+                          bool scale_first) const {
     const AdamStep<C> step = LoadStep<C>(scalars);
     const std::vector<C> summed_rows = SumSegments<T>(grad, segments, row_size);
+    const std::vector<C> summed_v_terms =
+        v_term != nullptr ? SumSegments<T>(v_term, segments, row_size) : std::vector<C>();
     const int64_t* unique_rows = segments.unique_rows.data();
     const int64_t unique = segments.unique();
     const C* summed = summed_rows.data();
-    auto row = [=](int64_t r, const C* grad_row) {
+    const C* summed_v_term = v_term != nullptr ? summed_v_terms.data() : nullptr;
+    // Row r, with its gradient's (and v term's) segment k, or k < 0 for a row without a gradient.
+    auto row = [=](int64_t r, int64_t k) {
+      const C* grad_row = k >= 0 ? summed + k * row_size : nullptr;
+      const C* v_term_row = k >= 0 && summed_v_term ? summed_v_term + k * row_size : nullptr;
       AdamSparseRow<T, C>(scale_first, var + r * row_size, m + r * row_size, v + r * row_size,
-                          grad_row, row_size, step);
+                          grad_row, v_term_row, row_size, step);
     };
     const Eigen::TensorOpCost row_cost(3 * sizeof(T) * row_size, 3 * sizeof(T) * row_size,
                                        20 * row_size);
     const CPUDevice& d = ctx->eigen_device<CPUDevice>();
     if (lazy) {  // only the named rows
       ShardedFor(d, unique, unique * row_size, row_cost, [&](int64_t begin, int64_t end) {
-        for (int64_t k = begin; k < end; ++k) row(unique_rows[k], summed + k * row_size);
+        for (int64_t k = begin; k < end; ++k) row(unique_rows[k], k);
       });
       return absl::OkStatus();
     }
@@ -80,7 +87,7 @@ struct SparseApplyAdamV1<CPUDevice, T> {
       int64_t k = std::lower_bound(unique_rows, unique_rows + unique, begin) - unique_rows;
       for (int64_t r = begin; r < end; ++r) {
         const bool named = k < unique && unique_rows[k] == r;
-        row(r, named ? summed + k * row_size : nullptr);
+        row(r, named ? k : -1);
         if (named) ++k;
       }
     });
@@ -130,6 +137,19 @@ class SparseApplyAdamV1Op : public OpKernel {
                       "var and grad must have the same row shape (all but the first dimension): "
                       "var ", var.shape().DebugString(), ", grad ", grad.shape().DebugString())));
     }
+    tensorflow::OpInputList v_terms;
+    OP_REQUIRES_OK(ctx, ctx->input_list("v_term", &v_terms));
+    OP_REQUIRES(ctx, v_terms.size() <= 1,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "v_term takes at most one tensor, got ", v_terms.size())));
+    const T* v_term = nullptr;
+    if (v_terms.size() == 1) {
+      OP_REQUIRES(ctx, v_terms[0].shape() == grad.shape(),
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "v_term must have grad's shape: v_term ", v_terms[0].shape().DebugString(),
+                      ", grad ", grad.shape().DebugString())));
+      v_term = v_terms[0].flat<T>().data();
+    }
     // No copy-on-write here: Acquire put resource variables in copy-on-read mode, as stock does
     // for sparse updates, so readers copy and never see a half-written row.
     const int64_t rows = var.dim_size(0);
@@ -144,8 +164,8 @@ class SparseApplyAdamV1Op : public OpKernel {
                               vars.mutable_tensor(1).flat<T>().data(),
                               vars.mutable_tensor(2).flat<T>().data(), rows,
                               var.NumElements() / std::max<int64_t>(rows, 1),
-                              grad.flat<T>().data(), segments, ScalarInputPointers<T>(ctx), lazy_,
-                              scale_first_));
+                              grad.flat<T>().data(), v_term, segments, ScalarInputPointers<T>(ctx),
+                              lazy_, scale_first_));
     }
     if (ctx->input_dtype(0) != DT_RESOURCE) ctx->forward_ref_input_to_ref_output(0, 0);
   }

@@ -86,6 +86,10 @@ absl::Status SparseAdamShapeFn(InferenceContext* c, bool is_resource) {
   TF_RETURN_IF_ERROR(c->Subshape(var, 1, &var_row));
   TF_RETURN_IF_ERROR(c->Subshape(grad, 1, &grad_row));
   TF_RETURN_IF_ERROR(c->Merge(var_row, grad_row, &unused));
+  int n_v_term;
+  TF_RETURN_IF_ERROR(c->GetAttr("n_v_term", &n_v_term));
+  if (n_v_term > 1) return absl::InvalidArgumentError("v_term takes at most one tensor");
+  if (n_v_term == 1) TF_RETURN_IF_ERROR(c->Merge(c->input(kIndicesInput + 1), grad, &unused));
   if (c->num_outputs() > 0) c->set_output(0, var);
   return absl::OkStatus();
 }
@@ -158,7 +162,9 @@ REGISTER_OP("ResourceApplyAdamV1")
 #define TF_ADAM_OP_SPARSE_INPUTS(VAR_TYPE)                                         \
   TF_ADAM_OP_COMMON_INPUTS(VAR_TYPE)                                               \
       .Input("indices: Tindices")                                                  \
+      .Input("v_term: n_v_term * T")                                               \
       .Attr("Tindices: {int32, int64}")                                            \
+      .Attr("n_v_term: int >= 0 = 0")                                              \
       .Attr("use_locking: bool = false")                                           \
       .Attr("lazy: bool = false")                                                  \
       .Attr("scale_first: bool = false")
@@ -175,6 +181,9 @@ on every row, the gradient rows are added, var is updated on every row. lazy=tru
 m, v and var of the named rows only. Every index is checked before any row is written.
 scale_first: v's gradient term is g * (g * (1 - beta2)), the order grappler gives stock's graph,
 instead of (g * g) * (1 - beta2) as stock's Python writes it (and eager runs it).
+v_term: none, or one tensor of grad's shape: v's gradient term per gradient row, used instead of
+computing it (summed over duplicate indices like grad). The optimizer computes it with TF ops
+written as stock writes them, so grappler treats stock's expression and ours alike.
 )doc");
 
 REGISTER_OP("ResourceSparseApplyAdamV1")

@@ -87,11 +87,12 @@ void DenseTyped(py::array& var, py::array& m, py::array& v, const py::array& gra
 }
 
 // As the GPU functor and LaunchSparse do: segments sorted on the host and packed into one array,
-// the duplicate rows summed, then the lazy or all-rows update.
+// the duplicate rows (and v terms, when given: `v_term` is None or an array laid out as grad)
+// summed, then the lazy or all-rows update.
 template <typename T>
 void SparseTyped(py::array& var, py::array& m, py::array& v, const py::array& grad,
-                 const py::array_t<int64_t>& indices, const Hyper& h, bool lazy, bool scale_first,
-                 int64_t threads) {
+                 const py::object& v_term, const py::array_t<int64_t>& indices, const Hyper& h,
+                 bool lazy, bool scale_first, int64_t threads) {
   using C = OpMathT<T>;
   const int64_t n = indices.size();
   const int64_t rows = var.ndim() == 0 ? 1 : var.shape(0);
@@ -105,16 +106,31 @@ void SparseTyped(py::array& var, py::array& m, py::array& v, const py::array& gr
   RunGrid(threads, [&](GridPosition g) {
     gpu::SumSegmentsBody<T>(g, grad_data, s, row_size, summed.data());
   });
+  std::vector<C> summed_v_term;
+  if (!v_term.is_none()) {
+    const py::array v_term_array = v_term.cast<py::array>();
+    if (!v_term_array.dtype().is(grad.dtype()) || v_term_array.size() != grad.size()) {
+      throw py::value_error("v_term must be laid out as grad (same dtype and size)");
+    }
+    summed_v_term.resize(summed.size());
+    const auto* v_term_data = static_cast<const T*>(v_term_array.data());
+    RunGrid(threads, [&](GridPosition g) {
+      gpu::SumSegmentsBody<T>(g, v_term_data, s, row_size, summed_v_term.data());
+    });
+  }
+  const C* v_terms = v_term.is_none() ? nullptr : summed_v_term.data();
   const AdamStep<C> step = h.Step<C>();
   T *var_t = Data<T>(var), *m_t = Data<T>(m), *v_t = Data<T>(v);
+  const C* sums = summed.data();
   RunGrid(threads, [&](GridPosition g) {
     if (lazy) {
-      scale_first ? gpu::SparseLazyBody<T, true>(g, var_t, m_t, v_t, row_size, s, summed.data(), step)
-                  : gpu::SparseLazyBody<T, false>(g, var_t, m_t, v_t, row_size, s, summed.data(), step);
+      scale_first ? gpu::SparseLazyBody<T, true>(g, var_t, m_t, v_t, row_size, s, sums, v_terms, step)
+                  : gpu::SparseLazyBody<T, false>(g, var_t, m_t, v_t, row_size, s, sums, v_terms, step);
     } else {
       scale_first
-          ? gpu::SparseAllRowsBody<T, true>(g, var_t, m_t, v_t, rows, row_size, s, summed.data(), step)
-          : gpu::SparseAllRowsBody<T, false>(g, var_t, m_t, v_t, rows, row_size, s, summed.data(), step);
+          ? gpu::SparseAllRowsBody<T, true>(g, var_t, m_t, v_t, rows, row_size, s, sums, v_terms, step)
+          : gpu::SparseAllRowsBody<T, false>(g, var_t, m_t, v_t, rows, row_size, s, sums, v_terms,
+                                             step);
     }
   });
 }
@@ -175,16 +191,19 @@ void DefineGpuEmulation(py::module_& module) {
       "emulate_gpu_sparse",
       [](py::array var, py::array m, py::array v, py::array grad, py::array_t<int64_t> indices,
          double beta1_power, double beta2_power, double lr, double beta1, double beta2,
-         double epsilon, bool lazy, bool scale_first, bool powers_are_double, int64_t threads) {
+         double epsilon, bool lazy, bool scale_first, bool powers_are_double, py::object v_term,
+         int64_t threads) {
         const Hyper h{beta1_power, beta2_power, lr, beta1, beta2, epsilon, powers_are_double};
         ByDtype(var, [&](auto t) {
-          SparseTyped<decltype(t)>(var, m, v, grad, indices, h, lazy, scale_first, threads);
+          SparseTyped<decltype(t)>(var, m, v, grad, v_term, indices, h, lazy, scale_first,
+                                   threads);
         });
       },
       py::arg("var"), py::arg("m"), py::arg("v"), py::arg("grad"), py::arg("indices"),
       py::arg("beta1_power"), py::arg("beta2_power"), py::arg("lr"), py::arg("beta1"),
       py::arg("beta2"), py::arg("epsilon"), py::kw_only(), py::arg("lazy") = false,
-      py::arg("scale_first") = false, py::arg("powers_are_double") = false, py::arg("threads"),
+      py::arg("scale_first") = false, py::arg("powers_are_double") = false,
+      py::arg("v_term") = py::none(), py::arg("threads"),
       "The sparse GPU kernels (segment sums, then lazy or all-rows update) over grids of "
       "`threads`, on the CPU, in place; indices must be valid (the op checks them first).");
 }
