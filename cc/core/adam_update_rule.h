@@ -41,6 +41,22 @@ struct OpMath {
 template <typename T>
 using OpMathT = typename OpMath<T>::type;
 
+// NaN propagation, so that NaN results carry stock's bits too. When both sources of an x86 add or
+// multiply are NaN the result is the first source's NaN (quieted), and a compiler may put the two
+// sources of a commutative operation in either order. So where both can be NaN we say which one's
+// NaN wins, as in stock's kernels (TF 2.21's wheel, read off with NaN payloads: the scalar of a
+// product with a scalar, epsilon in sqrt(v) + epsilon, the state in m + term and v + term). With a
+// NaN `first` the result is first + first (first's NaN, quieted); otherwise first op second, which
+// yields second's NaN if it is one.
+template <typename C>
+TF_ADAM_OP_HOST_DEVICE inline C SumNaNFirst(C first, C second) {
+  return first != first ? first + first : first + second;
+}
+template <typename C>
+TF_ADAM_OP_HOST_DEVICE inline C ProductNaNFirst(C first, C second) {
+  return first != first ? first * first : first * second;
+}
+
 // The per-step scalars, derived once per op call rather than once per element.
 template <typename C>
 struct AdamStep {
@@ -56,7 +72,7 @@ template <typename C>
 TF_ADAM_OP_HOST_DEVICE inline AdamStep<C> MakeAdamStep(C beta1_power, C beta2_power, C lr, C beta1,
                                                        C beta2, C epsilon) {
   AdamStep<C> step;
-  step.alpha = lr * Sqrt(C(1) - beta2_power) / (C(1) - beta1_power);
+  step.alpha = ProductNaNFirst(Sqrt(C(1) - beta2_power), lr) / (C(1) - beta1_power);
   step.beta1 = beta1;
   step.beta2 = beta2;
   step.one_minus_beta1 = C(1) - beta1;
@@ -72,10 +88,21 @@ TF_ADAM_OP_HOST_DEVICE inline void AdamUpdateElement(T* var, T* m, T* v, const T
   const C g = static_cast<C>(grad);
   C m_c = static_cast<C>(*m);
   C v_c = static_cast<C>(*v);
-  m_c += (g - m_c) * step.one_minus_beta1;
-  v_c += (g * g - v_c) * step.one_minus_beta2;
-  const C numerator = kNesterov ? (g * step.one_minus_beta1 + step.beta1 * m_c) : m_c;
-  const C var_c = static_cast<C>(*var) - (numerator * step.alpha) / (Sqrt(v_c) + step.epsilon);
+  m_c = SumNaNFirst(m_c, ProductNaNFirst(step.one_minus_beta1, g - m_c));
+  v_c = SumNaNFirst(v_c, ProductNaNFirst(step.one_minus_beta2, g * g - v_c));
+  C numerator = m_c;
+  C denominator = SumNaNFirst(step.epsilon, Sqrt(v_c));
+  if (kNesterov) {
+    const C scaled_grad = ProductNaNFirst(step.one_minus_beta1, g);
+    const C scaled_m = ProductNaNFirst(step.beta1, m_c);
+    // Stock's nesterov kernel lets sqrt(v)'s NaN win over epsilon's; in the numerator its double
+    // kernel keeps the first term's, its float kernel varies with the position (see
+    // test_nan_bits.py): we take its usual choice.
+    denominator = SumNaNFirst(Sqrt(v_c), step.epsilon);
+    numerator = sizeof(C) == sizeof(double) ? SumNaNFirst(scaled_grad, scaled_m)
+                                            : SumNaNFirst(scaled_m, scaled_grad);
+  }
+  const C var_c = static_cast<C>(*var) - ProductNaNFirst(step.alpha, numerator) / denominator;
   *m = static_cast<T>(m_c);
   *v = static_cast<T>(v_c);
   *var = static_cast<T>(var_c);
@@ -122,18 +149,21 @@ TF_ADAM_OP_HOST_DEVICE inline void AdamUpdateRange(bool use_nesterov, T* var, T*
 template <bool kScaleFirst, typename T, typename C = OpMathT<T>>
 TF_ADAM_OP_HOST_DEVICE inline void AdamSparseElement(T* var, T* m, T* v, const C* grad,
                                                      const C* v_term, const AdamStep<C>& step) {
-  C m_c = static_cast<C>(*m) * step.beta1;
-  C v_c = static_cast<C>(*v) * step.beta2;
+  C m_c = ProductNaNFirst(step.beta1, static_cast<C>(*m));
+  C v_c = ProductNaNFirst(step.beta2, static_cast<C>(*v));
   if (grad != nullptr) {
     const C g = *grad;
-    m_c = m_c + g * step.one_minus_beta1;
+    m_c = SumNaNFirst(m_c, ProductNaNFirst(step.one_minus_beta1, g));
     if (v_term != nullptr) {
-      v_c = v_c + *v_term;
+      v_c = SumNaNFirst(v_c, *v_term);
+    } else if (kScaleFirst) {
+      v_c = SumNaNFirst(v_c, g * (g * step.one_minus_beta2));
     } else {
-      v_c = v_c + (kScaleFirst ? g * (g * step.one_minus_beta2) : (g * g) * step.one_minus_beta2);
+      v_c = SumNaNFirst(v_c, ProductNaNFirst(step.one_minus_beta2, g * g));
     }
   }
-  const C var_c = static_cast<C>(*var) - (step.alpha * m_c) / (Sqrt(v_c) + step.epsilon);
+  const C var_c = static_cast<C>(*var) - ProductNaNFirst(step.alpha, m_c) /
+                                             SumNaNFirst(step.epsilon, Sqrt(v_c));
   *m = static_cast<T>(m_c);
   *v = static_cast<T>(v_c);
   *var = static_cast<T>(var_c);

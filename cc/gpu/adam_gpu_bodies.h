@@ -113,7 +113,7 @@ TF_ADAM_OP_HOST_DEVICE inline void SumSegmentsBody(GridPosition g, const T* grad
     const int64_t k = idx / row_size, j = idx % row_size;
     C sum = C(0);
     for (int64_t i = s.segment_starts[k]; i < s.segment_starts[k + 1]; ++i) {
-      sum = sum + static_cast<C>(grad[s.order[i] * row_size + j]);
+      sum = SumNaNFirst(sum, static_cast<C>(grad[s.order[i] * row_size + j]));
     }
     summed[idx] = sum;
   }

@@ -39,7 +39,7 @@ std::vector<C> SumSegments(const T* grad, const SortedSegments& s, int64_t row_s
     C* sum = summed.data() + k * row_size;
     for (int64_t i = s.segment_starts[k]; i < s.segment_starts[k + 1]; ++i) {
       const T* g = grad + s.order[i] * row_size;
-      for (int64_t j = 0; j < row_size; ++j) sum[j] = sum[j] + static_cast<C>(g[j]);
+      for (int64_t j = 0; j < row_size; ++j) sum[j] = SumNaNFirst(sum[j], static_cast<C>(g[j]));
     }
   }
   return summed;
