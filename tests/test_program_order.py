@@ -241,3 +241,34 @@ def test_a_variable_no_other_op_touches_is_not_captured():
     opt.apply_gradients([(tf.ones([4]), w) for w in ws])
   graph = step.get_concrete_function().graph
   assert len(graph.captures) <= 6, [internal.name for _, internal in graph.captures]
+
+
+# --- tf.compat.v1.wrap_function: TF1 semantics (no automatic control dependencies) ---------------
+
+def _wrapped_step(cls, variables_inside):
+  """A wrap_function whose step is ordered as TF1 code orders it, by control dependencies on the
+  train op; returns a function of no arguments giving what it read after the step."""
+  outside = tf.Variable(tf.ones([SIZE]))
+  def step():
+    if variables_inside:
+      w = tf.compat.v1.get_variable("w", [SIZE], initializer=tf.compat.v1.ones_initializer(),
+                                    use_resource=True)
+    else:
+      w = outside
+    opt = cls(0.1)
+    train = opt.apply_gradients([(tf.fill([SIZE], 0.5), w)])
+    with tf.control_dependencies([train]):
+      return w.read_value()
+  wrapped = tf.compat.v1.wrap_function(step, [])
+  return wrapped
+
+
+@pytest.mark.parametrize("variables_inside", [False, True], ids=["captured", "created-inside"])
+def test_wrap_function_steps_equal_stocks(variables_inside):
+  results = {}
+  for name in ("stock", "ours"):
+    wrapped = _wrapped_step(OPTIMIZERS[name], variables_inside)
+    results[name] = [wrapped().numpy() for _ in range(CALLS)]
+  for call, (ours, stock) in enumerate(zip(results["ours"], results["stock"])):
+    np.testing.assert_array_equal(ours.view(np.uint32), stock.view(np.uint32),
+                                  err_msg=f"call {call}")
