@@ -17,15 +17,25 @@ def _major_minor(version):
   return tuple(version.split(".")[:2])
 
 
+# Rebuilding against the TensorFlow that is installed: without build isolation, pip builds with the
+# environment's own TF (an isolated build would fetch the newest one the pin allows again).
+_REBUILD = ("pip install scikit-build-core pybind11 cmake ninja && "
+            "pip install --no-build-isolation --no-deps --force-reinstall .")
+
+
 def _import_error(problem, path, built_for):
+  if built_for == "unknown":
+    fix = f"Build and install it, from the tf_adam_op source directory:\n  {_REBUILD}"
+  else:
+    fix = (f"Either install the TensorFlow it was built for (pip install tensorflow=={built_for}) or\n"
+           f"rebuild it against the installed one, from the tf_adam_op source directory:\n"
+           f"  {_REBUILD}")
   return ImportError(
       f"tf_adam_op: {problem}\n"
       f"  op library: {path}\n"
       f"  built for TensorFlow: {built_for}\n"
       f"  TensorFlow found:     {tf.__version__}\n"
-      f"Either install the TensorFlow it was built for (pip install tensorflow=={built_for}) or rebuild\n"
-      f"it against the installed one, from the tf_adam_op source directory:\n"
-      f"  pip install --force-reinstall --no-deps --no-cache-dir .")
+      f"{fix}")
 
 
 def check_library(path, built_for):
