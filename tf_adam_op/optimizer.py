@@ -1,8 +1,9 @@
 """tf_adam_op.AdamOptimizer: a drop-in for tf.compat.v1.train.AdamOptimizer on the fused op.
 
 Everything a user or a checkpoint can see is stock's: the constructor, the slots "m" and "v" (saved
-as <var>/Adam and <var>/Adam_1), one pair of float32 beta power accumulators per optimizer and graph
-(colocated with the first variable by name, advanced by multiplication in `_finish`), callable
+as <var>/Adam and <var>/Adam_1), one pair of beta power accumulators per optimizer and graph (of the
+dtype of beta1/beta2 as given, float32 for Python floats; colocated with the first variable by name,
+advanced by multiplication after the step), callable
 hyperparameters, and the operation order, so float32/float64 results are bit-identical to stock.
 What differs is underneath:
 - dense gradients of resource variables go, grouped by device and dtype, to one multi-tensor op per
@@ -12,6 +13,9 @@ What differs is underneath:
 - in eager mode a repeated step over the same variables skips the per-variable Python bookkeeping
   (the "eager fast path"), keeping stock's semantics;
 - half/bfloat16 variables get float32 hyperparameters (stock rounds beta2=0.999 to 1.0 in bfloat16).
+Inside tf.function the multi-tensor ops are ordered with every other op on their variables by an
+automatic-control-dependencies resolver (_ordering.py). Nothing of one apply_gradients call lives on
+the optimizer object: threads may share it.
 """
 
 import collections
