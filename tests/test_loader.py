@@ -41,7 +41,7 @@ def test_missing_library_is_an_import_error(package_copy):
   assert "ImportError: tf_adam_op: the compiled op library is missing" in result.stderr
   assert str(library) in result.stderr
   assert f"TensorFlow found:     {tf.__version__}" in result.stderr
-  assert "pip install --force-reinstall" in result.stderr
+  assert "pip install --no-build-isolation --no-deps --force-reinstall ." in result.stderr
 
 
 def test_library_built_for_another_tensorflow_is_an_import_error(package_copy):
@@ -55,6 +55,7 @@ def test_library_built_for_another_tensorflow_is_an_import_error(package_copy):
   assert f"TensorFlow found:     {tf.__version__}" in result.stderr
   assert "_tf_adam_op_ops.so" in result.stderr
   assert "pip install tensorflow==2.19.0" in result.stderr
+  assert "--no-build-isolation" in result.stderr  # a rebuild against the installed TF
 
 
 def test_unbuilt_package_is_an_import_error(package_copy):
@@ -62,3 +63,4 @@ def test_unbuilt_package_is_an_import_error(package_copy):
   result = _import_in_subprocess(package_copy)
   assert result.returncode != 0
   assert "the package was not built" in result.stderr
+  assert "tensorflow==unknown" not in result.stderr
