@@ -83,5 +83,8 @@ def test_no_thread_loses_an_update(threads, layout):
         np.testing.assert_array_equal(opt.get_slot(var, "m").numpy(), m,
                                       err_msg=f"{name}: {var.name} lost updates")
         np.testing.assert_array_equal(opt.get_slot(var, "v").numpy(), v)
-    beta1_power = opt._get_beta_accumulators()[0].numpy()
-    assert beta1_power < 0.9 ** STEPS * 1.0001, f"{name}: beta powers advanced too few times"
+    if name == "ours":  # stock loses some of the shared powers' advances (read, then assign)
+      # beta1_power starts at beta1 and is advanced once per step: the first (slot-making) step,
+      # then STEPS - 1 per thread.
+      exponent = np.log(opt._get_beta_accumulators()[0].numpy()) / np.log(0.9)
+      assert round(exponent) == 2 + threads * (STEPS - 1), f"beta1_power = 0.9 ** {exponent:.2f}"

@@ -476,7 +476,17 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     return self._zeros_slot(var, slot_name, self._name)
 
   def _advance_beta_powers(self, update_ops):
-    """Stock's _finish: beta_power *= beta, after every update of the step."""
+    """Stock's _finish: beta_power *= beta, after every update of the step.
+
+    A read, a multiply and an assign: in eager mode, threads stepping this optimizer would lose
+    each other's advances (stock's do), so the three run under the optimizer's lock there.
+    """
+    if tf.executing_eagerly():
+      with self._state_lock:
+        return self._advance_beta_powers_unlocked(update_ops)
+    return self._advance_beta_powers_unlocked(update_ops)
+
+  def _advance_beta_powers_unlocked(self, update_ops):
     with tf.control_dependencies(update_ops):
       beta1_power, beta2_power = self._get_beta_accumulators()
       with framework_ops.colocate_with(beta1_power):
