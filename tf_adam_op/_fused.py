@@ -21,8 +21,8 @@ from tf_adam_op import _ordering
 
 
 def is_fusable(grad, var):
-  """Whether (grad, var) can join a multi-tensor op; a mismatched gradient dtype keeps its own op
-  so it gets the same error as stock."""
+  """Whether (grad, var) can join a multi-tensor op. A gradient of another dtype cannot (the
+  optimizer rejects it before building anything: _check_variable_dtypes)."""
   return (resource_variable_ops.is_resource_variable(var)
           and getattr(var, "constraint", None) is None
           and isinstance(grad, tf.Tensor)

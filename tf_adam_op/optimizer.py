@@ -20,8 +20,8 @@ the optimizer object: threads may share it.
 
 import collections
 import numbers
-import threading
 import operator
+import threading
 
 import tensorflow as tf
 from tensorflow.python.distribute import distribute_lib
@@ -61,6 +61,13 @@ def _check_hyperparameters(learning_rate, beta1, beta2, epsilon):
 
 
 _NOT_TAKEN = object()  # the fast path declined a step; the general path takes it
+
+
+def _per_thread(name):
+  """An attribute of the optimizer kept per thread, in its `_this_step` (a threading.local); None
+  in a thread that has not set it."""
+  return property(lambda self: getattr(self._this_step, name, None),
+                  lambda self, value: setattr(self._this_step, name, value))
 
 
 class _HeldBack(collections.namedtuple("_HeldBack", ["grad", "var"])):
@@ -138,14 +145,10 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     self._this_step = threading.local()
     self._state_lock = threading.RLock()
 
-  _lr_t = property(lambda self: getattr(self._this_step, "lr_t", None),
-                   lambda self, value: setattr(self._this_step, "lr_t", value))
-  _beta1_t = property(lambda self: getattr(self._this_step, "beta1_t", None),
-                      lambda self, value: setattr(self._this_step, "beta1_t", value))
-  _beta2_t = property(lambda self: getattr(self._this_step, "beta2_t", None),
-                      lambda self, value: setattr(self._this_step, "beta2_t", value))
-  _epsilon_t = property(lambda self: getattr(self._this_step, "epsilon_t", None),
-                        lambda self, value: setattr(self._this_step, "epsilon_t", value))
+  _lr_t = _per_thread("lr_t")
+  _beta1_t = _per_thread("beta1_t")
+  _beta2_t = _per_thread("beta2_t")
+  _epsilon_t = _per_thread("epsilon_t")
 
   # --- state -------------------------------------------------------------------------------------
 
