@@ -13,7 +13,7 @@ from tensorflow.python.framework import kernels
 import fatbin
 from numpy_reference import BFLOAT16
 import tf_adam_op
-from tf_adam_op import _build_info, ops
+from tf_adam_op import _build_info, _loader, ops
 
 GPUS = tf.config.list_physical_devices("GPU")
 needs_gpu = pytest.mark.skipif(not GPUS, reason="no GPU visible (these run where one is)")
@@ -32,8 +32,13 @@ def test_info_prints_the_build_facts(tmp_path):
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
   assert result.returncode == 0, result.stderr[-2000:]
   assert f"running {tf.__version__}" in result.stdout
-  built = "CUDA kernels built: yes" if _build_info.CUDA_KERNELS_BUILT else "CUDA kernels built: no"
-  assert built in result.stdout
+  if _build_info.CUDA_KERNELS_BUILT:
+    assert f"GPU kernels: built with CUDA {_build_info.CUDA_VERSION} for sm_" in result.stdout
+    # what a CUDA 13 build means is said where it is seen (pip hides CMake's warning)
+    cuda13 = _build_info.CUDA_VERSION.startswith("13.")
+    assert ("580 series or newer" in result.stdout) == cuda13
+  else:
+    assert "GPU kernels: not built" in result.stdout
   assert f"GPUs visible: {len(GPUS)}" in result.stdout
 
 
@@ -54,7 +59,7 @@ def test_build_facts_agree_with_the_registered_kernels():
 def test_library_holds_code_for_the_recorded_architectures():
   """The op library carries machine code for each `-real` architecture and PTX for each
   `-virtual` one that the build facts name; a CUDA 12 build names sm_70, sm_80, sm_90 and PTX."""
-  library = os.path.join(os.path.dirname(tf_adam_op.__file__), _build_info.OP_LIBRARY)
+  library = os.path.join(_loader.built_files_dir(_build_info), _build_info.OP_LIBRARY)
   cubins, ptx = fatbin.gpu_code(library)
   archs = _build_info.CUDA_ARCHITECTURES.split(",")
   assert cubins == {a.split("-")[0] for a in archs if a.endswith("-real")}

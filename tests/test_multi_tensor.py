@@ -15,7 +15,8 @@ DTYPES = {"float16": np.float16, "bfloat16": BFLOAT16, "float32": np.float32, "f
 # Sizes 0, 1 and odd ones, and a total above the sharding threshold (2^15), so the update is split
 # over threads by total elements and shard edges fall inside tensors.
 SHAPES = [(0,), (1,), (7,), (3, 5), (0, 4), (1023,), (2**16 + 3,), (1,), (129, 33)]
-B1P, B2P = np.float32(0.9)**3, np.float32(0.999)**3
+# float32 powers under NumPy 1 too (there a float32 scalar ** int is float64).
+B1P, B2P = np.float32(np.float32(0.9)**3), np.float32(np.float32(0.999)**3)
 HYPER = dict(lr=0.01, beta1=0.9, beta2=0.999, epsilon=1e-8)
 
 

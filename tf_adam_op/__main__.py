@@ -1,25 +1,54 @@
-"""Command line: `tf-adam-op {demo,bench,info}`, also `python -m tf_adam_op ...`."""
+"""Command line: `tf-adam-op {demo,bench,info}`, also `python -m tf_adam_op ...`.
+
+TensorFlow is imported only by the subcommands, after its log level is set: without --verbose
+only this program's output shows (TF's start-up lines, e.g. "failed call to cuInit" on a machine
+without a GPU, are noise here; errors still raise). `tf_adam_op/__init__.py` leaves TF alone when
+the package is imported on the way to this CLI, which keeps `--help` instant.
+"""
 
 import argparse
+import contextlib
 import os
 import sys
+import warnings
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull():
+  """File descriptor 2 to /dev/null: C++ code writes there directly, past sys.stderr."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    with open(os.devnull, "w") as devnull:
+      os.dup2(devnull.fileno(), 2)
+    yield
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+
+
+def _quiet_tensorflow():
+  """Imports TensorFlow with its log lines hidden (errors still raise, with their messages)."""
+  os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # TF's C++ logs from here on (read at import)
+  warnings.filterwarnings("ignore")  # e.g. deprecation warnings of the tf.compat.v1 APIs used
+  # Two of TF's libraries log while they load, before any log level applies (TF 2.21: "All log
+  # messages before absl::InitializeLog() is called are written to STDERR", oneDNN, CUDA drivers).
+  with _stderr_to_devnull():
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.get_logger().setLevel("ERROR")  # Python-side logs ("WARNING:tensorflow:...")
 
 
 def _info(_args):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tf_adam_op  # pylint: disable=g-import-not-at-top
-  from tf_adam_op import _build_info, _core  # pylint: disable=g-import-not-at-top
+  from tf_adam_op import _build_info, _build_summary, _core  # pylint: disable=g-import-not-at-top
   facts = _core.build_info()
   print(f"tf_adam_op {tf_adam_op.__version__} at {os.path.dirname(tf_adam_op.__file__)}")
   print(f"TensorFlow: built against {_build_info.TF_VERSION}, running {tf.__version__}")
   print(f"compiler: {facts['compiler']}")
   simd = tf_adam_op.ops._op_library.tf_adam_op_cpu_simd().numpy().decode()  # pylint: disable=protected-access
   print(f"CPU loop: {simd} (widest the CPU has; TF_ADAM_OP_CPU_SIMD=avx2|baseline picks a narrower one)")
-  if _build_info.CUDA_KERNELS_BUILT:
-    print(f"CUDA kernels built: yes (nvcc {_build_info.CUDA_VERSION}, architectures "
-          f"{_build_info.CUDA_ARCHITECTURES.replace(',', ', ')}; CUDA runtime linked statically)")
-  else:
-    print("CUDA kernels built: no (no CUDA compiler at build time, or TF_ADAM_OP_CUDA=OFF)")
+  print(_build_summary.cuda_kernels())
   print(f"TensorFlow built with CUDA: {'yes' if tf.test.is_built_with_cuda() else 'no'}")
   gpus = tf.config.list_physical_devices("GPU")
   print(f"GPUs visible: {len(gpus)}" + "".join(f"\n  {gpu.name}" for gpu in gpus))
@@ -27,9 +56,10 @@ def _info(_args):
 
 
 def _demo(args):
-  from tf_adam_op import demo  # pylint: disable=g-import-not-at-top
+  from tf_adam_op import _build_summary, demo  # pylint: disable=g-import-not-at-top
   if args.cluster:
     return 0 if demo.run_cluster(steps=args.steps, quiet=args.quiet) else 1
+  print(_build_summary.cuda_kernels())
   identical = demo.run(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                        quiet=args.quiet)
   return 0 if identical else 1
@@ -46,12 +76,14 @@ def _bench(args):
   return 0
 
 
-def main(argv=None):
-  # TF's start-up chatter (CPU features, "no CUDA driver") hides the output; errors still raise.
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  parser = argparse.ArgumentParser(prog="tf-adam-op", description=__doc__)
+def _parser():
+  parser = argparse.ArgumentParser(prog="tf-adam-op", description=__doc__.splitlines()[0])
+  common = argparse.ArgumentParser(add_help=False)
+  common.add_argument("--verbose", action="store_true",
+                      help="also show TensorFlow's own log lines and warnings")
   commands = parser.add_subparsers(dest="command", required=True)
-  demo = commands.add_parser("demo", help="train a small model with stock Adam and with ours")
+  demo = commands.add_parser("demo", parents=[common],
+                             help="train a small model with stock Adam and with ours")
   demo.add_argument("--steps", type=int, default=300)
   demo.add_argument("--batch-size", type=int, default=256)
   demo.add_argument("--seed", type=int, default=0)
@@ -60,7 +92,8 @@ def main(argv=None):
                     help="instead: parameter-server training on a local 1-ps, 2-worker cluster")
   demo.set_defaults(run=_demo)
   bench = commands.add_parser(
-      "bench", help="time stock Adam, ours and torch's fused Adam; table, JSON and PNG")
+      "bench", parents=[common],
+      help="time stock Adam, ours and torch's fused Adam; table, JSON and PNG")
   workloads = ["large", "many", "mixed", "sparse"]
   modes = ["eager", "tf.function", "tf1-ref", "tf1-resource"]
   implementations = ["stock", "ours", "ours lazy", "torch fused"]
@@ -78,9 +111,15 @@ def main(argv=None):
   bench.add_argument("--seed", type=int, default=0)
   bench.add_argument("--quiet", action="store_true", help="no progress bars")
   bench.set_defaults(run=_bench)
-  info = commands.add_parser("info", help="print the build facts")
+  info = commands.add_parser("info", parents=[common], help="print the build facts")
   info.set_defaults(run=_info)
-  args = parser.parse_args(argv)
+  return parser
+
+
+def main(argv=None):
+  args = _parser().parse_args(argv)
+  if not args.verbose:
+    _quiet_tensorflow()
   return args.run(args)
 
 

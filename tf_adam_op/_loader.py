@@ -1,41 +1,68 @@
-"""Finds and loads the compiled op library, once, checking it matches the installed TensorFlow.
+"""Finds and loads the compiled op library, once, checking it matches the running TensorFlow.
 
 A custom op library is tied to the TensorFlow it was compiled against: loading it into another TF
 fails with undefined symbols at best. So the TF version recorded at build time is compared first,
-and every failure is an ImportError that says which file, which versions, and how to rebuild.
+and every failure is an ImportError that says what is true and a command that fixes it.
+
+The library is looked for beside `_build_info.py`, which the build installs next to it: in a normal
+install both sit in the installed package; in an editable install (`pip install -e .`) the Python
+sources are the checkout's while the built files live in site-packages, and Python finds
+`_build_info` there.
 """
 
 import functools
+import importlib.metadata
+import json
 import os
 
 import tensorflow as tf
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
-
-def _major_minor(version):
-  return tuple(version.split(".")[:2])
-
+# The TensorFlow releases one source tree builds against (pyproject.toml says the same).
+SUPPORTED_TF = ((2, 16), (2, 21))
 
 # Rebuilding against the TensorFlow that is installed: without build isolation, pip builds with the
-# environment's own TF (an isolated build would fetch the newest one the pin allows again).
+# environment's own TF (an isolated build would fetch the newest supported one again).
 _REBUILD = ("pip install scikit-build-core pybind11 cmake ninja && "
             "pip install --no-build-isolation --no-deps --force-reinstall .")
 
 
-def _import_error(problem, path, built_for):
-  if built_for == "unknown":
-    fix = f"Build and install it, from the tf_adam_op source directory:\n  {_REBUILD}"
-  else:
-    fix = (f"Either install the TensorFlow it was built for (pip install tensorflow=={built_for}) or\n"
-           f"rebuild it against the installed one, from the tf_adam_op source directory:\n"
-           f"  {_REBUILD}")
+def _major_minor(version):
+  return tuple(int(part) for part in version.split(".")[:2])
+
+
+def supported(version):
+  low, high = SUPPORTED_TF
+  return low <= _major_minor(version) <= high
+
+
+def _supported_text():
+  (low_major, low_minor), (high_major, high_minor) = SUPPORTED_TF
+  return f"{low_major}.{low_minor} to {high_major}.{high_minor}"
+
+
+def _fix(built_for):
+  """The command(s) that make the op library match the running TensorFlow."""
+  rebuild = f"from the tf_adam_op source directory:\n  {_REBUILD}"
+  if not supported(tf.__version__):
+    wanted = built_for or f"{SUPPORTED_TF[1][0]}.{SUPPORTED_TF[1][1]}.*"
+    return (f"tf_adam_op supports TensorFlow {_supported_text()}, not {tf.__version__}: install one "
+            f"of those (pip install 'tensorflow=={wanted}')" + ("." if built_for else
+            f", then build the package against it, {rebuild}"))
+  if built_for is None:
+    return f"Build and install it against the installed TensorFlow, {rebuild}"
+  return (f"Either install the TensorFlow it was built for (pip install 'tensorflow=={built_for}') or\n"
+          f"rebuild it against the installed one, {rebuild}")
+
+
+def _import_error(problem, path, built_for, fix=None):
   return ImportError(
       f"tf_adam_op: {problem}\n"
       f"  op library: {path}\n"
-      f"  built for TensorFlow: {built_for}\n"
+      f"  built for TensorFlow: {built_for or '(not built)'}\n"
       f"  TensorFlow found:     {tf.__version__}\n"
-      f"{fix}")
+      f"{fix or _fix(built_for)}")
 
 
 def check_library(path, built_for):
@@ -46,18 +73,49 @@ def check_library(path, built_for):
     raise _import_error("the op library was built for another TensorFlow version.", path, built_for)
 
 
+def _installed_elsewhere():
+  """Where the installed tf_adam_op is, if it is not the package imported: its folder, or for an
+  editable install the checkout it was made from; None when tf_adam_op is not installed."""
+  try:
+    distribution = importlib.metadata.distribution("tf_adam_op")
+  except importlib.metadata.PackageNotFoundError:
+    return None
+  folder = os.path.abspath(str(distribution.locate_file("tf_adam_op")))
+  if os.path.isdir(folder):
+    return None if folder == _PACKAGE_DIR else f"the installed package, {folder},"
+  origin = json.loads(distribution.read_text("direct_url.json") or "{}").get("url", "?")
+  return f"the editable install of tf_adam_op (from {origin})"
+
+
+def _not_built_error():
+  problem = f"the package imported from {_PACKAGE_DIR} was not built (it has no _build_info.py)."
+  path = os.path.join(_PACKAGE_DIR, "_tf_adam_op_ops.so")
+  if not os.path.isfile(os.path.join(_PACKAGE_DIR, os.pardir, "pyproject.toml")):
+    return _import_error(problem, path, None)
+  installed = _installed_elsewhere()
+  if installed is None:
+    return _import_error(problem + " It is a source checkout, and tf_adam_op is not installed.",
+                         path, None)
+  return _import_error(
+      problem + " It is a source checkout, imported because Python puts the current directory "
+      f"first; {installed} is not used.", path, None,
+      fix="Run from another directory to use what is installed, or develop in this checkout with "
+          "an editable install of it:\n  pip install -e .   (see the README, Developing)")
+
+
+def built_files_dir(build_info):
+  """The folder holding the op library: the one the build put `_build_info.py` in."""
+  return os.path.dirname(os.path.abspath(build_info.__file__))
+
+
 @functools.lru_cache(maxsize=None)
 def op_library():
   """The loaded op library module (its generated Python wrappers); loaded on first use."""
   try:
     from tf_adam_op import _build_info  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    problem = "the package was not built (no _build_info.py)."
-    if os.path.isfile(os.path.join(_PACKAGE_DIR, os.pardir, "pyproject.toml")):
-      problem += (f"\n  Python imported the source checkout {_PACKAGE_DIR}, which shadows the installed"
-                  "\n  package: run from another directory, use `python -P`, or the `tf-adam-op` command.")
-    raise _import_error(problem, os.path.join(_PACKAGE_DIR, "_tf_adam_op_ops.so"), "unknown") from e
-  path = os.path.join(_PACKAGE_DIR, _build_info.OP_LIBRARY)
+    raise _not_built_error() from e
+  path = os.path.join(built_files_dir(_build_info), _build_info.OP_LIBRARY)
   check_library(path, _build_info.TF_VERSION)
   try:
     return tf.load_op_library(path)

@@ -19,6 +19,7 @@ the optimizer object: threads may share it.
 """
 
 import collections
+import inspect
 import numbers
 import operator
 import threading
@@ -59,6 +60,11 @@ def _check_hyperparameters(learning_rate, beta1, beta2, epsilon):
     if _is_number(value) and not valid(value):  # NaN fails every comparison, so it is rejected
       raise ValueError(f"AdamOptimizer: {name} {rule}, got {value!r}")
 
+
+# Newer TFs' v1 base class (and stock Adam) take use_own_namescope_for_non_slot_vars; TF 2.16's
+# has no such option, so there only its default is possible, as with stock.
+_BASE_TAKES_NAMESCOPE_FLAG = ("use_own_namescope_for_non_slot_vars" in
+                              inspect.signature(optimizer_lib.Optimizer.__init__).parameters)
 
 _NOT_TAKEN = object()  # the fast path declined a step; the general path takes it
 
@@ -130,7 +136,13 @@ class AdamOptimizer(optimizer_lib.Optimizer):
   def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, use_locking=False,
                name="Adam", use_own_namescope_for_non_slot_vars=False, *, lazy=False, fused=True):
     _check_hyperparameters(learning_rate, beta1, beta2, epsilon)
-    super().__init__(use_locking, name, use_own_namescope_for_non_slot_vars)
+    if _BASE_TAKES_NAMESCOPE_FLAG:
+      super().__init__(use_locking, name, use_own_namescope_for_non_slot_vars)
+    elif use_own_namescope_for_non_slot_vars:
+      raise ValueError("use_own_namescope_for_non_slot_vars=True needs a newer TensorFlow: "
+                       f"stock's v1 optimizers have no such option in {tf.__version__}")
+    else:
+      super().__init__(use_locking, name)
     self._lazy = bool(lazy)
     self._fused = bool(fused)
     self._step_plan = None

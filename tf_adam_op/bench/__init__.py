@@ -2,7 +2,7 @@
 
 Workloads (workloads.py) x modes (eager, tf.function, TF1 session with ref or resource variables)
 x implementations, on the CPU or a GPU (device.py); a bandwidth probe per case gives the fraction
-of the machine's bandwidth each step reaches. Prints a table and the targets met or not; writes
+of the machine's bandwidth each step reaches. Prints a table and the goals met or missed; writes
 JSON and a PNG chart.
 """
 
@@ -29,10 +29,11 @@ def main(workload_names, modes, implementations, steps, scale, json_path, png_pa
         "'peak MiB': peak memory a step allocates beyond variables and slots (TF's allocator "
         "statistics)\n")
   print(report.table(cases))
-  targets = report.evaluate_targets(cases, device.name)
-  print(f"\ntargets ({report.TARGETS_SOURCE[device.name]}):")
-  print(report.targets_text(targets))
-  report.write_json(json_path, cases, targets, device)
+  targets, notes = report.evaluate_targets(cases, device.name)
+  where = "this GPU" if device.is_gpu else "this CPU"
+  print(f"\nours against its goals on {where}:" if targets else "\nno goal applies to these cases")
+  print(report.targets_text(targets, notes))
+  report.write_json(json_path, cases, targets, notes, device)
   report.write_png(png_path, cases, device)
   print(f"\nwrote {json_path} and {png_path}")
   return cases, targets
