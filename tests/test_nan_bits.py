@@ -13,6 +13,11 @@ differently in different lanes, so the same inputs give different NaNs at differ
 (measured: elements 8-15 of 64 differ from 0-7). So the dense grid is laid out 16 times at
 different offsets: where stock's result for a combination is the same at every position, ours must
 equal it; where stock itself varies, ours must be one of stock's results.
+
+Whose NaN wins was read off TF 2.21's kernels. TF 2.16's float32 nesterov kernel keeps the other
+NaN where two meet in the numerator (96 of the combinations, every result NaN in both): there,
+and only there, ours gives 2.21's NaN, and the test checks that the two differ in nothing but the
+NaN's payload or sign.
 """
 
 import itertools
@@ -26,6 +31,7 @@ import tf_adam_op
 from helpers import assert_bitwise_equal
 
 UINT = {np.float32: np.uint32, np.float64: np.uint64}
+TF_VERSION = tuple(int(part) for part in tf.__version__.split(".")[:2])
 QUIET = {np.float32: 0x7FC00000, np.float64: 0x7FF8000000000000}
 SIGN = {np.float32: 0x80000000, np.float64: 0x8000000000000000}
 
@@ -100,10 +106,13 @@ def test_dense_nan_bits_equal_stocks(dtype, scalars, kind, nesterov):
     assert (o == o[0]).all(), f"{name}: ours depends on the position"
     consistent = (s == s[0]).all(axis=0)
     assert consistent.mean() > 0.5, f"{name}: stock is position-dependent almost everywhere"
-    differ = np.flatnonzero(consistent & (o[0] != s[0]))
+    differ = consistent & (o[0] != s[0])
+    if TF_VERSION < (2, 17) and nesterov and dtype == np.float32:  # see the module doc
+      differ &= ~(np.isnan(o[0].view(dtype)) & np.isnan(s[0].view(dtype)))
+    differ = np.flatnonzero(differ)
     assert not len(differ), f"{name}: {len(differ)} combinations differ from stock, first {differ[:5]}"
-    one_of_stocks = (s == o[0]).any(axis=0)
-    assert one_of_stocks.all(), f"{name}: {np.flatnonzero(~one_of_stocks)[:5]} are none of stock's"
+    one_of_stocks = (s == o[0]).any(axis=0)[~consistent]
+    assert one_of_stocks.all(), f"{name}: {(~one_of_stocks).sum()} where stock varies are none of its results"
 
 
 def _sparse(cls, dtype, scalars):
