@@ -1,0 +1,72 @@
+"""The command line is quiet and quick: `--help` imports no TensorFlow, and demo, info and the
+cluster demo print only the program's own output (TF's log lines, e.g. "failed call to cuInit" on
+a machine without a GPU, only with --verbose), both as `tf-adam-op` and as `python -m tf_adam_op`.
+Checked by what is imported and printed, not by timing (shared machines are noisy)."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+# Where pip put the console script: beside this interpreter.
+COMMAND = shutil.which("tf-adam-op", path=os.path.dirname(sys.executable))
+LAUNCHERS = {"python -m tf_adam_op": [sys.executable, "-m", "tf_adam_op"]}
+if COMMAND:
+  LAUNCHERS["tf-adam-op"] = [COMMAND]
+
+
+def _run(launcher, *args, importtime=False, cwd=None):
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user has it
+  if importtime:
+    env["PYTHONPROFILEIMPORTTIME"] = "1"  # the -X importtime report, on stderr
+  return subprocess.run(LAUNCHERS[launcher] + list(args), capture_output=True, text=True,
+                        env=env, timeout=600, cwd=cwd)
+
+
+def test_the_console_script_is_installed():
+  assert COMMAND, "tf-adam-op is not beside the interpreter: the package's entry point is missing"
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_help_imports_no_tensorflow(launcher, tmp_path):
+  result = _run(launcher, "--help", importtime=True, cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "demo" in result.stdout and "bench" in result.stdout and "info" in result.stdout
+  imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+              if line.startswith("import time:")]
+  assert "tf_adam_op" in imported  # the report is there...
+  assert not [name for name in imported if name.split(".")[0] == "tensorflow"]  # ...without TF
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_info_and_demo_print_only_their_own_output(launcher, tmp_path):
+  info = _run(launcher, "info", cwd=tmp_path)
+  assert info.returncode == 0, info.stderr[-2000:]
+  assert info.stderr == ""
+  assert "GPU kernels:" in info.stdout and "TensorFlow: built against" in info.stdout
+  demo = _run(launcher, "demo", "--steps", "5", "--quiet", cwd=tmp_path)
+  assert demo.returncode == 0, demo.stderr[-2000:]
+  assert demo.stderr == ""
+  assert "loss curves IDENTICAL" in demo.stdout and "GPU kernels:" in demo.stdout
+
+
+def test_the_cluster_demo_prints_no_tensorflow_log_lines(tmp_path):
+  result = _run("python -m tf_adam_op", "demo", "--cluster", "--steps", "30", "--quiet",
+                cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stderr == ""  # e.g. no "Local rendezvous is aborting" warnings
+  assert "worker 0:" in result.stdout and "trained" in result.stdout
+
+
+def test_verbose_leaves_tensorflow_logging_alone(tmp_path):
+  """With --verbose the CLI changes nothing of TF's logging: what TF prints depends on the machine,
+  so the check is that the level the user set still applies (here: everything, level 0)."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0", TF_CPP_MAX_VLOG_LEVEL="0")
+  result = subprocess.run([sys.executable, "-c", (
+      "import os, sys; sys.argv = ['tf-adam-op']; from tf_adam_op import __main__ as cli;"
+      "cli.main(['info', '--verbose']); print(os.environ['TF_CPP_MIN_LOG_LEVEL'])")],
+      capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.splitlines()[-1] == "0"
