@@ -99,5 +99,5 @@ def test_the_supported_range_is_the_one_pyproject_declares():
   assert declared in project["build-system"]["requires"]
   assert declared in project["project"]["dependencies"]
   assert _loader.supported(tf.__version__)
-  assert [_loader.supported(v) for v in ("2.15.1", "2.16.0", "2.21.4", "2.22.0", "3.0.0")] == [
+  assert [_loader.supported(v) for v in ("2.14.1", "2.15.0", "2.21.4", "2.22.0", "3.0.0")] == [
       False, True, True, False, False]

@@ -14,10 +14,10 @@ differently in different lanes, so the same inputs give different NaNs at differ
 different offsets: where stock's result for a combination is the same at every position, ours must
 equal it; where stock itself varies, ours must be one of stock's results.
 
-Whose NaN wins was read off TF 2.21's kernels. TF 2.16's float32 nesterov kernel keeps the other
-NaN where two meet in the numerator (96 of the combinations, every result NaN in both): there,
-and only there, ours gives 2.21's NaN, and the test checks that the two differ in nothing but the
-NaN's payload or sign.
+Whose NaN wins was read off TF 2.21's kernels. TF 2.15's and 2.16's float32 nesterov kernels keep
+the other NaN where two meet in the numerator (96 of the combinations, every result NaN in both):
+there, and only there, ours gives 2.21's NaN, and the test checks that the two differ in nothing
+but the NaN's payload or sign.
 """
 
 import itertools

@@ -20,7 +20,7 @@ import tensorflow as tf
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 # The TensorFlow releases one source tree builds against (pyproject.toml says the same).
-SUPPORTED_TF = ((2, 16), (2, 21))
+SUPPORTED_TF = ((2, 15), (2, 21))
 
 # Rebuilding against the TensorFlow that is installed: without build isolation, pip builds with the
 # environment's own TF (an isolated build would fetch the newest supported one again).

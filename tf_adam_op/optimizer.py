@@ -61,8 +61,8 @@ def _check_hyperparameters(learning_rate, beta1, beta2, epsilon):
       raise ValueError(f"AdamOptimizer: {name} {rule}, got {value!r}")
 
 
-# Newer TFs' v1 base class (and stock Adam) take use_own_namescope_for_non_slot_vars; TF 2.16's
-# has no such option, so there only its default is possible, as with stock.
+# Newer TFs' v1 base class (and stock Adam) take use_own_namescope_for_non_slot_vars; TF 2.15's
+# and 2.16's have no such option, so there only its default is possible, as with stock.
 _BASE_TAKES_NAMESCOPE_FLAG = ("use_own_namescope_for_non_slot_vars" in
                               inspect.signature(optimizer_lib.Optimizer.__init__).parameters)
 
