@@ -44,3 +44,38 @@ def test_readme_has_examples_and_links_every_page():
   assert list(python_blocks(ROOT / "README.md"))
   unlinked = [page.name for page in PAGES[1:] if f"](docs/{page.name}" not in readme]
   assert not unlinked, f"docs pages not linked from README.md: {unlinked}"
+
+
+# --- Shell blocks: too slow to run here (they install and build), so CI runs them -------------
+SHELL_FENCE = re.compile(r"^( *)```(?:bash|sh)\n(.*?)^\1```$", re.MULTILINE | re.DOTALL)
+# A block CI runs differently says why on the line above its fence: <!-- CI: ... -->
+CI_NOTE = re.compile(r"<!-- CI: .+ -->\s*$")
+# Creating and entering a venv: CI does it for every install, under its own names.
+VENV_STEPS = re.compile(r"^(python3(\.\d+)? -m venv \S+|\. \S+/bin/activate)$")
+
+
+def _normalized(command):
+  return " ".join(command.replace('"', "").replace("'", "").split())
+
+
+def shell_commands(page):
+  """(line, command) for each command of each shell block of `page` that CI must run."""
+  text = page.read_text()
+  for match in SHELL_FENCE.finditer(text):
+    before = text[:match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+    if CI_NOTE.search(before):
+      continue
+    line = text.count("\n", 0, match.start()) + 1
+    for command in re.split(r"&&|\n", match.group(2)):
+      command = _normalized(command)
+      if command and not command.startswith("#") and not VENV_STEPS.match(command):
+        yield line, command
+
+
+def test_every_shell_command_in_the_docs_is_one_ci_runs():
+  """Each command of each shell block is in .ci/run (quotes aside), so a clean clone runs what
+  the pages tell readers to type; a block CI runs otherwise says how, in a comment above it."""
+  ci = _normalized((ROOT / ".ci" / "run").read_text())
+  missing = [f"{page.relative_to(ROOT)}:{line}: {command}"
+             for page in PAGES for line, command in shell_commands(page) if command not in ci]
+  assert not missing, "commands CI does not run:\n" + "\n".join(missing)
