@@ -51,6 +51,7 @@ def test_missing_library_is_an_import_error(package_copy):
   result = _import_in_subprocess(package_copy)
   assert result.returncode != 0
   assert "ImportError: tf_adam_op: the compiled op library is missing" in result.stderr
+  assert "pip install 'tensorflow==" not in result.stderr  # it was built for the TF running
   assert str(library) in result.stderr
   assert f"TensorFlow found:     {tf.__version__}" in result.stderr
   assert "pip install --no-build-isolation --no-deps --force-reinstall ." in result.stderr

@@ -52,6 +52,8 @@ def _fix(built_for):
             f", then build the package against it, {rebuild}"))
   if built_for is None:
     return f"Build and install it against the installed TensorFlow, {rebuild}"
+  if _major_minor(built_for) == _major_minor(tf.__version__):
+    return f"Rebuild and reinstall it, {rebuild}"
   return (f"Either install the TensorFlow it was built for (pip install 'tensorflow=={built_for}') or\n"
           f"rebuild it against the installed one, {rebuild}")
 
@@ -73,32 +75,39 @@ def check_library(path, built_for):
     raise _import_error("the op library was built for another TensorFlow version.", path, built_for)
 
 
-def _installed_elsewhere():
-  """Where the installed tf_adam_op is, if it is not the package imported: its folder, or for an
-  editable install the checkout it was made from; None when tf_adam_op is not installed."""
+def _installation():
+  """How tf_adam_op is installed: None, ("folder", its folder) or ("editable", the checkout URL)."""
   try:
     distribution = importlib.metadata.distribution("tf_adam_op")
   except importlib.metadata.PackageNotFoundError:
     return None
   folder = os.path.abspath(str(distribution.locate_file("tf_adam_op")))
   if os.path.isdir(folder):
-    return None if folder == _PACKAGE_DIR else f"the installed package, {folder},"
-  origin = json.loads(distribution.read_text("direct_url.json") or "{}").get("url", "?")
-  return f"the editable install of tf_adam_op (from {origin})"
+    return "folder", folder
+  return "editable", json.loads(distribution.read_text("direct_url.json") or "{}").get("url", "?")
 
 
 def _not_built_error():
   problem = f"the package imported from {_PACKAGE_DIR} was not built (it has no _build_info.py)."
   path = os.path.join(_PACKAGE_DIR, "_tf_adam_op_ops.so")
-  if not os.path.isfile(os.path.join(_PACKAGE_DIR, os.pardir, "pyproject.toml")):
+  checkout = os.path.dirname(_PACKAGE_DIR)
+  if not os.path.isfile(os.path.join(checkout, "pyproject.toml")):
     return _import_error(problem, path, None)
-  installed = _installed_elsewhere()
-  if installed is None:
+  installed = _installation()
+  if installed is None or installed == ("folder", _PACKAGE_DIR):
     return _import_error(problem + " It is a source checkout, and tf_adam_op is not installed.",
                          path, None)
+  if installed == ("editable", "file://" + checkout):
+    return _import_error(
+        problem + " It is a source checkout installed in editable mode, whose built files are gone"
+        " (a deleted build/ folder?).", path, None,
+        fix="Install it again, from the checkout: pip install -e .   (see the README, Developing)")
+  kind, where = installed
+  used_instead = (f"the installed package, {where}," if kind == "folder" else
+                  f"the editable install of tf_adam_op from {where}")
   return _import_error(
       problem + " It is a source checkout, imported because Python puts the current directory "
-      f"first; {installed} is not used.", path, None,
+      f"first; {used_instead} is not used.", path, None,
       fix="Run from another directory to use what is installed, or develop in this checkout with "
           "an editable install of it:\n  pip install -e .   (see the README, Developing)")
 
