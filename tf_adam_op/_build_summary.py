@@ -1,5 +1,7 @@
 """What the installed build is, in plain words, for `tf-adam-op info` and `demo`; imports no TF."""
 
+import textwrap
+
 from tf_adam_op import _build_info
 
 # The CUDA 13 runtime needs this driver series or newer (CUDA 13.0 release notes); CUDA 12.x
@@ -23,8 +25,9 @@ def cuda_kernels():
   version = _build_info.CUDA_VERSION
   line = f"GPU kernels: built with CUDA {version} for {_architectures()}"
   if int(version.split(".")[0]) >= 13:
-    return (line + ".\n"
-            f"  CUDA 13 needs an NVIDIA driver of the {CUDA13_DRIVER} series or newer and has no code\n"
-            "  for Volta (sm_70) GPUs: with an older driver TensorFlow runs but these ops fail on the\n"
-            "  GPU. A build with a CUDA 12 nvcc avoids both (docs/gpu.md).")
+    meaning = (f"CUDA 13 needs an NVIDIA driver of the {CUDA13_DRIVER} series or newer and has no code "
+               "for Volta (sm_70) GPUs: with an older driver TensorFlow runs but these ops fail on "
+               "the GPU. A build with a CUDA 12 nvcc avoids both (docs/gpu.md).")
+    return line + ".\n" + textwrap.fill(meaning, width=100, initial_indent="  ",
+                                        subsequent_indent="  ")
   return line + " (Volta and newer GPUs, any CUDA 12 driver)."
