@@ -41,6 +41,7 @@ def _quiet_tensorflow():
 def _info(_args):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tf_adam_op  # pylint: disable=g-import-not-at-top
+  tf_adam_op.load()  # first: what to do when the package is not built, or for another TF
   from tf_adam_op import _build_info, _build_summary, _core  # pylint: disable=g-import-not-at-top
   facts = _core.build_info()
   print(f"tf_adam_op {tf_adam_op.__version__} at {os.path.dirname(tf_adam_op.__file__)}")
@@ -56,7 +57,8 @@ def _info(_args):
 
 
 def _demo(args):
-  from tf_adam_op import _build_summary, demo  # pylint: disable=g-import-not-at-top
+  from tf_adam_op import demo  # pylint: disable=g-import-not-at-top
+  from tf_adam_op import _build_summary  # pylint: disable=g-import-not-at-top
   if args.cluster:
     return 0 if demo.run_cluster(steps=args.steps, quiet=args.quiet) else 1
   print(_build_summary.cuda_kernels())
@@ -118,9 +120,13 @@ def _parser():
 
 def main(argv=None):
   args = _parser().parse_args(argv)
-  if not args.verbose:
-    _quiet_tensorflow()
-  return args.run(args)
+  try:
+    if not args.verbose:
+      _quiet_tensorflow()
+    return args.run(args)
+  except ImportError as error:  # TF missing, or the op library (the message says what to do)
+    print(f"tf-adam-op: {error}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
