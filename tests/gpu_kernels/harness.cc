@@ -1,0 +1,127 @@
+// pybind11 shim over the CUDA launchers of cc/gpu/adam_gpu.h, for tests and benchmarks without
+// TensorFlow: every argument is a raw device pointer (an int, e.g. torch's data_ptr() or CuPy's
+// .data.ptr) and the stream a cudaStream_t as an int (torch's cuda_stream, CuPy's .ptr; 0 is the
+// legacy default stream). Each call returns "" or CUDA's error message, as the launchers do.
+#include <cuda_runtime.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "gpu/adam_gpu.h"
+
+namespace py = pybind11;
+using tf_adam_op::ScalarPointers;
+using tf_adam_op::TensorPointers;
+using tf_adam_op::gpu::Dtype;
+
+namespace {
+
+void* Ptr(std::uintptr_t address) { return reinterpret_cast<void*>(address); }
+
+Dtype ParseDtype(const std::string& name) {
+  if (name == "float16") return Dtype::kHalf;
+  if (name == "bfloat16") return Dtype::kBfloat16;
+  if (name == "float32") return Dtype::kFloat;
+  if (name == "float64") return Dtype::kDouble;
+  throw py::value_error("dtype must be float16, bfloat16, float32 or float64, not " + name);
+}
+
+// (beta1_power, beta2_power, powers_are_double, lr, beta1, beta2, epsilon): device pointers; lr to
+// epsilon of the compute type (float32, float64 for float64 variables).
+using ScalarTuple = std::tuple<std::uintptr_t, std::uintptr_t, bool, std::uintptr_t,
+                               std::uintptr_t, std::uintptr_t, std::uintptr_t>;
+
+ScalarPointers Scalars(const ScalarTuple& s) {
+  return {Ptr(std::get<0>(s)), Ptr(std::get<1>(s)), std::get<2>(s), Ptr(std::get<3>(s)),
+          Ptr(std::get<4>(s)), Ptr(std::get<5>(s)), Ptr(std::get<6>(s))};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(adam_gpu_harness, module) {
+  module.doc() = "TF-free harness over tf_adam_op's CUDA kernels (tests/gpu_kernels)";
+  module.attr("MAX_TENSORS_PER_LAUNCH") = tf_adam_op::gpu::kMaxTensorsPerLaunch;
+
+  module.def("cuda_version", &tf_adam_op::gpu::CudaVersion,
+             "The CUDA runtime the kernels were built with, e.g. '13.0'");
+
+  module.def(
+      "launch_dense",
+      [](std::uintptr_t stream, const std::string& dtype, bool nesterov, std::uintptr_t var,
+         std::uintptr_t m, std::uintptr_t v, std::uintptr_t grad, int64_t n,
+         const ScalarTuple& scalars) {
+        py::gil_scoped_release released;
+        return tf_adam_op::gpu::LaunchDense(Ptr(stream), ParseDtype(dtype), nesterov, Ptr(var),
+                                            Ptr(m), Ptr(v), Ptr(grad), n, Scalars(scalars));
+      },
+      py::arg("stream"), py::arg("dtype"), py::arg("nesterov"), py::arg("var"), py::arg("m"),
+      py::arg("v"), py::arg("grad"), py::arg("n"), py::arg("scalars"));
+
+  module.def(
+      "launch_multi",
+      [](std::uintptr_t stream, const std::string& dtype, bool nesterov,
+         const std::vector<std::tuple<std::uintptr_t, std::uintptr_t, std::uintptr_t,
+                                      std::uintptr_t, int64_t>>& tensors,
+         const ScalarTuple& scalars) {
+        std::vector<TensorPointers> pointers;
+        pointers.reserve(tensors.size());
+        for (const auto& [var, m, v, grad, size] : tensors) {
+          pointers.push_back({Ptr(var), Ptr(m), Ptr(v), Ptr(grad), size});
+        }
+        py::gil_scoped_release released;
+        return tf_adam_op::gpu::LaunchMulti(Ptr(stream), ParseDtype(dtype), nesterov, pointers,
+                                            Scalars(scalars));
+      },
+      py::arg("stream"), py::arg("dtype"), py::arg("nesterov"), py::arg("tensors"),
+      py::arg("scalars"), "tensors: [(var, m, v, grad, size)]");
+
+  module.def(
+      "launch_sparse",
+      [](std::uintptr_t stream, const std::string& dtype, bool lazy, bool scale_first,
+         std::uintptr_t var, std::uintptr_t m, std::uintptr_t v, int64_t rows, int64_t row_size,
+         std::uintptr_t grad, std::uintptr_t v_term, std::uintptr_t order,
+         std::uintptr_t segment_starts, std::uintptr_t unique_rows, int64_t unique,
+         std::uintptr_t summed, const ScalarTuple& scalars) {
+        const tf_adam_op::gpu::SparseSegments segments{
+            static_cast<const int64_t*>(Ptr(order)), static_cast<const int64_t*>(Ptr(segment_starts)),
+            static_cast<const int64_t*>(Ptr(unique_rows)), unique};
+        py::gil_scoped_release released;
+        return tf_adam_op::gpu::LaunchSparse(Ptr(stream), ParseDtype(dtype), lazy, scale_first,
+                                             Ptr(var), Ptr(m), Ptr(v), rows, row_size, Ptr(grad),
+                                             v_term ? Ptr(v_term) : nullptr, segments, Ptr(summed),
+                                             Scalars(scalars));
+      },
+      py::arg("stream"), py::arg("dtype"), py::arg("lazy"), py::arg("scale_first"), py::arg("var"),
+      py::arg("m"), py::arg("v"), py::arg("rows"), py::arg("row_size"), py::arg("grad"),
+      py::arg("v_term"), py::arg("order"), py::arg("segment_starts"), py::arg("unique_rows"),
+      py::arg("unique"), py::arg("summed"), py::arg("scalars"),
+      "order, segment_starts, unique_rows: device int64 (see SparseSegments); v_term 0 for none");
+
+  module.def(
+      "launch_advance_powers",
+      [](std::uintptr_t stream, std::uintptr_t beta1_power, std::uintptr_t beta2_power,
+         bool powers_are_double, std::uintptr_t beta1, std::uintptr_t beta2,
+         bool betas_are_double) {
+        py::gil_scoped_release released;
+        return tf_adam_op::gpu::LaunchAdvancePowers(Ptr(stream), Ptr(beta1_power), Ptr(beta2_power),
+                                                    powers_are_double, Ptr(beta1), Ptr(beta2),
+                                                    betas_are_double);
+      });
+
+  module.def("copy_device_to_device", [](std::uintptr_t stream, std::uintptr_t dst,
+                                         std::uintptr_t src, size_t bytes) {
+    py::gil_scoped_release released;
+    return tf_adam_op::gpu::CopyDeviceToDevice(Ptr(stream), Ptr(dst), Ptr(src), bytes);
+  });
+
+  // The harness's own: waiting for a stream, for tests of what is on which stream.
+  module.def("synchronize_stream", [](std::uintptr_t stream) {
+    py::gil_scoped_release released;
+    const cudaError_t status = cudaStreamSynchronize(static_cast<cudaStream_t>(Ptr(stream)));
+    return status == cudaSuccess ? std::string() : std::string(cudaGetErrorString(status));
+  });
+}
