@@ -7,34 +7,35 @@ the package is imported on the way to this CLI, which keeps `--help` instant.
 """
 
 import argparse
-import contextlib
 import os
 import sys
 import warnings
 
 
-@contextlib.contextmanager
-def _stderr_to_devnull():
-  """File descriptor 2 to /dev/null: C++ code writes there directly, past sys.stderr."""
+def _drop_native_stderr():
+  """From here on, what C++ code writes to file descriptor 2 is dropped, while Python's sys.stderr
+  (progress bars, warnings, tracebacks, our messages) still goes to the original stderr.
+
+  TensorFlow logs from C++ where no log level reaches, differently in each version: TF 2.21 while
+  its libraries load ("All log messages before absl::InitializeLog() is called are written to
+  STDERR", oneDNN, CUDA drivers), TF 2.18 through absl after the import ("MLIR V1 optimization pass
+  is not enabled", gRPC servers). --verbose keeps all of it.
+  """
   sys.stderr.flush()
-  saved = os.dup(2)
-  try:
-    with open(os.devnull, "w") as devnull:
-      os.dup2(devnull.fileno(), 2)
-    yield
-  finally:
-    os.dup2(saved, 2)
-    os.close(saved)
+  original = os.dup(2)
+  sys.stderr = os.fdopen(original, "w", buffering=1, encoding=sys.stderr.encoding,
+                         errors="backslashreplace")
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  os.close(devnull)
 
 
 def _quiet_tensorflow():
-  """Imports TensorFlow with its log lines hidden (errors still raise, with their messages)."""
-  os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # TF's C++ logs from here on (read at import)
+  """Only this program's output: TF's log lines hidden (errors still raise, with their messages)."""
+  os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # TF's own C++ logs, where it applies (read at import)
   warnings.filterwarnings("ignore")  # e.g. deprecation warnings of the tf.compat.v1 APIs used
-  # Two of TF's libraries log while they load, before any log level applies (TF 2.21: "All log
-  # messages before absl::InitializeLog() is called are written to STDERR", oneDNN, CUDA drivers).
-  with _stderr_to_devnull():
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  _drop_native_stderr()
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.get_logger().setLevel("ERROR")  # Python-side logs ("WARNING:tensorflow:...")
 
 
@@ -82,7 +83,8 @@ def _parser():
   parser = argparse.ArgumentParser(prog="tf-adam-op", description=__doc__.splitlines()[0])
   common = argparse.ArgumentParser(add_help=False)
   common.add_argument("--verbose", action="store_true",
-                      help="also show TensorFlow's own log lines and warnings")
+                      help="also show TensorFlow's own log lines and warnings (and anything "
+                      "else its C++ code prints)")
   commands = parser.add_subparsers(dest="command", required=True)
   demo = commands.add_parser("demo", parents=[common],
                              help="train a small model with stock Adam and with ours")
