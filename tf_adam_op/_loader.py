@@ -101,7 +101,7 @@ def _not_built_error():
     return _import_error(
         problem + " It is a source checkout installed in editable mode, whose built files are gone"
         " (a deleted build/ folder?).", path, None,
-        fix="Install it again, from the checkout: pip install -e .   (see the README, Developing)")
+        fix="Install it again, from the checkout: pip install scikit-build-core pybind11 cmake ninja && pip install --no-build-isolation -e .\n  (see the README, Developing)")
   kind, where = installed
   used_instead = (f"the installed package, {where}," if kind == "folder" else
                   f"the editable install of tf_adam_op from {where}")
@@ -109,7 +109,7 @@ def _not_built_error():
       problem + " It is a source checkout, imported because Python puts the current directory "
       f"first; {used_instead} is not used.", path, None,
       fix="Run from another directory to use what is installed, or develop in this checkout with "
-          "an editable install of it:\n  pip install -e .   (see the README, Developing)")
+          "an editable install of it:\n  pip install scikit-build-core pybind11 cmake ninja && pip install --no-build-isolation -e .\n  (see the README, Developing)")
 
 
 def built_files_dir(build_info):
