@@ -220,8 +220,10 @@ def test_dense_update_past_2_31_elements():
 
 @needs_gpu
 def test_a_launch_stays_on_its_stream(rng):
-  """On a non-default stream: the kernel does not wait for another stream's work (a long sleep
-  queued there first is still running when ours is done), and a sync of its own stream sees it."""
+  """On a non-default stream: the kernel neither waits for another stream's work (a long sleep
+  queued there first is still running when ours is done) nor runs anywhere else (the result is read
+  back on our stream alone, right after syncing it: a kernel put on the legacy default stream would
+  either wait behind the sleep or not be there yet)."""
   dtype = np.dtype(np.float32)
   var, m, v, grad = _state(rng, (1 << 16,), dtype)
   d = [to_device(x) for x in (var, m, v, grad)]
@@ -233,9 +235,11 @@ def test_a_launch_stays_on_its_stream(rng):
   assert HARNESS.launch_dense(ours.cuda_stream, "float32", False, *(x.data_ptr() for x in d),
                               var.size, scalars.pointers()) == ""
   assert HARNESS.synchronize_stream(ours.cuda_stream) == ""
-  assert not busy.query(), "the other stream finished first: the test proves nothing, make it longer"
+  with torch.cuda.stream(ours):
+    result = d[0].cpu()  # copied on our stream, which it synchronizes
+  assert not busy.query(), "the other stream finished first: something waited for it"
   expected = reference.adam_step(var, m, v, grad, *_reference_powers(), *HYPER.values())
-  assert_matches(to_host(d[0], dtype), expected[0], dtype, "var")
+  assert_matches(result.numpy(), expected[0], dtype, "var")
   busy.synchronize()
 
 
