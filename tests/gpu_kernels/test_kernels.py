@@ -112,7 +112,8 @@ def _sparse_case(rng, dtype, rows=300, row_size=33, batch=200):
   """Unsorted indices, about a third of them repeated."""
   var, m, v, _ = _state(rng, (rows, row_size), dtype)
   indices = rng.integers(0, rows, batch)
-  indices[batch // 3:2 * batch // 3] = indices[:batch // 3]
+  third = batch // 3
+  indices[third:2 * third] = indices[:third]
   rng.shuffle(indices)
   grad = rng.standard_normal((batch, row_size)).astype(dtype)
   return var, m, v, grad, indices
