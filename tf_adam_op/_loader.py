@@ -6,8 +6,8 @@ and every failure is an ImportError that says what is true and a command that fi
 
 The library is looked for beside `_build_info.py`, which the build installs next to it: in a normal
 install both sit in the installed package; in an editable install (`pip install -e .`) the Python
-sources are the checkout's while the built files live in site-packages, and Python finds
-`_build_info` there.
+sources are the checkout's while the built files live elsewhere (site-packages, or the build folder
+when the install rebuilds on import), and scikit-build-core's import hook finds `_build_info` there.
 """
 
 import functools
