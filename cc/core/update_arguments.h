@@ -21,6 +21,8 @@ struct ScalarPointers {
   const void* beta1;
   const void* beta2;
   const void* epsilon;
+  // The decoupled weight decay (compute type C), null when the update has none.
+  const void* weight_decay = nullptr;
 };
 
 template <typename C>
@@ -33,10 +35,13 @@ TF_ADAM_OP_HOST_DEVICE inline C LoadPower(const void* p, bool is_double) {
 // memory inside a CUDA kernel).
 template <typename C>
 TF_ADAM_OP_HOST_DEVICE inline AdamStep<C> LoadStep(const ScalarPointers& s) {
-  return MakeAdamStep<C>(LoadPower<C>(s.beta1_power, s.powers_are_double),
-                         LoadPower<C>(s.beta2_power, s.powers_are_double),
-                         *static_cast<const C*>(s.lr), *static_cast<const C*>(s.beta1),
-                         *static_cast<const C*>(s.beta2), *static_cast<const C*>(s.epsilon));
+  AdamStep<C> step = MakeAdamStep<C>(LoadPower<C>(s.beta1_power, s.powers_are_double),
+                                     LoadPower<C>(s.beta2_power, s.powers_are_double),
+                                     *static_cast<const C*>(s.lr), *static_cast<const C*>(s.beta1),
+                                     *static_cast<const C*>(s.beta2),
+                                     *static_cast<const C*>(s.epsilon));
+  if (s.weight_decay != nullptr) step.weight_decay = *static_cast<const C*>(s.weight_decay);
+  return step;
 }
 
 // One tensor of a multi-tensor update.
@@ -46,6 +51,7 @@ struct TensorPointers {
   void* v;
   const void* grad;
   int64_t size;
+  void* vhat = nullptr;  // AMSGrad's max of v, laid out as v; null without AMSGrad
 };
 
 }  // namespace tf_adam_op

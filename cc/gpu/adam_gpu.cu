@@ -56,14 +56,17 @@ __device__ inline GridPosition Position() {
 }
 
 // The kernels: each thread reads the scalars and runs its part of the body (adam_gpu_bodies.h).
-template <typename T, bool kNesterov>
-__global__ void DenseKernel(T* var, T* m, T* v, const T* grad, int64_t n, Scalars scalars) {
-  DenseBody<T, kNesterov>(Position(), var, m, v, grad, n, LoadStep<OpMathT<T>>(scalars));
+// R is the rule: one kernel per dtype and variant (core/adam_update_rule.h's WithDenseRule and
+// WithSparseRule pick it on the host).
+template <typename T, typename R>
+__global__ void DenseKernel(T* var, T* m, T* v, T* vhat, const T* grad, int64_t n,
+                            Scalars scalars) {
+  DenseBody<T, R>(Position(), var, m, v, vhat, grad, n, LoadStep<OpMathT<T>>(scalars));
 }
 
-template <typename T, bool kNesterov>
+template <typename T, typename R>
 __global__ void MultiKernel(MultiArgs<T> args, Scalars scalars) {
-  MultiBody<T, kNesterov>(Position(), args, LoadStep<OpMathT<T>>(scalars));
+  MultiBody<T, R>(Position(), args, LoadStep<OpMathT<T>>(scalars));
 }
 
 template <typename P, typename B>
@@ -79,47 +82,55 @@ __global__ void SumSegmentsKernel(const T* grad, SparseSegments s, int64_t row_s
   SumSegmentsBody<T>(Position(), grad, s, row_size, summed);
 }
 
-template <typename T, bool kScaleFirst>
-__global__ void SparseLazyKernel(T* var, T* m, T* v, int64_t row_size, SparseSegments s,
+template <typename T, typename R>
+__global__ void SparseLazyKernel(T* var, T* m, T* v, T* vhat, int64_t row_size, SparseSegments s,
                                  const OpMathT<T>* summed, const OpMathT<T>* summed_v_term,
                                  Scalars scalars) {
-  SparseLazyBody<T, kScaleFirst>(Position(), var, m, v, row_size, s, summed, summed_v_term,
-                                 LoadStep<OpMathT<T>>(scalars));
+  SparseLazyBody<T, R>(Position(), var, m, v, vhat, row_size, s, summed, summed_v_term,
+                       LoadStep<OpMathT<T>>(scalars));
 }
 
-template <typename T, bool kScaleFirst>
-__global__ void SparseAllRowsKernel(T* var, T* m, T* v, int64_t rows, int64_t row_size,
+template <typename T, typename R>
+__global__ void SparseAllRowsKernel(T* var, T* m, T* v, T* vhat, int64_t rows, int64_t row_size,
                                     SparseSegments s, const OpMathT<T>* summed,
                                     const OpMathT<T>* summed_v_term, Scalars scalars) {
-  SparseAllRowsBody<T, kScaleFirst>(Position(), var, m, v, rows, row_size, s, summed,
-                                    summed_v_term, LoadStep<OpMathT<T>>(scalars));
+  SparseAllRowsBody<T, R>(Position(), var, m, v, vhat, rows, row_size, s, summed, summed_v_term,
+                          LoadStep<OpMathT<T>>(scalars));
 }
 
 template <typename T>
-std::string Dense(cudaStream_t stream, bool nesterov, void* var, void* m, void* v, const void* grad,
-                  int64_t n, const Scalars& scalars) {
-  if (n == 0) return {};
-  auto kernel = nesterov ? DenseKernel<T, true> : DenseKernel<T, false>;
-  kernel<<<Blocks(n), kThreads, 0, stream>>>(static_cast<T*>(var), static_cast<T*>(m),
-                                              static_cast<T*>(v), static_cast<const T*>(grad), n,
-                                              scalars);
-  return LastLaunchError();
-}
-
-template <typename T>
-std::string Multi(cudaStream_t stream, bool nesterov, const std::vector<TensorPointers>& tensors,
+std::string Dense(cudaStream_t stream, const Variant& variant, const TensorPointers& t,
                   const Scalars& scalars) {
-  auto kernel = nesterov ? MultiKernel<T, true> : MultiKernel<T, false>;
-  return ForEachMultiLaunch<T>(tensors, [&](const MultiArgs<T>& args) {
-    kernel<<<Blocks(args.offsets[args.count]), kThreads, 0, stream>>>(args, scalars);
-    return LastLaunchError();
+  if (t.size == 0) return {};
+  std::string error;
+  WithDenseRule(variant, [&](auto rule) {
+    DenseKernel<T, decltype(rule)><<<Blocks(t.size), kThreads, 0, stream>>>(
+        static_cast<T*>(t.var), static_cast<T*>(t.m), static_cast<T*>(t.v),
+        static_cast<T*>(t.vhat), static_cast<const T*>(t.grad), t.size, scalars);
+    error = LastLaunchError();
   });
+  return error;
 }
 
 template <typename T>
-std::string Sparse(cudaStream_t stream, bool lazy, bool scale_first, void* var, void* m, void* v,
-                   int64_t rows, int64_t row_size, const void* grad, const void* v_term,
-                   const SparseSegments& s, void* summed, const Scalars& scalars) {
+std::string Multi(cudaStream_t stream, const Variant& variant,
+                  const std::vector<TensorPointers>& tensors, const Scalars& scalars) {
+  std::string error;
+  WithDenseRule(variant, [&](auto rule) {
+    error = ForEachMultiLaunch<T>(tensors, [&](const MultiArgs<T>& args) {
+      MultiKernel<T, decltype(rule)>
+          <<<Blocks(args.offsets[args.count]), kThreads, 0, stream>>>(args, scalars);
+      return LastLaunchError();
+    });
+  });
+  return error;
+}
+
+template <typename T>
+std::string Sparse(cudaStream_t stream, bool lazy, const Variant& variant, void* var, void* m,
+                   void* v, void* vhat, int64_t rows, int64_t row_size, const void* grad,
+                   const void* v_term, const SparseSegments& s, void* summed,
+                   const Scalars& scalars) {
   using C = OpMathT<T>;
   C* sums = static_cast<C*>(summed);
   const int64_t named = s.unique * row_size;
@@ -127,6 +138,7 @@ std::string Sparse(cudaStream_t stream, bool lazy, bool scale_first, void* var, 
   T* var_t = static_cast<T*>(var);
   T* m_t = static_cast<T*>(m);
   T* v_t = static_cast<T*>(v);
+  T* vhat_t = static_cast<T*>(vhat);
   if (named > 0) {
     SumSegmentsKernel<T><<<Blocks(named), kThreads, 0, stream>>>(static_cast<const T*>(grad), s,
                                                                  row_size, sums);
@@ -139,19 +151,21 @@ std::string Sparse(cudaStream_t stream, bool lazy, bool scale_first, void* var, 
       if (!error.empty()) return error;
     }
   }
-  if (lazy) {
-    if (named == 0) return {};
-    auto kernel = scale_first ? SparseLazyKernel<T, true> : SparseLazyKernel<T, false>;
-    kernel<<<Blocks(named), kThreads, 0, stream>>>(var_t, m_t, v_t, row_size, s, sums, v_term_sums,
-                                                   scalars);
-    return LastLaunchError();
-  }
-  const int64_t total = rows * row_size;
+  const int64_t total = lazy ? named : rows * row_size;
   if (total == 0) return {};
-  auto kernel = scale_first ? SparseAllRowsKernel<T, true> : SparseAllRowsKernel<T, false>;
-  kernel<<<Blocks(total), kThreads, 0, stream>>>(var_t, m_t, v_t, rows, row_size, s, sums,
-                                                 v_term_sums, scalars);
-  return LastLaunchError();
+  std::string error;
+  WithSparseRule(variant, [&](auto rule) {
+    using R = decltype(rule);
+    if (lazy) {
+      SparseLazyKernel<T, R><<<Blocks(total), kThreads, 0, stream>>>(
+          var_t, m_t, v_t, vhat_t, row_size, s, sums, v_term_sums, scalars);
+    } else {
+      SparseAllRowsKernel<T, R><<<Blocks(total), kThreads, 0, stream>>>(
+          var_t, m_t, v_t, vhat_t, rows, row_size, s, sums, v_term_sums, scalars);
+    }
+    error = LastLaunchError();
+  });
+  return error;
 }
 
 }  // namespace
@@ -166,27 +180,27 @@ std::string Sparse(cudaStream_t stream, bool lazy, bool scale_first, void* var, 
   }                                                   \
   return "unknown dtype"
 
-std::string LaunchDense(void* stream, Dtype dtype, bool use_nesterov, void* var, void* m, void* v,
-                        const void* grad, int64_t n, const Scalars& scalars) {
-#define CALL(T) Dense<T>(static_cast<cudaStream_t>(stream), use_nesterov, var, m, v, grad, n, scalars)
+std::string LaunchDense(void* stream, Dtype dtype, const Variant& variant, const TensorPointers& t,
+                        const Scalars& scalars) {
+#define CALL(T) Dense<T>(static_cast<cudaStream_t>(stream), variant, t, scalars)
   TF_ADAM_OP_DISPATCH(dtype, CALL);
 #undef CALL
 }
 
-std::string LaunchMulti(void* stream, Dtype dtype, bool use_nesterov,
+std::string LaunchMulti(void* stream, Dtype dtype, const Variant& variant,
                         const std::vector<TensorPointers>& tensors, const Scalars& scalars) {
-#define CALL(T) Multi<T>(static_cast<cudaStream_t>(stream), use_nesterov, tensors, scalars)
+#define CALL(T) Multi<T>(static_cast<cudaStream_t>(stream), variant, tensors, scalars)
   TF_ADAM_OP_DISPATCH(dtype, CALL);
 #undef CALL
 }
 
-std::string LaunchSparse(void* stream, Dtype dtype, bool lazy, bool scale_first, void* var,
-                         void* m, void* v, int64_t rows, int64_t row_size, const void* grad,
-                         const void* v_term, const SparseSegments& segments, void* summed,
-                         const Scalars& scalars) {
-#define CALL(T)                                                                                  \
-  Sparse<T>(static_cast<cudaStream_t>(stream), lazy, scale_first, var, m, v, rows, row_size, grad, \
-            v_term, segments, summed, scalars)
+std::string LaunchSparse(void* stream, Dtype dtype, bool lazy, const Variant& variant, void* var,
+                         void* m, void* v, void* vhat, int64_t rows, int64_t row_size,
+                         const void* grad, const void* v_term, const SparseSegments& segments,
+                         void* summed, const Scalars& scalars) {
+#define CALL(T)                                                                                   \
+  Sparse<T>(static_cast<cudaStream_t>(stream), lazy, variant, var, m, v, vhat, rows, row_size,   \
+            grad, v_term, segments, summed, scalars)
   TF_ADAM_OP_DISPATCH(dtype, CALL);
 #undef CALL
 }

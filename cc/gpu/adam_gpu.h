@@ -24,14 +24,18 @@ enum class Dtype { kHalf, kBfloat16, kFloat, kDouble };
 // Scalars are ScalarPointers into device memory.
 using Scalars = ScalarPointers;
 
-// Dense: elements [0, n) of var, m, v updated with grad.
-std::string LaunchDense(void* stream, Dtype dtype, bool use_nesterov, void* var, void* m, void* v,
-                        const void* grad, int64_t n, const Scalars& scalars);
+// The variant (nesterov, AMSGrad, weight decay; scale_first for the sparse kernels) picks one of
+// the rule's compiled forms; the weight decay scalar is scalars.weight_decay, vhat the
+// TensorPointers' (or LaunchSparse's) vhat.
+
+// Dense: elements [0, t.size) of t.var, t.m, t.v (t.vhat) updated with t.grad.
+std::string LaunchDense(void* stream, Dtype dtype, const Variant& variant, const TensorPointers& t,
+                        const Scalars& scalars);
 
 // Multi-tensor: all tensors in one launch per kMaxTensorsPerLaunch tensors (their pointers travel
 // as kernel arguments, as in apex's multi_tensor_apply; nothing is copied to the device first).
 constexpr int kMaxTensorsPerLaunch = 48;
-std::string LaunchMulti(void* stream, Dtype dtype, bool use_nesterov,
+std::string LaunchMulti(void* stream, Dtype dtype, const Variant& variant,
                         const std::vector<TensorPointers>& tensors, const Scalars& scalars);
 
 // beta1_power *= beta1, beta2_power *= beta2, in the powers' type, after the updates on the stream.
@@ -44,18 +48,19 @@ std::string LaunchAdvancePowers(void* stream, void* beta1_power, void* beta2_pow
 // order[segment_starts[k] .. segment_starts[k + 1]) and naming row unique_rows[k] (ascending).
 // All three arrays are device int64. `summed` is device scratch of unique * row_size elements of
 // the compute type, twice that when `v_term` (v's gradient term, laid out as grad) is given; it is
-// null otherwise, and the kernel computes the term from the gradient. Duplicate rows are summed in input order from zero, without atomics, so results
-// are deterministic and equal the CPU kernel's.
+// null otherwise, and the kernel computes the term from the gradient. Duplicate rows are summed
+// in input order from zero, without atomics, so results are deterministic and equal the CPU
+// kernel's. vhat is null without AMSGrad.
 struct SparseSegments {
   const int64_t* order;
   const int64_t* segment_starts;
   const int64_t* unique_rows;
   int64_t unique;
 };
-std::string LaunchSparse(void* stream, Dtype dtype, bool lazy, bool scale_first, void* var,
-                         void* m, void* v, int64_t rows, int64_t row_size, const void* grad,
-                         const void* v_term, const SparseSegments& segments, void* summed,
-                         const Scalars& scalars);
+std::string LaunchSparse(void* stream, Dtype dtype, bool lazy, const Variant& variant, void* var,
+                         void* m, void* v, void* vhat, int64_t rows, int64_t row_size,
+                         const void* grad, const void* v_term, const SparseSegments& segments,
+                         void* summed, const Scalars& scalars);
 
 // Asynchronous copies on the stream. A host source may be freed when the call returns (pageable
 // memory is staged before the call returns).

@@ -27,11 +27,13 @@ struct GridPosition {
   int64_t threads;
 };
 
-template <typename T, bool kNesterov, typename C = OpMathT<T>>
-TF_ADAM_OP_HOST_DEVICE inline void DenseBody(GridPosition g, T* var, T* m, T* v, const T* grad,
-                                             int64_t n, const AdamStep<C>& step) {
+// R is the rule (core/adam_update_rule.h): vhat is read only with R::amsgrad, and may be null.
+template <typename T, typename R, typename C = OpMathT<T>>
+TF_ADAM_OP_HOST_DEVICE inline void DenseBody(GridPosition g, T* var, T* m, T* v, T* vhat,
+                                             const T* grad, int64_t n, const AdamStep<C>& step) {
   for (int64_t i = g.thread; i < n; i += g.threads) {
-    AdamUpdateElement<kNesterov, T, C>(var + i, m + i, v + i, grad[i], step);
+    AdamUpdateElement<R, T, C>(var + i, m + i, v + i, R::amsgrad ? vhat + i : nullptr, grad[i],
+                               step);
   }
 }
 
@@ -42,6 +44,7 @@ struct MultiArgs {
   T* m[kMaxTensorsPerLaunch];
   T* v[kMaxTensorsPerLaunch];
   const T* grad[kMaxTensorsPerLaunch];
+  T* vhat[kMaxTensorsPerLaunch];  // null without AMSGrad
   int64_t offsets[kMaxTensorsPerLaunch + 1];  // where each tensor starts in the launch's elements
   int count;
 };
@@ -60,6 +63,7 @@ std::string ForEachMultiLaunch(const std::vector<TensorPointers>& tensors, Launc
       args.m[k] = static_cast<T*>(t.m);
       args.v[k] = static_cast<T*>(t.v);
       args.grad[k] = static_cast<const T*>(t.grad);
+      args.vhat[k] = static_cast<T*>(t.vhat);
       args.offsets[k + 1] = args.offsets[k] + t.size;
     }
     if (args.offsets[args.count] == 0) continue;
@@ -69,7 +73,7 @@ std::string ForEachMultiLaunch(const std::vector<TensorPointers>& tensors, Launc
   return {};
 }
 
-template <typename T, bool kNesterov, typename C = OpMathT<T>>
+template <typename T, typename R, typename C = OpMathT<T>>
 TF_ADAM_OP_HOST_DEVICE inline void MultiBody(GridPosition g, const MultiArgs<T>& args,
                                              const AdamStep<C>& step) {
   const int64_t total = args.offsets[args.count];
@@ -80,8 +84,8 @@ TF_ADAM_OP_HOST_DEVICE inline void MultiBody(GridPosition g, const MultiArgs<T>&
       if (args.offsets[mid] <= i) lo = mid; else hi = mid - 1;
     }
     const int64_t j = i - args.offsets[lo];
-    AdamUpdateElement<kNesterov, T, C>(args.var[lo] + j, args.m[lo] + j, args.v[lo] + j,
-                                       args.grad[lo][j], step);
+    AdamUpdateElement<R, T, C>(args.var[lo] + j, args.m[lo] + j, args.v[lo] + j,
+                               R::amsgrad ? args.vhat[lo] + j : nullptr, args.grad[lo][j], step);
   }
 }
 
@@ -120,9 +124,9 @@ TF_ADAM_OP_HOST_DEVICE inline void SumSegmentsBody(GridPosition g, const T* grad
 }
 
 // Lazy: only the named rows. `summed_v_term` (laid out as `summed`) is null unless v's term is
-// handed in.
-template <typename T, bool kScaleFirst, typename C = OpMathT<T>>
-TF_ADAM_OP_HOST_DEVICE inline void SparseLazyBody(GridPosition g, T* var, T* m, T* v,
+// handed in; vhat is read only with R::amsgrad.
+template <typename T, typename R, typename C = OpMathT<T>>
+TF_ADAM_OP_HOST_DEVICE inline void SparseLazyBody(GridPosition g, T* var, T* m, T* v, T* vhat,
                                                   int64_t row_size, const SparseSegments& s,
                                                   const C* summed, const C* summed_v_term,
                                                   const AdamStep<C>& step) {
@@ -130,14 +134,14 @@ TF_ADAM_OP_HOST_DEVICE inline void SparseLazyBody(GridPosition g, T* var, T* m, 
   for (int64_t idx = g.thread; idx < total; idx += g.threads) {
     const int64_t k = idx / row_size, j = idx % row_size;
     const int64_t e = s.unique_rows[k] * row_size + j;
-    AdamSparseElement<kScaleFirst, T, C>(var + e, m + e, v + e, summed + idx,
-                                         summed_v_term ? summed_v_term + idx : nullptr, step);
+    AdamSparseElement<R, T, C>(var + e, m + e, v + e, R::amsgrad ? vhat + e : nullptr,
+                               summed + idx, summed_v_term ? summed_v_term + idx : nullptr, step);
   }
 }
 
 // Stock's sparse Adam: every row (m and v decay everywhere), the named ones with their gradient.
-template <typename T, bool kScaleFirst, typename C = OpMathT<T>>
-TF_ADAM_OP_HOST_DEVICE inline void SparseAllRowsBody(GridPosition g, T* var, T* m, T* v,
+template <typename T, typename R, typename C = OpMathT<T>>
+TF_ADAM_OP_HOST_DEVICE inline void SparseAllRowsBody(GridPosition g, T* var, T* m, T* v, T* vhat,
                                                      int64_t rows, int64_t row_size,
                                                      const SparseSegments& s, const C* summed,
                                                      const C* summed_v_term,
@@ -152,9 +156,9 @@ TF_ADAM_OP_HOST_DEVICE inline void SparseAllRowsBody(GridPosition g, T* var, T* 
     }
     const bool named = lo < s.unique && s.unique_rows[lo] == row;
     const int64_t at = lo * row_size + j;
-    AdamSparseElement<kScaleFirst, T, C>(var + e, m + e, v + e, named ? summed + at : nullptr,
-                                         named && summed_v_term ? summed_v_term + at : nullptr,
-                                         step);
+    AdamSparseElement<R, T, C>(var + e, m + e, v + e, R::amsgrad ? vhat + e : nullptr,
+                               named ? summed + at : nullptr,
+                               named && summed_v_term ? summed_v_term + at : nullptr, step);
   }
 }
 

@@ -73,6 +73,51 @@ ScalarPointers ScalarInputPointers(tensorflow::OpKernelContext* ctx) {
                         at(2), at(3), at(4), at(5)};
 }
 
+// AMSGrad and decoupled weight decay, the options every Adam op takes the same way: an optional
+// variable input (`vhat`, or `vhats` for the multi-tensor ops: a list of none or one) turns AMSGrad
+// on; an optional scalar input `weight_decay` (none or one, of the compute type) turns the decay on,
+// var * weight_decay, or var * weight_decay * lr with the attr weight_decay_times_lr. Lists of
+// length 0 by default, so a graph written before the options existed loads and runs as it did.
+inline absl::Status ReadVariantAttrs(tensorflow::OpKernelConstruction* ctx, const char* vhat_attr,
+                                     Variant* variant) {
+  int n_vhat = 0, n_weight_decay = 0;
+  bool times_lr = false;
+  TF_RETURN_IF_ERROR(ctx->GetAttr(vhat_attr, &n_vhat));
+  TF_RETURN_IF_ERROR(ctx->GetAttr("n_weight_decay", &n_weight_decay));
+  TF_RETURN_IF_ERROR(ctx->GetAttr("weight_decay_times_lr", &times_lr));
+  if (n_vhat > 1 || n_weight_decay > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "vhat and weight_decay take at most one input each, got ", n_vhat, " and ",
+        n_weight_decay));
+  }
+  variant->amsgrad = n_vhat == 1;
+  variant->weight_decay = n_weight_decay == 0 ? WeightDecay::kNone
+                          : times_lr          ? WeightDecay::kTimesVarLr
+                                              : WeightDecay::kTimesVar;
+  return absl::OkStatus();
+}
+
+// The flat input index of the optional variable input `name` (meaningful when it is present).
+inline absl::Status OptionalInputIndex(const tensorflow::OpKernel& kernel, const char* name,
+                                       int* index) {
+  int stop = 0;
+  return kernel.InputRange(name, index, &stop);
+}
+
+// Where the weight decay scalar is (device memory), or null without one; checked to be a scalar.
+inline absl::Status WeightDecayPointer(tensorflow::OpKernelContext* ctx, const void** pointer) {
+  tensorflow::OpInputList decay;
+  TF_RETURN_IF_ERROR(ctx->input_list("weight_decay", &decay));
+  *pointer = nullptr;
+  if (decay.size() == 0) return absl::OkStatus();
+  if (!tensorflow::TensorShapeUtils::IsScalar(decay[0].shape())) {
+    return absl::InvalidArgumentError(absl::StrCat("weight_decay is not a scalar: ",
+                                                   decay[0].shape().DebugString()));
+  }
+  *pointer = decay[0].data();
+  return absl::OkStatus();
+}
+
 // Below this many elements one thread does the whole update: handing work to the pool costs
 // microseconds, about what one core needs for this many elements.
 constexpr int64_t kMinElementsToParallelize = 1 << 15;

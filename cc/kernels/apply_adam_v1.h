@@ -36,12 +36,12 @@
 namespace tf_adam_op {
 namespace functor {
 
-// Elements [0, n) of var, m, v updated with grad; the scalars are where `scalars` points (memory
-// of the device the op runs on).
+// Elements [0, n) of var, m, v (and vhat, for AMSGrad) updated with grad; the scalars are where
+// `scalars` points (memory of the device the op runs on).
 template <typename Device, typename T>
 struct ApplyAdamV1 {
-  absl::Status operator()(tensorflow::OpKernelContext* ctx, T* var, T* m, T* v, const T* grad,
-                          int64_t n, const ScalarPointers& scalars, bool use_nesterov) const;
+  absl::Status operator()(tensorflow::OpKernelContext* ctx, const TensorPointers& tensor,
+                          const ScalarPointers& scalars, const Variant& variant) const;
 };
 
 // Every tensor of a multi-tensor update, with one set of scalars.
@@ -49,7 +49,7 @@ template <typename Device, typename T>
 struct ApplyAdamV1Multi {
   absl::Status operator()(tensorflow::OpKernelContext* ctx,
                           const std::vector<TensorPointers>& tensors,
-                          const ScalarPointers& scalars, bool use_nesterov) const;
+                          const ScalarPointers& scalars, const Variant& variant) const;
 };
 
 // beta1_power *= beta1 and beta2_power *= beta2 (in the powers' dtype), after the updates.

@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -61,7 +62,7 @@ constexpr int kBeta2PowerInput = kFirstScalarInput + 1;
 // several tensors; offsets[k] is where tensor k starts (offsets has N + 1 entries).
 template <typename T>
 void UpdateGlobalRange(const std::vector<TensorPointers>& tensors,
-                       const std::vector<int64_t>& offsets, bool use_nesterov,
+                       const std::vector<int64_t>& offsets, const Variant& variant,
                        const AdamStep<OpMathT<T>>& step, int64_t begin, int64_t end) {
   // The last tensor starting at or before `begin` (empty tensors share offsets and are skipped).
   int k = static_cast<int>(std::upper_bound(offsets.begin(), offsets.end(), begin) -
@@ -70,9 +71,10 @@ void UpdateGlobalRange(const std::vector<TensorPointers>& tensors,
     const int64_t tensor_end = std::min(end, offsets[k + 1]);
     if (tensor_end > begin) {
       const TensorPointers& t = tensors[k];
-      CpuAdamUpdateRange<T>(use_nesterov, static_cast<T*>(t.var), static_cast<T*>(t.m),
-                            static_cast<T*>(t.v), static_cast<const T*>(t.grad),
-                            begin - offsets[k], tensor_end - offsets[k], step);
+      CpuAdamUpdateRange<T>(variant, static_cast<T*>(t.var), static_cast<T*>(t.m),
+                            static_cast<T*>(t.v), static_cast<T*>(t.vhat),
+                            static_cast<const T*>(t.grad), begin - offsets[k],
+                            tensor_end - offsets[k], step);
       begin = tensor_end;
     }
     ++k;
@@ -86,16 +88,19 @@ namespace functor {
 template <typename T>
 struct ApplyAdamV1Multi<CPUDevice, T> {
   absl::Status operator()(OpKernelContext* ctx, const std::vector<TensorPointers>& tensors,
-                          const ScalarPointers& scalars, bool use_nesterov) const {
+                          const ScalarPointers& scalars, const Variant& variant) const {
     const AdamStep<OpMathT<T>> step = LoadStep<OpMathT<T>>(scalars);
     std::vector<int64_t> offsets(tensors.size() + 1, 0);
     for (size_t k = 0; k < tensors.size(); ++k) offsets[k + 1] = offsets[k] + tensors[k].size;
     const int64_t total = offsets.back();
     auto update = [&](int64_t begin, int64_t end) {
-      UpdateGlobalRange<T>(tensors, offsets, use_nesterov, step, begin, end);
+      UpdateGlobalRange<T>(tensors, offsets, variant, step, begin, end);
     };
-    // Per element: var, m, v, grad read; var, m, v written; a division and a square root.
-    const Eigen::TensorOpCost cost(4 * sizeof(T), 3 * sizeof(T), /*compute_cycles=*/20);
+    // Per element: var, m, v, grad (and vhat) read; var, m, v (and vhat) written; a division and a
+    // square root.
+    const int extra = variant.amsgrad ? 1 : 0;
+    const Eigen::TensorOpCost cost((4 + extra) * sizeof(T), (3 + extra) * sizeof(T),
+                                   /*compute_cycles=*/20);
     if (total > 0) ShardedFor(ctx->eigen_device<CPUDevice>(), total, total, cost, update);
     return absl::OkStatus();
   }
@@ -131,22 +136,28 @@ class ApplyAdamV1MultiOp : public OpKernel {
   explicit ApplyAdamV1MultiOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &n_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_nesterov", &use_nesterov_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_nesterov", &variant_.nesterov));
+    OP_REQUIRES_OK(ctx, ReadVariantAttrs(ctx, "n_vhats", &variant_));
+    OP_REQUIRES_OK(ctx, OptionalInputIndex(*this, "vhats", &vhats_input_));
     OP_REQUIRES_OK(ctx, CheckScalarAttr<T>(ctx));
     if (kAdvancesBetaPowers) OP_REQUIRES_OK(ctx, ctx->GetAttr("Tpower", &power_dtype_));
   }
 
   void Compute(OpKernelContext* ctx) override {
-    for (int packed : kPackedInputs) {
-      const Tensor& handles = ctx->input(packed);
+    // (input, name) of each packed vector of handles: vars, ms, vs, and vhats with AMSGrad.
+    std::vector<std::pair<int, const char*>> packed_inputs;
+    for (int packed : kPackedInputs) packed_inputs.push_back({packed, kPackedNames[packed]});
+    if (variant_.amsgrad) packed_inputs.push_back({vhats_input_, "vhats"});
+    for (const auto& [input, name] : packed_inputs) {
+      const Tensor& handles = ctx->input(input);
       OP_REQUIRES(ctx, handles.shape() == tensorflow::TensorShape({n_}),
                   absl::InvalidArgumentError(absl::StrCat(
-                      kPackedNames[packed], " must hold the ", n_,
-                      " variables' handles (a vector), got shape ",
+                      name, " must hold the ", n_, " variables' handles (a vector), got shape ",
                       handles.shape().DebugString())));
     }
+    // Acquired in this order: vars, ms, vs, the two powers (when read here), vhats.
     std::vector<VariableInput> inputs;
-    inputs.reserve(3 * n_ + 2);
+    inputs.reserve(4 * n_ + 2);
     for (int packed : kPackedInputs) {
       for (int i = 0; i < n_; ++i) inputs.push_back({packed, kPackedNames[packed], i});
     }
@@ -154,14 +165,19 @@ class ApplyAdamV1MultiOp : public OpKernel {
       inputs.push_back({kBeta1PowerInput, "beta1_power", -1, power_dtype_});
       inputs.push_back({kBeta2PowerInput, "beta2_power", -1, power_dtype_});
     }
+    const int first_vhat = static_cast<int>(inputs.size());
+    if (variant_.amsgrad) {
+      for (int i = 0; i < n_; ++i) inputs.push_back({vhats_input_, "vhats", i});
+    }
     TrainingVariables vars(&CopyDeviceBuffer<Device>);
     OP_REQUIRES_OK(ctx, vars.Acquire(ctx, std::move(inputs), DataTypeToEnum<T>::value,
                                      use_locking_, UpdateKind::kDense));
     OP_REQUIRES_OK(ctx, CheckScalarInputs(ctx));
-    OP_REQUIRES_OK(ctx, Validate(ctx, vars));
+    OP_REQUIRES_OK(ctx, Validate(ctx, vars, first_vhat));
+    ScalarPointers scalars = ScalarInputPointers<T>(ctx);
+    OP_REQUIRES_OK(ctx, WeightDecayPointer(ctx, &scalars.weight_decay));
     OP_REQUIRES_OK(ctx, vars.PrepareForInPlaceUpdate(ctx));
 
-    ScalarPointers scalars = ScalarInputPointers<T>(ctx);
     if (kAdvancesBetaPowers) {  // read from the variables, in their own dtype
       scalars.beta1_power = vars.mutable_tensor(3 * n_).data();
       scalars.beta2_power = vars.mutable_tensor(3 * n_ + 1).data();
@@ -172,9 +188,9 @@ class ApplyAdamV1MultiOp : public OpKernel {
       tensors[i] = {vars.mutable_tensor(i).data(), vars.mutable_tensor(n_ + i).data(),
                     vars.mutable_tensor(2 * n_ + i).data(), ctx->input(kGradInput + i).data(),
                     vars.tensor(i).NumElements()};
+      if (variant_.amsgrad) tensors[i].vhat = vars.mutable_tensor(first_vhat + i).data();
     }
-    OP_REQUIRES_OK(ctx, functor::ApplyAdamV1Multi<Device, T>()(ctx, tensors, scalars,
-                                                               use_nesterov_));
+    OP_REQUIRES_OK(ctx, functor::ApplyAdamV1Multi<Device, T>()(ctx, tensors, scalars, variant_));
     if (kAdvancesBetaPowers) {  // after the updates: on the GPU, later on the same stream
       OP_REQUIRES_OK(ctx, functor::AdvanceBetaPowers<Device>()(
                               ctx, vars.mutable_tensor(3 * n_).data(),
@@ -184,15 +200,16 @@ class ApplyAdamV1MultiOp : public OpKernel {
   }
 
  private:
-  // What Acquire and CheckScalarInputs do not check: the shapes of m, v and grads, the powers.
-  absl::Status Validate(OpKernelContext* ctx, const TrainingVariables& vars) const {
+  // What Acquire and CheckScalarInputs do not check: the shapes of m, v, vhat and grads, the powers.
+  absl::Status Validate(OpKernelContext* ctx, const TrainingVariables& vars, int first_vhat) const {
     for (int i = 0; i < n_; ++i) {
       const tensorflow::TensorShape& var = vars.tensor(i).shape();
-      const tensorflow::TensorShape* others[] = {&vars.tensor(n_ + i).shape(),
-                                                 &vars.tensor(2 * n_ + i).shape(),
-                                                 &ctx->input(kGradInput + i).shape()};
-      const char* other_names[] = {"ms", "vs", "grads"};
-      for (int k = 0; k < 3; ++k) {
+      const tensorflow::TensorShape* others[] = {
+          &vars.tensor(n_ + i).shape(), &vars.tensor(2 * n_ + i).shape(),
+          &ctx->input(kGradInput + i).shape(),
+          variant_.amsgrad ? &vars.tensor(first_vhat + i).shape() : &var};
+      const char* other_names[] = {"ms", "vs", "grads", "vhats"};
+      for (int k = 0; k < 4; ++k) {
         if (!var.IsSameSize(*others[k])) {
           return absl::InvalidArgumentError(absl::StrCat(
               "vars[", i, "] and ", other_names[k], "[", i, "] do not have the same shape: ",
@@ -214,7 +231,8 @@ class ApplyAdamV1MultiOp : public OpKernel {
 
   int n_;
   bool use_locking_;
-  bool use_nesterov_;
+  Variant variant_;
+  int vhats_input_ = -1;
   DataType power_dtype_ = DT_FLOAT;
 };
 
@@ -226,6 +244,7 @@ class ApplyAdamV1MultiOp : public OpKernel {
                               .HostMemory("vars")                                          \
                               .HostMemory("ms")                                            \
                               .HostMemory("vs")                                            \
+                              .HostMemory("vhats")                                         \
                               .HostMemory("beta1_power")                                   \
                               .HostMemory("beta2_power")                                   \
                               .TypeConstraint<T>("T"),                                     \
@@ -235,6 +254,7 @@ class ApplyAdamV1MultiOp : public OpKernel {
                               .HostMemory("vars")                                          \
                               .HostMemory("ms")                                            \
                               .HostMemory("vs")                                            \
+                              .HostMemory("vhats")                                         \
                               .TypeConstraint<T>("T"),                                     \
                           ApplyAdamV1MultiOp<DeviceTag, T, /*kAdvancesBetaPowers=*/false>);
 TF_ADAM_OP_REGISTER_ON_EVERY_DEVICE

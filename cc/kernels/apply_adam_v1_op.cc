@@ -13,6 +13,8 @@
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "absl/strings/str_cat.h"
+#include <utility>
+#include <vector>
 #include "unsupported/Eigen/CXX11/Tensor"
 
 namespace tf_adam_op {
@@ -27,15 +29,23 @@ namespace functor {
 
 template <typename T>
 struct ApplyAdamV1<CPUDevice, T> {
-  absl::Status operator()(OpKernelContext* ctx, T* var, T* m, T* v, const T* grad, int64_t n,
-                          const ScalarPointers& scalars, bool use_nesterov) const {
+  absl::Status operator()(OpKernelContext* ctx, const TensorPointers& t,
+                          const ScalarPointers& scalars, const Variant& variant) const {
     const AdamStep<OpMathT<T>> step = LoadStep<OpMathT<T>>(scalars);
+    T* var = static_cast<T*>(t.var);
+    T* m = static_cast<T*>(t.m);
+    T* v = static_cast<T*>(t.v);
+    T* vhat = static_cast<T*>(t.vhat);
+    const T* grad = static_cast<const T*>(t.grad);
     auto update = [=](Eigen::Index begin, Eigen::Index end) {
-      CpuAdamUpdateRange<T>(use_nesterov, var, m, v, grad, begin, end, step);
+      CpuAdamUpdateRange<T>(variant, var, m, v, vhat, grad, begin, end, step);
     };
-    // Per element: var, m, v, grad read; var, m, v written; a division and a square root.
-    const Eigen::TensorOpCost cost(4 * sizeof(T), 3 * sizeof(T), /*compute_cycles=*/20);
-    ShardedFor(ctx->eigen_device<CPUDevice>(), n, n, cost, update);
+    // Per element: var, m, v, grad (and vhat) read; var, m, v (and vhat) written; a division and a
+    // square root.
+    const int extra = variant.amsgrad ? 1 : 0;
+    const Eigen::TensorOpCost cost((4 + extra) * sizeof(T), (3 + extra) * sizeof(T),
+                                   /*compute_cycles=*/20);
+    ShardedFor(ctx->eigen_device<CPUDevice>(), t.size, t.size, cost, update);
     return absl::OkStatus();
   }
 };
@@ -48,14 +58,18 @@ class ApplyAdamV1Op : public OpKernel {
  public:
   explicit ApplyAdamV1Op(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_nesterov", &use_nesterov_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_nesterov", &variant_.nesterov));
+    OP_REQUIRES_OK(ctx, ReadVariantAttrs(ctx, "n_vhat", &variant_));
+    OP_REQUIRES_OK(ctx, OptionalInputIndex(*this, "vhat", &vhat_input_));
     OP_REQUIRES_OK(ctx, CheckScalarAttr<T>(ctx));
   }
 
   void Compute(OpKernelContext* ctx) override {
     TrainingVariables vars(&CopyDeviceBuffer<Device>);
-    OP_REQUIRES_OK(ctx, vars.Acquire(ctx, {{0, "var"}, {1, "m"}, {2, "v"}},
-                                     DataTypeToEnum<T>::value, use_locking_, UpdateKind::kDense));
+    std::vector<VariableInput> inputs = {{0, "var"}, {1, "m"}, {2, "v"}};
+    if (variant_.amsgrad) inputs.push_back({vhat_input_, "vhat"});
+    OP_REQUIRES_OK(ctx, vars.Acquire(ctx, std::move(inputs), DataTypeToEnum<T>::value,
+                                     use_locking_, UpdateKind::kDense));
 
     OP_REQUIRES_OK(ctx, CheckScalarInputs(ctx));
     OP_REQUIRES_OK(ctx, CheckSameShapeAsVar(vars));
@@ -65,20 +79,23 @@ class ApplyAdamV1Op : public OpKernel {
                 absl::InvalidArgumentError(absl::StrCat("var and grad do not have the same shape: ",
                                 var.shape().DebugString(), " vs ", grad.shape().DebugString())));
 
+    ScalarPointers scalars = ScalarInputPointers<T>(ctx);
+    OP_REQUIRES_OK(ctx, WeightDecayPointer(ctx, &scalars.weight_decay));
+
     OP_REQUIRES_OK(ctx, vars.PrepareForInPlaceUpdate(ctx));
     if (var.NumElements() > 0) {
-      OP_REQUIRES_OK(ctx, functor::ApplyAdamV1<Device, T>()(
-                              ctx, vars.mutable_tensor(0).flat<T>().data(),
-                              vars.mutable_tensor(1).flat<T>().data(),
-                              vars.mutable_tensor(2).flat<T>().data(), grad.flat<T>().data(),
-                              var.NumElements(), ScalarInputPointers<T>(ctx), use_nesterov_));
+      TensorPointers tensor{vars.mutable_tensor(0).data(), vars.mutable_tensor(1).data(),
+                            vars.mutable_tensor(2).data(), grad.data(), var.NumElements()};
+      if (variant_.amsgrad) tensor.vhat = vars.mutable_tensor(3).data();
+      OP_REQUIRES_OK(ctx, functor::ApplyAdamV1<Device, T>()(ctx, tensor, scalars, variant_));
     }
     if (ctx->input_dtype(0) != DT_RESOURCE) ctx->forward_ref_input_to_ref_output(0, 0);
   }
 
  private:
   bool use_locking_;
-  bool use_nesterov_;
+  Variant variant_;
+  int vhat_input_ = -1;
 };
 
 // Reports which copy of the CPU loop runs (tf-adam-op info; the SIMD tests).
@@ -113,6 +130,7 @@ REGISTER_KERNEL_BUILDER(Name("Import_tf_adam_op_before_loading_this_graph").Devi
                               .HostMemory("var")                                           \
                               .HostMemory("m")                                             \
                               .HostMemory("v")                                             \
+                              .HostMemory("vhat")                                          \
                               .TypeConstraint<T>("T"),                                     \
                           ApplyAdamV1Op<DeviceTag, T>);
 TF_ADAM_OP_REGISTER_ON_EVERY_DEVICE

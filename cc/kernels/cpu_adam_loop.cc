@@ -8,22 +8,24 @@ namespace tf_adam_op {
 namespace {
 
 // One copy of the loop per instruction set. The compiler vectorises each for its ISA; the
-// arithmetic is the same IEEE operations in every copy, so all give the same bits.
+// arithmetic is the same IEEE operations in every copy, so all give the same bits. `flatten`
+// inlines every rule (12 variants) into the copy, so none is left compiled for the baseline only.
 #if defined(__x86_64__) && defined(__GNUC__)
 #define TF_ADAM_OP_X86_SIMD 1
-#define TF_ADAM_OP_TARGET(isa) __attribute__((target(isa)))
+#define TF_ADAM_OP_TARGET(isa) __attribute__((target(isa), flatten))
 #else
 #define TF_ADAM_OP_X86_SIMD 0
 #define TF_ADAM_OP_TARGET(isa)
 #endif
 
 template <typename T>
-using Loop = void (*)(bool, T*, T*, T*, const T*, int64_t, int64_t, const AdamStep<T>);
+using Loop = void (*)(const Variant&, T*, T*, T*, T*, const T*, int64_t, int64_t,
+                      const AdamStep<T>);
 
-#define TF_ADAM_OP_DEFINE_LOOP(NAME, T, ATTRIBUTE)                                           \
-  ATTRIBUTE void NAME(bool use_nesterov, T* var, T* m, T* v, const T* grad, int64_t begin,   \
-                      int64_t end, const AdamStep<T> step) {                                 \
-    AdamUpdateRange<T>(use_nesterov, var, m, v, grad, begin, end, step);                     \
+#define TF_ADAM_OP_DEFINE_LOOP(NAME, T, ATTRIBUTE)                                              \
+  ATTRIBUTE void NAME(const Variant& variant, T* var, T* m, T* v, T* vhat, const T* grad,       \
+                      int64_t begin, int64_t end, const AdamStep<T> step) {                     \
+    AdamUpdateRange<T>(variant, var, m, v, vhat, grad, begin, end, step);                       \
   }
 TF_ADAM_OP_DEFINE_LOOP(FloatBaseline, float, )
 TF_ADAM_OP_DEFINE_LOOP(DoubleBaseline, double, )
@@ -76,17 +78,17 @@ const Selection& Selected() {
 const char* CpuSimd() { return Selected().simd; }
 
 template <>
-void CpuAdamUpdateRange<float>(bool use_nesterov, float* var, float* m, float* v,
+void CpuAdamUpdateRange<float>(const Variant& variant, float* var, float* m, float* v, float* vhat,
                                const float* grad, int64_t begin, int64_t end,
                                const AdamStep<float>& step) {
-  Selected().float_loop(use_nesterov, var, m, v, grad, begin, end, step);
+  Selected().float_loop(variant, var, m, v, vhat, grad, begin, end, step);
 }
 
 template <>
-void CpuAdamUpdateRange<double>(bool use_nesterov, double* var, double* m, double* v,
-                                const double* grad, int64_t begin, int64_t end,
+void CpuAdamUpdateRange<double>(const Variant& variant, double* var, double* m, double* v,
+                                double* vhat, const double* grad, int64_t begin, int64_t end,
                                 const AdamStep<double>& step) {
-  Selected().double_loop(use_nesterov, var, m, v, grad, begin, end, step);
+  Selected().double_loop(variant, var, m, v, vhat, grad, begin, end, step);
 }
 
 }  // namespace tf_adam_op

@@ -17,23 +17,24 @@
 
 namespace tf_adam_op {
 
-// Elements [begin, end) of flat var, m, v and grad. Half and bfloat16 use the portable loop.
+// Elements [begin, end) of flat var, m, v (vhat with AMSGrad, else null) and grad. Half and
+// bfloat16 use the portable loop.
 template <typename T>
-void CpuAdamUpdateRange(bool use_nesterov, T* var, T* m, T* v, const T* grad, int64_t begin,
-                        int64_t end, const AdamStep<OpMathT<T>>& step) {
-  AdamUpdateRange<T>(use_nesterov, var, m, v, grad, begin, end, step);
+void CpuAdamUpdateRange(const Variant& variant, T* var, T* m, T* v, T* vhat, const T* grad,
+                        int64_t begin, int64_t end, const AdamStep<OpMathT<T>>& step) {
+  AdamUpdateRange<T>(variant, var, m, v, vhat, grad, begin, end, step);
 }
 
 // The instruction set of the float/double loop in use: "avx512f", "avx2" or "baseline".
 const char* CpuSimd();
 
 template <>
-void CpuAdamUpdateRange<float>(bool use_nesterov, float* var, float* m, float* v,
+void CpuAdamUpdateRange<float>(const Variant& variant, float* var, float* m, float* v, float* vhat,
                                const float* grad, int64_t begin, int64_t end,
                                const AdamStep<float>& step);
 template <>
-void CpuAdamUpdateRange<double>(bool use_nesterov, double* var, double* m, double* v,
-                                const double* grad, int64_t begin, int64_t end,
+void CpuAdamUpdateRange<double>(const Variant& variant, double* var, double* m, double* v,
+                                double* vhat, const double* grad, int64_t begin, int64_t end,
                                 const AdamStep<double>& step);
 
 }  // namespace tf_adam_op

@@ -53,10 +53,9 @@ namespace functor {
 
 template <typename T>
 struct ApplyAdamV1<GpuDevice, T> {
-  absl::Status operator()(tensorflow::OpKernelContext* ctx, T* var, T* m, T* v, const T* grad,
-                          int64_t n, const ScalarPointers& scalars, bool use_nesterov) const {
-    return CudaStatus(gpu::LaunchDense(CudaStream(ctx), GpuDtype<T>(), use_nesterov, var, m, v,
-                                       grad, n, scalars),
+  absl::Status operator()(tensorflow::OpKernelContext* ctx, const TensorPointers& tensor,
+                          const ScalarPointers& scalars, const Variant& variant) const {
+    return CudaStatus(gpu::LaunchDense(CudaStream(ctx), GpuDtype<T>(), variant, tensor, scalars),
                       "the Adam update");
   }
 };
@@ -65,9 +64,9 @@ template <typename T>
 struct ApplyAdamV1Multi<GpuDevice, T> {
   absl::Status operator()(tensorflow::OpKernelContext* ctx,
                           const std::vector<TensorPointers>& tensors,
-                          const ScalarPointers& scalars, bool use_nesterov) const {
+                          const ScalarPointers& scalars, const Variant& variant) const {
     return CudaStatus(
-        gpu::LaunchMulti(CudaStream(ctx), GpuDtype<T>(), use_nesterov, tensors, scalars),
+        gpu::LaunchMulti(CudaStream(ctx), GpuDtype<T>(), variant, tensors, scalars),
         "the multi-tensor Adam update");
   }
 };
@@ -87,10 +86,10 @@ template <typename T>
 struct SparseApplyAdamV1<GpuDevice, T> {
   using C = OpMathT<T>;
 
-  absl::Status operator()(tensorflow::OpKernelContext* ctx, T* var, T* m, T* v, int64_t rows,
-                          int64_t row_size, const T* grad, const T* v_term,
+  absl::Status operator()(tensorflow::OpKernelContext* ctx, T* var, T* m, T* v, T* vhat,
+                          int64_t rows, int64_t row_size, const T* grad, const T* v_term,
                           const SortedSegments& segments, const ScalarPointers& scalars, bool lazy,
-                          bool scale_first) const {
+                          const Variant& variant) const {
     // The host-side segments travel to the device in one copy: order, segment starts, unique rows.
     const int64_t n = static_cast<int64_t>(segments.order.size());
     const int64_t unique = segments.unique();
@@ -111,8 +110,9 @@ struct SparseApplyAdamV1<GpuDevice, T> {
                                     "copying the sparse segments"));
     }
     const gpu::SparseSegments device = gpu::PackedSegmentsAt(device_segments, n, unique);
-    return CudaStatus(gpu::LaunchSparse(stream, GpuDtype<T>(), lazy, scale_first, var, m, v, rows,
-                                        row_size, grad, v_term, device, summed.data(), scalars),
+    return CudaStatus(gpu::LaunchSparse(stream, GpuDtype<T>(), lazy, variant, var, m, v, vhat,
+                                        rows, row_size, grad, v_term, device, summed.data(),
+                                        scalars),
                       "the sparse Adam update");
   }
 };

@@ -17,13 +17,14 @@ namespace functor {
 
 template <typename Device, typename T>
 struct SparseApplyAdamV1 {
-  // var, m, v are [rows, row_size] (device memory); grad is [n, row_size] (device memory) whose
-  // rows the host-side `segments` group (indices already validated). v_term, laid out as grad, is
-  // v's gradient term handed in (summed over duplicates like grad), or null.
-  absl::Status operator()(tensorflow::OpKernelContext* ctx, T* var, T* m, T* v, int64_t rows,
-                          int64_t row_size, const T* grad, const T* v_term,
+  // var, m, v (and vhat, for AMSGrad; else null) are [rows, row_size] (device memory); grad is
+  // [n, row_size] (device memory) whose rows the host-side `segments` group (indices already
+  // validated). v_term, laid out as grad, is v's gradient term handed in (summed over duplicates
+  // like grad), or null.
+  absl::Status operator()(tensorflow::OpKernelContext* ctx, T* var, T* m, T* v, T* vhat,
+                          int64_t rows, int64_t row_size, const T* grad, const T* v_term,
                           const SortedSegments& segments, const ScalarPointers& scalars, bool lazy,
-                          bool scale_first) const;
+                          const Variant& variant) const;
 };
 
 }  // namespace functor

@@ -4,6 +4,7 @@
 #include "kernels/sparse_apply_adam_v1.h"
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "kernels/adam_kernel_common.h"
@@ -53,10 +54,10 @@ template <typename T>
 struct SparseApplyAdamV1<CPUDevice, T> {
   using C = OpMathT<T>;
 
-  absl::Status operator()(OpKernelContext* ctx, T* var, T* m, T* v, int64_t rows,
+  absl::Status operator()(OpKernelContext* ctx, T* var, T* m, T* v, T* vhat, int64_t rows,
                           int64_t row_size, const T* grad, const T* v_term,
                           const SortedSegments& segments, const ScalarPointers& scalars, bool lazy,
-                          bool scale_first) const {
+                          const Variant& variant) const {
     const AdamStep<C> step = LoadStep<C>(scalars);
     const std::vector<C> summed_rows = SumSegments<T>(grad, segments, row_size);
     const std::vector<C> summed_v_terms =
@@ -65,21 +66,37 @@ struct SparseApplyAdamV1<CPUDevice, T> {
     const int64_t unique = segments.unique();
     const C* summed = summed_rows.data();
     const C* summed_v_term = v_term != nullptr ? summed_v_terms.data() : nullptr;
-    // Row r, with its gradient's (and v term's) segment k, or k < 0 for a row without a gradient.
-    auto row = [=](int64_t r, int64_t k) {
-      const C* grad_row = k >= 0 ? summed + k * row_size : nullptr;
-      const C* v_term_row = k >= 0 && summed_v_term ? summed_v_term + k * row_size : nullptr;
-      AdamSparseRow<T, C>(scale_first, var + r * row_size, m + r * row_size, v + r * row_size,
-                          grad_row, v_term_row, row_size, step);
-    };
-    const Eigen::TensorOpCost row_cost(3 * sizeof(T) * row_size, 3 * sizeof(T) * row_size,
-                                       20 * row_size);
+    WithSparseRule(variant, [&](auto rule) {
+      using R = decltype(rule);
+      // Row r, with its gradient's (and v term's) segment k, or k < 0 for a row without one.
+      auto row = [=](int64_t r, int64_t k) {
+        const C* grad_row = k >= 0 ? summed + k * row_size : nullptr;
+        const C* v_term_row = k >= 0 && summed_v_term ? summed_v_term + k * row_size : nullptr;
+        AdamSparseRow<R, T, C>(var + r * row_size, m + r * row_size, v + r * row_size,
+                               R::amsgrad ? vhat + r * row_size : nullptr, grad_row, v_term_row,
+                               row_size, step);
+      };
+      UpdateRows(ctx, rows, row_size, unique_rows, unique, lazy, variant.amsgrad, row);
+    });
+    return absl::OkStatus();
+  }
+
+ private:
+  // Calls row(r, k) for every row the mode updates, sharded: lazy, the named rows only (k is the
+  // row's segment); otherwise every row, k < 0 for the rows without a gradient.
+  template <typename Row>
+  static void UpdateRows(OpKernelContext* ctx, int64_t rows, int64_t row_size,
+                         const int64_t* unique_rows, int64_t unique, bool lazy, bool amsgrad,
+                         Row row) {
+    const int64_t arrays = amsgrad ? 4 : 3;
+    const Eigen::TensorOpCost row_cost(arrays * sizeof(T) * row_size,
+                                       arrays * sizeof(T) * row_size, 20 * row_size);
     const CPUDevice& d = ctx->eigen_device<CPUDevice>();
     if (lazy) {  // only the named rows
       ShardedFor(d, unique, unique * row_size, row_cost, [&](int64_t begin, int64_t end) {
         for (int64_t k = begin; k < end; ++k) row(unique_rows[k], k);
       });
-      return absl::OkStatus();
+      return;
     }
     // Every row decays; the named ones also get their gradient. Each shard finds its first named
     // row by binary search, then walks rows and named rows together.
@@ -91,7 +108,6 @@ struct SparseApplyAdamV1<CPUDevice, T> {
         if (named) ++k;
       }
     });
-    return absl::OkStatus();
   }
 };
 
@@ -103,14 +119,18 @@ class SparseApplyAdamV1Op : public OpKernel {
   explicit SparseApplyAdamV1Op(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("lazy", &lazy_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("scale_first", &scale_first_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("scale_first", &variant_.scale_first));
+    OP_REQUIRES_OK(ctx, ReadVariantAttrs(ctx, "n_vhat", &variant_));
+    OP_REQUIRES_OK(ctx, OptionalInputIndex(*this, "vhat", &vhat_input_));
     OP_REQUIRES_OK(ctx, CheckScalarAttr<T>(ctx));
   }
 
   void Compute(OpKernelContext* ctx) override {
     TrainingVariables vars(&CopyDeviceBuffer<Device>);
-    OP_REQUIRES_OK(ctx, vars.Acquire(ctx, {{0, "var"}, {1, "m"}, {2, "v"}},
-                                     DataTypeToEnum<T>::value, use_locking_, UpdateKind::kSparse));
+    std::vector<VariableInput> inputs = {{0, "var"}, {1, "m"}, {2, "v"}};
+    if (variant_.amsgrad) inputs.push_back({vhat_input_, "vhat"});
+    OP_REQUIRES_OK(ctx, vars.Acquire(ctx, std::move(inputs), DataTypeToEnum<T>::value,
+                                     use_locking_, UpdateKind::kSparse));
     OP_REQUIRES_OK(ctx, CheckScalarInputs(ctx));
     OP_REQUIRES_OK(ctx, CheckSameShapeAsVar(vars));
     const Tensor& var = vars.tensor(0);
@@ -150,6 +170,8 @@ class SparseApplyAdamV1Op : public OpKernel {
                       ", grad ", grad.shape().DebugString())));
       v_term = v_terms[0].flat<T>().data();
     }
+    ScalarPointers scalars = ScalarInputPointers<T>(ctx);
+    OP_REQUIRES_OK(ctx, WeightDecayPointer(ctx, &scalars.weight_decay));
     // No copy-on-write here: Acquire put resource variables in copy-on-read mode, as stock does
     // for sparse updates, so readers copy and never see a half-written row.
     const int64_t rows = var.dim_size(0);
@@ -159,13 +181,13 @@ class SparseApplyAdamV1Op : public OpKernel {
     OP_REQUIRES_OK(ctx, ValidateIndices(index_data, n, rows));
     if (var.NumElements() > 0) {
       const SortedSegments segments = SortIntoSegments(index_data, n);
+      T* vhat = variant_.amsgrad ? vars.mutable_tensor(3).flat<T>().data() : nullptr;
       OP_REQUIRES_OK(ctx, functor::SparseApplyAdamV1<Device, T>()(
                               ctx, vars.mutable_tensor(0).flat<T>().data(),
                               vars.mutable_tensor(1).flat<T>().data(),
-                              vars.mutable_tensor(2).flat<T>().data(), rows,
+                              vars.mutable_tensor(2).flat<T>().data(), vhat, rows,
                               var.NumElements() / std::max<int64_t>(rows, 1),
-                              grad.flat<T>().data(), v_term, segments, ScalarInputPointers<T>(ctx),
-                              lazy_, scale_first_));
+                              grad.flat<T>().data(), v_term, segments, scalars, lazy_, variant_));
     }
     if (ctx->input_dtype(0) != DT_RESOURCE) ctx->forward_ref_input_to_ref_output(0, 0);
   }
@@ -173,7 +195,8 @@ class SparseApplyAdamV1Op : public OpKernel {
  private:
   bool use_locking_;
   bool lazy_;
-  bool scale_first_;
+  Variant variant_;
+  int vhat_input_ = -1;
 };
 
 // One registration per device. Indices are read in host memory on every device: they are
@@ -191,6 +214,7 @@ class SparseApplyAdamV1Op : public OpKernel {
                               .HostMemory("var")                                           \
                               .HostMemory("m")                                             \
                               .HostMemory("v")                                             \
+                              .HostMemory("vhat")                                          \
                               .HostMemory("indices")                                       \
                               .TypeConstraint<T>("T")                                      \
                               .TypeConstraint<Tindex>("Tindices"),                         \

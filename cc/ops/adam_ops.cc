@@ -62,10 +62,30 @@ absl::Status MergeVariablesAndCheckScalars(InferenceContext* c, bool is_resource
   return absl::OkStatus();
 }
 
-// Merges var, m, v and grad (stock's rule) and requires rank 0 for the six scalars.
+// The optional inputs of AMSGrad and weight decay (see TF_ADAM_OP_VARIANT_INPUTS): at most one
+// each; vhat (when `vhat_input` >= 0 names it) merges into *var; weight_decay is a scalar.
+absl::Status CheckVariantInputs(InferenceContext* c, const char* vhat_attr, bool is_resource,
+                                ShapeHandle* var) {
+  int n_vhat, n_weight_decay;
+  TF_RETURN_IF_ERROR(c->GetAttr(vhat_attr, &n_vhat));
+  TF_RETURN_IF_ERROR(c->GetAttr("n_weight_decay", &n_weight_decay));
+  if (n_vhat > 1) return absl::InvalidArgumentError("vhat takes at most one variable");
+  if (n_weight_decay > 1) return absl::InvalidArgumentError("weight_decay takes at most one scalar");
+  // The optional inputs are the op's last: vhat, then weight_decay.
+  const int first = c->num_inputs() - n_vhat - n_weight_decay;
+  if (n_vhat == 1 && var != nullptr) {
+    TF_RETURN_IF_ERROR(c->Merge(*var, is_resource ? ResourceVariableShape(c, first) : c->input(first), var));
+  }
+  ShapeHandle unused;
+  if (n_weight_decay == 1) TF_RETURN_IF_ERROR(c->WithRank(c->input(first + n_vhat), 0, &unused));
+  return absl::OkStatus();
+}
+
+// Merges var, m, v (vhat) and grad (stock's rule) and requires rank 0 for the scalars.
 absl::Status AdamShapeFn(InferenceContext* c, bool is_resource) {
   ShapeHandle s;
   TF_RETURN_IF_ERROR(MergeVariablesAndCheckScalars(c, is_resource, &s));
+  TF_RETURN_IF_ERROR(CheckVariantInputs(c, "n_vhat", is_resource, &s));
   TF_RETURN_IF_ERROR(c->Merge(s, c->input(kGradInput), &s));
   if (c->num_outputs() > 0) c->set_output(0, s);
   return absl::OkStatus();
@@ -75,6 +95,7 @@ absl::Status AdamShapeFn(InferenceContext* c, bool is_resource) {
 absl::Status SparseAdamShapeFn(InferenceContext* c, bool is_resource) {
   ShapeHandle var;
   TF_RETURN_IF_ERROR(MergeVariablesAndCheckScalars(c, is_resource, &var));
+  TF_RETURN_IF_ERROR(CheckVariantInputs(c, "n_vhat", is_resource, &var));
   ShapeHandle indices;
   TF_RETURN_IF_ERROR(c->WithRank(c->input(kIndicesInput), 1, &indices));
   ShapeHandle grad;
@@ -112,7 +133,14 @@ absl::Status MultiAdamShapeFn(InferenceContext* c, bool advances_beta_powers) {
   for (int i = first_scalar; i < 9; ++i) {
     TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
   }
-  return absl::OkStatus();
+  int n_vhats;
+  TF_RETURN_IF_ERROR(c->GetAttr("n_vhats", &n_vhats));
+  if (n_vhats == 1) {  // one more vector of N handles, after the N grads
+    TF_RETURN_IF_ERROR(c->WithRank(c->input(9 + n), 1, &handles));
+    shape_inference::DimensionHandle unused_dim;
+    TF_RETURN_IF_ERROR(c->WithValue(c->Dim(handles, 0), n, &unused_dim));
+  }
+  return CheckVariantInputs(c, "n_vhats", /*is_resource=*/true, nullptr);
 }
 
 }  // namespace
@@ -132,13 +160,29 @@ absl::Status MultiAdamShapeFn(InferenceContext* c, bool advances_beta_powers) {
       .Attr("T: numbertype")                                                       \
       .Attr("Tscalar: {float, double}")
 
-#define TF_ADAM_OP_DENSE_INPUTS(VAR_TYPE)                                          \
+// AMSGrad and decoupled weight decay, the last inputs of every Adam op: lists of length 0 by
+// default, so graphs written before them load and run unchanged. VHAT is "vhat: n_vhat * <type>"
+// (or the multi-tensor ops' "vhats: n_vhats * resource", a vector of N handles).
+#define TF_ADAM_OP_VARIANT_INPUTS(VHAT, VHAT_ATTR)                                \
+  Input(VHAT)                                                                      \
+      .Input("weight_decay: n_weight_decay * Tscalar")                             \
+      .Attr(VHAT_ATTR ": int >= 0 = 0")                                            \
+      .Attr("n_weight_decay: int >= 0 = 0")                                        \
+      .Attr("weight_decay_times_lr: bool = false")
+
+// The vhat input of the ops on ref variables and on resource variables (a list of refs is spelled
+// Ref(N * T)).
+#define TF_ADAM_OP_REF_VHAT "vhat: Ref(n_vhat * T)"
+#define TF_ADAM_OP_RESOURCE_VHAT "vhat: n_vhat * resource"
+
+#define TF_ADAM_OP_DENSE_INPUTS(VAR_TYPE, VHAT)                                    \
   TF_ADAM_OP_COMMON_INPUTS(VAR_TYPE)                                               \
+      .TF_ADAM_OP_VARIANT_INPUTS(VHAT, "n_vhat")                                   \
       .Attr("use_locking: bool = false")                                           \
       .Attr("use_nesterov: bool = false")
 
 REGISTER_OP("ApplyAdamV1")
-    .TF_ADAM_OP_DENSE_INPUTS("Ref(T)")
+    .TF_ADAM_OP_DENSE_INPUTS("Ref(T)", TF_ADAM_OP_REF_VHAT)
     .Output("out: Ref(T)")
     .SetShapeFn([](InferenceContext* c) { return AdamShapeFn(c, /*is_resource=*/false); })
     .Doc(R"doc(
@@ -150,19 +194,26 @@ v += (grad * grad - v) * (1 - beta2)
 var -= (m * alpha) / (sqrt(v) + epsilon)   (nesterov: m -> grad * (1 - beta1) + beta1 * m)
 
 Half and bfloat16 variables are updated in float32 and rounded once; their hyperparameters are float32.
+
+vhat: none, or one variable of var's shape: AMSGrad (stock ApplyAdamWithAmsgrad's rule),
+  vhat = max(vhat, v) and sqrt(vhat) in place of sqrt(v).
+weight_decay: none, or one scalar: decoupled weight decay in the same pass, before the step:
+  var -= weight_decay * var (TF1 contrib's AdamW, TF Addons), or with weight_decay_times_lr
+  var -= (var * weight_decay) * lr (Keras 3's AdamW).
 )doc");
 
 REGISTER_OP("ResourceApplyAdamV1")
-    .TF_ADAM_OP_DENSE_INPUTS("resource")
+    .TF_ADAM_OP_DENSE_INPUTS("resource", TF_ADAM_OP_RESOURCE_VHAT)
     .SetShapeFn([](InferenceContext* c) { return AdamShapeFn(c, /*is_resource=*/true); })
     .Doc("ApplyAdamV1 on resource variables: var, m and v are handles.");
 
 #undef TF_ADAM_OP_DENSE_INPUTS
 
-#define TF_ADAM_OP_SPARSE_INPUTS(VAR_TYPE)                                         \
+#define TF_ADAM_OP_SPARSE_INPUTS(VAR_TYPE, VHAT)                                   \
   TF_ADAM_OP_COMMON_INPUTS(VAR_TYPE)                                               \
       .Input("indices: Tindices")                                                  \
       .Input("v_term: n_v_term * T")                                               \
+      .TF_ADAM_OP_VARIANT_INPUTS(VHAT, "n_vhat")                                   \
       .Attr("Tindices: {int32, int64}")                                            \
       .Attr("n_v_term: int >= 0 = 0")                                              \
       .Attr("use_locking: bool = false")                                           \
@@ -170,7 +221,7 @@ REGISTER_OP("ResourceApplyAdamV1")
       .Attr("scale_first: bool = false")
 
 REGISTER_OP("SparseApplyAdamV1")
-    .TF_ADAM_OP_SPARSE_INPUTS("Ref(T)")
+    .TF_ADAM_OP_SPARSE_INPUTS("Ref(T)", TF_ADAM_OP_REF_VHAT)
     .Output("out: Ref(T)")
     .SetShapeFn([](InferenceContext* c) { return SparseAdamShapeFn(c, /*is_resource=*/false); })
     .Doc(R"doc(
@@ -184,10 +235,12 @@ instead of (g * g) * (1 - beta2) as stock's Python writes it (and eager runs it)
 v_term: none, or one tensor of grad's shape: v's gradient term per gradient row, used instead of
 computing it (summed over duplicate indices like grad). The optimizer computes it with TF ops
 written as stock writes them, so grappler treats stock's expression and ours alike.
+vhat, weight_decay: as ApplyAdamV1's, on the rows the mode updates; the weight decay applies to
+the named rows only (as TF Addons' AdamW), once per row however often its index repeats.
 )doc");
 
 REGISTER_OP("ResourceSparseApplyAdamV1")
-    .TF_ADAM_OP_SPARSE_INPUTS("resource")
+    .TF_ADAM_OP_SPARSE_INPUTS("resource", TF_ADAM_OP_RESOURCE_VHAT)
     .SetShapeFn([](InferenceContext* c) { return SparseAdamShapeFn(c, /*is_resource=*/true); })
     .Doc("SparseApplyAdamV1 on resource variables: var, m and v are handles.");
 
@@ -205,6 +258,7 @@ REGISTER_OP("ResourceSparseApplyAdamV1")
       .Input("beta2: Tscalar")                                                     \
       .Input("epsilon: Tscalar")                                                   \
       .Input("grads: N * T")                                                       \
+      .TF_ADAM_OP_VARIANT_INPUTS("vhats: n_vhats * resource", "n_vhats")           \
       .Attr("N: int >= 1")                                                         \
       .Attr("T: numbertype")                                                       \
       .Attr("Tscalar: {float, double}")                                            \
@@ -223,6 +277,7 @@ vectors of N handles each (tf.stack of the handles).
 
 All or nothing: any bad input among the N (shape, dtype, uninitialized, the same variable twice) is
 an error and no variable is changed. The variables must be on one device and of one dtype T.
+vhats (AMSGrad: none, or one vector of N handles) and weight_decay as in ApplyAdamV1, for all N.
 )doc");
 
 REGISTER_OP("ResourceApplyAdamV1MultiNoAdvance")
@@ -235,6 +290,9 @@ for a step with several such groups (devices, dtypes) or other updates, all read
 
 #undef TF_ADAM_OP_MULTI_INPUTS
 #undef TF_ADAM_OP_COMMON_INPUTS
+#undef TF_ADAM_OP_VARIANT_INPUTS
+#undef TF_ADAM_OP_REF_VHAT
+#undef TF_ADAM_OP_RESOURCE_VHAT
 
 REGISTER_OP("TfAdamOpCpuSimd")
     .Output("simd: string")

@@ -5,7 +5,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <string>
+#include <vector>
 #include <utility>
 
 #include "core/adam_update_rule.h"
@@ -19,23 +21,25 @@ namespace tf_adam_op {
 namespace {
 
 struct Hyperparameters {
-  double beta1_power, beta2_power, lr, beta1, beta2, epsilon;
+  double beta1_power, beta2_power, lr, beta1, beta2, epsilon, weight_decay;
 };
 
 template <typename T>
-void ApplyAdamTyped(py::array& var, py::array& m, py::array& v, const py::array& grad,
-                    const Hyperparameters& h, bool use_nesterov) {
+void ApplyAdamTyped(py::array& var, py::array& m, py::array& v, py::array* vhat,
+                    const py::array& grad, const Hyperparameters& h, const Variant& variant) {
   using C = OpMathT<T>;
   // Python floats are rounded to the arithmetic type once, as TF does when it converts them.
-  const AdamStep<C> step = MakeAdamStep<C>(C(h.beta1_power), C(h.beta2_power), C(h.lr), C(h.beta1),
-                                           C(h.beta2), C(h.epsilon));
+  AdamStep<C> step = MakeAdamStep<C>(C(h.beta1_power), C(h.beta2_power), C(h.lr), C(h.beta1),
+                                     C(h.beta2), C(h.epsilon));
+  step.weight_decay = C(h.weight_decay);
   T* var_data = static_cast<T*>(var.mutable_data());
   T* m_data = static_cast<T*>(m.mutable_data());
   T* v_data = static_cast<T*>(v.mutable_data());
+  T* vhat_data = vhat != nullptr ? static_cast<T*>(vhat->mutable_data()) : nullptr;
   const T* grad_data = static_cast<const T*>(grad.data());
   const int64_t size = var.size();
   py::gil_scoped_release release;
-  AdamUpdateRange<T>(use_nesterov, var_data, m_data, v_data, grad_data, 0, size, step);
+  AdamUpdateRange<T>(variant, var_data, m_data, v_data, vhat_data, grad_data, 0, size, step);
 }
 
 void CheckOperand(const py::array& array, const char* name, const py::array& var, bool writable) {
@@ -72,16 +76,13 @@ bool Overlap(const py::array& a, const py::array& b) {
   return a_begin < b_begin + b_bytes && b_begin < a_begin + a_bytes;
 }
 
-// var, m, v and grad must not share memory: the update reads each while it writes the others.
-void CheckNoAliasing(const py::array& var, const py::array& m, const py::array& v,
-                     const py::array& grad) {
-  const std::pair<const char*, const py::array*> arrays[] = {
-      {"var", &var}, {"m", &m}, {"v", &v}, {"grad", &grad}};
-  for (int i = 0; i < 4; ++i) {
-    for (int j = i + 1; j < 4; ++j) {
+// var, m, v, vhat and grad must not share memory: the update reads each while it writes the others.
+void CheckNoAliasing(const std::vector<std::pair<const char*, const py::array*>>& arrays) {
+  for (size_t i = 0; i < arrays.size(); ++i) {
+    for (size_t j = i + 1; j < arrays.size(); ++j) {
       if (Overlap(*arrays[i].second, *arrays[j].second)) {
         throw py::value_error(std::string(arrays[i].first) + " and " + arrays[j].first +
-                              " share memory; var, m, v and grad must be distinct arrays");
+                              " share memory; var, m, v, vhat and grad must be distinct arrays");
       }
     }
   }
@@ -89,22 +90,37 @@ void CheckNoAliasing(const py::array& var, const py::array& m, const py::array& 
 
 void ApplyAdam(py::array var, py::array m, py::array v, py::array grad, double beta1_power,
                double beta2_power, double lr, double beta1, double beta2, double epsilon,
-               bool use_nesterov) {
+               bool use_nesterov, std::optional<py::array> vhat,
+               std::optional<double> weight_decay, bool weight_decay_times_lr) {
   CheckOperand(var, "var", var, /*writable=*/true);
   CheckOperand(m, "m", var, /*writable=*/true);
   CheckOperand(v, "v", var, /*writable=*/true);
   CheckOperand(grad, "grad", var, /*writable=*/false);
-  CheckNoAliasing(var, m, v, grad);
-  const Hyperparameters h{beta1_power, beta2_power, lr, beta1, beta2, epsilon};
+  std::vector<std::pair<const char*, const py::array*>> arrays = {
+      {"var", &var}, {"m", &m}, {"v", &v}, {"grad", &grad}};
+  py::array* vhat_array = vhat ? &*vhat : nullptr;
+  if (vhat_array != nullptr) {
+    CheckOperand(*vhat_array, "vhat", var, /*writable=*/true);
+    arrays.push_back({"vhat", vhat_array});
+  }
+  CheckNoAliasing(arrays);
+  Variant variant;
+  variant.nesterov = use_nesterov;
+  variant.amsgrad = vhat_array != nullptr;
+  variant.weight_decay = !weight_decay          ? WeightDecay::kNone
+                         : weight_decay_times_lr ? WeightDecay::kTimesVarLr
+                                                 : WeightDecay::kTimesVar;
+  const Hyperparameters h{beta1_power, beta2_power, lr, beta1, beta2, epsilon,
+                          weight_decay.value_or(0.0)};
   const std::string dtype = py::str(var.dtype().attr("name"));
   if (dtype == "float32") {
-    ApplyAdamTyped<float>(var, m, v, grad, h, use_nesterov);
+    ApplyAdamTyped<float>(var, m, v, vhat_array, grad, h, variant);
   } else if (dtype == "float64") {
-    ApplyAdamTyped<double>(var, m, v, grad, h, use_nesterov);
+    ApplyAdamTyped<double>(var, m, v, vhat_array, grad, h, variant);
   } else if (dtype == "float16") {
-    ApplyAdamTyped<Eigen::half>(var, m, v, grad, h, use_nesterov);
+    ApplyAdamTyped<Eigen::half>(var, m, v, vhat_array, grad, h, variant);
   } else if (dtype == "bfloat16") {  // ml_dtypes.bfloat16, TF's NumPy bfloat16
-    ApplyAdamTyped<Eigen::bfloat16>(var, m, v, grad, h, use_nesterov);
+    ApplyAdamTyped<Eigen::bfloat16>(var, m, v, vhat_array, grad, h, variant);
   } else {
     throw py::type_error("apply_adam supports float16, bfloat16, float32 and float64, got " +
                          dtype);
@@ -119,8 +135,10 @@ PYBIND11_MODULE(_core, module) {
   module.def("apply_adam", &tf_adam_op::ApplyAdam, py::arg("var"), py::arg("m"), py::arg("v"),
              py::arg("grad"), py::arg("beta1_power"), py::arg("beta2_power"), py::arg("lr"),
              py::arg("beta1"), py::arg("beta2"), py::arg("epsilon"), py::kw_only(),
-             py::arg("use_nesterov") = false,
-             "One Adam step in place on var, m and v, with the op kernel's arithmetic and rounding.");
+             py::arg("use_nesterov") = false, py::arg("vhat") = py::none(),
+             py::arg("weight_decay") = py::none(), py::arg("weight_decay_times_lr") = false,
+             "One Adam step in place on var, m and v (and vhat: AMSGrad), with the op kernel's "
+             "arithmetic and rounding; weight_decay: decoupled, var * wd (or var * wd * lr).");
   module.def(
       "bandwidth_probe",
       [](int64_t num_elements, int threads, int repeats) {

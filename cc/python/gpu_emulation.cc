@@ -7,6 +7,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,7 @@ void RunGrid(int64_t threads, Body body) {
 struct Hyper {
   double beta1_power, beta2_power, lr, beta1, beta2, epsilon;
   bool powers_are_double;
+  std::optional<double> weight_decay;
 
   template <typename C>
   AdamStep<C> Step() const {
@@ -45,44 +47,61 @@ struct Hyper {
                                             : static_cast<const void*>(&powers_float[0]);
     const void* beta2_p = powers_are_double ? static_cast<const void*>(&powers_double[1])
                                             : static_cast<const void*>(&powers_float[1]);
+    const C decay = C(weight_decay.value_or(0.0));
     return LoadStep<C>(ScalarPointers{beta1_p, beta2_p, powers_are_double, &scalars[0],
-                                      &scalars[1], &scalars[2], &scalars[3]});
+                                      &scalars[1], &scalars[2], &scalars[3],
+                                      weight_decay ? &decay : nullptr});
   }
 };
+
+// The variant of a call: AMSGrad when vhat arrays are given, the decay when weight_decay is.
+Variant VariantOf(bool nesterov, bool scale_first, bool amsgrad, const Hyper& h,
+                  bool weight_decay_times_lr) {
+  Variant variant;
+  variant.nesterov = nesterov;
+  variant.scale_first = scale_first;
+  variant.amsgrad = amsgrad;
+  variant.weight_decay = !h.weight_decay          ? WeightDecay::kNone
+                         : weight_decay_times_lr ? WeightDecay::kTimesVarLr
+                                                 : WeightDecay::kTimesVar;
+  return variant;
+}
 
 template <typename T>
 T* Data(py::array& a) { return static_cast<T*>(a.mutable_data()); }
 
 template <typename T>
 void MultiTyped(std::vector<py::array>& vars, std::vector<py::array>& ms, std::vector<py::array>& vs,
-                const std::vector<py::array>& grads, const Hyper& h, bool nesterov,
-                int64_t threads) {
+                std::vector<py::array>* vhats, const std::vector<py::array>& grads, const Hyper& h,
+                const Variant& variant, int64_t threads) {
   using C = OpMathT<T>;
   std::vector<TensorPointers> tensors;
   for (size_t i = 0; i < vars.size(); ++i) {
     tensors.push_back({vars[i].mutable_data(), ms[i].mutable_data(), vs[i].mutable_data(),
-                       grads[i].data(), static_cast<int64_t>(vars[i].size())});
+                       grads[i].data(), static_cast<int64_t>(vars[i].size()),
+                       vhats != nullptr ? (*vhats)[i].mutable_data() : nullptr});
   }
   const AdamStep<C> step = h.Step<C>();
-  gpu::ForEachMultiLaunch<T>(tensors, [&](const gpu::MultiArgs<T>& args) {
-    RunGrid(threads, [&](GridPosition g) {
-      nesterov ? gpu::MultiBody<T, true>(g, args, step) : gpu::MultiBody<T, false>(g, args, step);
+  WithDenseRule(variant, [&](auto rule) {
+    gpu::ForEachMultiLaunch<T>(tensors, [&](const gpu::MultiArgs<T>& args) {
+      RunGrid(threads, [&](GridPosition g) { gpu::MultiBody<T, decltype(rule)>(g, args, step); });
+      return std::string();
     });
-    return std::string();
   });
 }
 
 template <typename T>
-void DenseTyped(py::array& var, py::array& m, py::array& v, const py::array& grad, const Hyper& h,
-                bool nesterov, int64_t threads) {
+void DenseTyped(py::array& var, py::array& m, py::array& v, py::array* vhat, const py::array& grad,
+                const Hyper& h, const Variant& variant, int64_t threads) {
   using C = OpMathT<T>;
   const AdamStep<C> step = h.Step<C>();
   const auto* g_data = static_cast<const T*>(grad.data());
-  RunGrid(threads, [&](GridPosition g) {
-    nesterov ? gpu::DenseBody<T, true>(g, Data<T>(var), Data<T>(m), Data<T>(v), g_data,
-                                       var.size(), step)
-             : gpu::DenseBody<T, false>(g, Data<T>(var), Data<T>(m), Data<T>(v), g_data,
+  T* vhat_data = vhat != nullptr ? Data<T>(*vhat) : nullptr;
+  WithDenseRule(variant, [&](auto rule) {
+    RunGrid(threads, [&](GridPosition g) {
+      gpu::DenseBody<T, decltype(rule)>(g, Data<T>(var), Data<T>(m), Data<T>(v), vhat_data, g_data,
                                         var.size(), step);
+    });
   });
 }
 
@@ -90,9 +109,9 @@ void DenseTyped(py::array& var, py::array& m, py::array& v, const py::array& gra
 // the duplicate rows (and v terms, when given: `v_term` is None or an array laid out as grad)
 // summed, then the lazy or all-rows update.
 template <typename T>
-void SparseTyped(py::array& var, py::array& m, py::array& v, const py::array& grad,
+void SparseTyped(py::array& var, py::array& m, py::array& v, py::array* vhat, const py::array& grad,
                  const py::object& v_term, const py::array_t<int64_t>& indices, const Hyper& h,
-                 bool lazy, bool scale_first, int64_t threads) {
+                 bool lazy, const Variant& variant, int64_t threads) {
   using C = OpMathT<T>;
   const int64_t n = indices.size();
   const int64_t rows = var.ndim() == 0 ? 1 : var.shape(0);
@@ -121,17 +140,18 @@ void SparseTyped(py::array& var, py::array& m, py::array& v, const py::array& gr
   const C* v_terms = v_term.is_none() ? nullptr : summed_v_term.data();
   const AdamStep<C> step = h.Step<C>();
   T *var_t = Data<T>(var), *m_t = Data<T>(m), *v_t = Data<T>(v);
+  T* vhat_t = vhat != nullptr ? Data<T>(*vhat) : nullptr;
   const C* sums = summed.data();
-  RunGrid(threads, [&](GridPosition g) {
-    if (lazy) {
-      scale_first ? gpu::SparseLazyBody<T, true>(g, var_t, m_t, v_t, row_size, s, sums, v_terms, step)
-                  : gpu::SparseLazyBody<T, false>(g, var_t, m_t, v_t, row_size, s, sums, v_terms, step);
-    } else {
-      scale_first
-          ? gpu::SparseAllRowsBody<T, true>(g, var_t, m_t, v_t, rows, row_size, s, sums, v_terms, step)
-          : gpu::SparseAllRowsBody<T, false>(g, var_t, m_t, v_t, rows, row_size, s, sums, v_terms,
-                                             step);
-    }
+  WithSparseRule(variant, [&](auto rule) {
+    using R = decltype(rule);
+    RunGrid(threads, [&](GridPosition g) {
+      if (lazy) {
+        gpu::SparseLazyBody<T, R>(g, var_t, m_t, v_t, vhat_t, row_size, s, sums, v_terms, step);
+      } else {
+        gpu::SparseAllRowsBody<T, R>(g, var_t, m_t, v_t, vhat_t, rows, row_size, s, sums, v_terms,
+                                     step);
+      }
+    });
   });
 }
 
@@ -156,54 +176,73 @@ void DefineGpuEmulation(py::module_& module) {
       "emulate_gpu_dense",
       [](py::array var, py::array m, py::array v, py::array grad, double beta1_power,
          double beta2_power, double lr, double beta1, double beta2, double epsilon,
-         bool use_nesterov, bool powers_are_double, int64_t threads) {
-        const Hyper h{beta1_power, beta2_power, lr, beta1, beta2, epsilon, powers_are_double};
+         bool use_nesterov, bool powers_are_double, std::optional<py::array> vhat,
+         std::optional<double> weight_decay, bool weight_decay_times_lr, int64_t threads) {
+        const Hyper h{beta1_power, beta2_power, lr,  beta1,
+                      beta2,       epsilon,     powers_are_double, weight_decay};
+        const Variant variant = VariantOf(use_nesterov, false, vhat.has_value(), h,
+                                          weight_decay_times_lr);
         ByDtype(var, [&](auto t) {
-          DenseTyped<decltype(t)>(var, m, v, grad, h, use_nesterov, threads);
+          DenseTyped<decltype(t)>(var, m, v, vhat ? &*vhat : nullptr, grad, h, variant, threads);
         });
       },
       py::arg("var"), py::arg("m"), py::arg("v"), py::arg("grad"), py::arg("beta1_power"),
       py::arg("beta2_power"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
       py::arg("epsilon"), py::kw_only(), py::arg("use_nesterov") = false,
-      py::arg("powers_are_double") = false, py::arg("threads"),
+      py::arg("powers_are_double") = false, py::arg("vhat") = py::none(),
+      py::arg("weight_decay") = py::none(), py::arg("weight_decay_times_lr") = false,
+      py::arg("threads"),
       "The dense GPU kernel's body over a grid of `threads` threads, on the CPU, in place.");
   module.def(
       "emulate_gpu_multi",
       [](std::vector<py::array> vars, std::vector<py::array> ms, std::vector<py::array> vs,
          std::vector<py::array> grads, double beta1_power, double beta2_power, double lr,
          double beta1, double beta2, double epsilon, bool use_nesterov, bool powers_are_double,
-         int64_t threads) {
+         std::optional<std::vector<py::array>> vhats, std::optional<double> weight_decay,
+         bool weight_decay_times_lr, int64_t threads) {
         if (vars.empty() || ms.size() != vars.size() || vs.size() != vars.size() ||
-            grads.size() != vars.size()) {
-          throw py::value_error("vars, ms, vs and grads must be lists of one non-zero length");
+            grads.size() != vars.size() || (vhats && vhats->size() != vars.size())) {
+          throw py::value_error("vars, ms, vs, grads (and vhats) must be lists of one non-zero length");
         }
-        const Hyper h{beta1_power, beta2_power, lr, beta1, beta2, epsilon, powers_are_double};
+        const Hyper h{beta1_power, beta2_power, lr,  beta1,
+                      beta2,       epsilon,     powers_are_double, weight_decay};
+        const Variant variant = VariantOf(use_nesterov, false, vhats.has_value(), h,
+                                          weight_decay_times_lr);
         ByDtype(vars[0], [&](auto t) {
-          MultiTyped<decltype(t)>(vars, ms, vs, grads, h, use_nesterov, threads);
+          MultiTyped<decltype(t)>(vars, ms, vs, vhats ? &*vhats : nullptr, grads, h, variant,
+                                  threads);
         });
       },
       py::arg("vars"), py::arg("ms"), py::arg("vs"), py::arg("grads"), py::arg("beta1_power"),
       py::arg("beta2_power"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
       py::arg("epsilon"), py::kw_only(), py::arg("use_nesterov") = false,
-      py::arg("powers_are_double") = false, py::arg("threads"),
+      py::arg("powers_are_double") = false, py::arg("vhats") = py::none(),
+      py::arg("weight_decay") = py::none(), py::arg("weight_decay_times_lr") = false,
+      py::arg("threads"),
       "The multi-tensor GPU launches (48 tensors each) over grids of `threads`, on the CPU.");
   module.def(
       "emulate_gpu_sparse",
       [](py::array var, py::array m, py::array v, py::array grad, py::array_t<int64_t> indices,
          double beta1_power, double beta2_power, double lr, double beta1, double beta2,
          double epsilon, bool lazy, bool scale_first, bool powers_are_double, py::object v_term,
-         int64_t threads) {
-        const Hyper h{beta1_power, beta2_power, lr, beta1, beta2, epsilon, powers_are_double};
+         std::optional<py::array> vhat, std::optional<double> weight_decay,
+         bool weight_decay_times_lr, int64_t threads) {
+        const Hyper h{beta1_power, beta2_power, lr,  beta1,
+                      beta2,       epsilon,     powers_are_double, weight_decay};
+        const Variant variant = VariantOf(false, scale_first, vhat.has_value(), h,
+                                          weight_decay_times_lr);
         ByDtype(var, [&](auto t) {
-          SparseTyped<decltype(t)>(var, m, v, grad, v_term, indices, h, lazy, scale_first,
-                                   threads);
+          SparseTyped<decltype(t)>(var, m, v, vhat ? &*vhat : nullptr, grad, v_term, indices, h,
+                                   lazy, variant, threads);
         });
       },
       py::arg("var"), py::arg("m"), py::arg("v"), py::arg("grad"), py::arg("indices"),
       py::arg("beta1_power"), py::arg("beta2_power"), py::arg("lr"), py::arg("beta1"),
       py::arg("beta2"), py::arg("epsilon"), py::kw_only(), py::arg("lazy") = false,
       py::arg("scale_first") = false, py::arg("powers_are_double") = false,
-      py::arg("v_term") = py::none(), py::arg("threads"),
+      py::arg("v_term") = py::none(), py::arg("vhat") = py::none(),
+      py::arg("weight_decay") = py::none(), py::arg("weight_decay_times_lr") = false,
+      py::arg("threads"),
       "The sparse GPU kernels (segment sums, then lazy or all-rows update) over grids of "
       "`threads`, on the CPU, in place; indices must be valid (the op checks them first).");
 }

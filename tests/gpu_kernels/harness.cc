@@ -35,9 +35,25 @@ Dtype ParseDtype(const std::string& name) {
 using ScalarTuple = std::tuple<std::uintptr_t, std::uintptr_t, bool, std::uintptr_t,
                                std::uintptr_t, std::uintptr_t, std::uintptr_t>;
 
-ScalarPointers Scalars(const ScalarTuple& s) {
+// weight_decay: a device pointer to the decay scalar (compute type), 0 for none.
+ScalarPointers Scalars(const ScalarTuple& s, std::uintptr_t weight_decay) {
   return {Ptr(std::get<0>(s)), Ptr(std::get<1>(s)), std::get<2>(s), Ptr(std::get<3>(s)),
-          Ptr(std::get<4>(s)), Ptr(std::get<5>(s)), Ptr(std::get<6>(s))};
+          Ptr(std::get<4>(s)), Ptr(std::get<5>(s)), Ptr(std::get<6>(s)),
+          weight_decay ? Ptr(weight_decay) : nullptr};
+}
+
+// AMSGrad when vhat pointers are given; the decay convention when a weight decay is.
+tf_adam_op::Variant VariantOf(bool nesterov, bool scale_first, bool amsgrad,
+                              std::uintptr_t weight_decay, bool weight_decay_times_lr) {
+  using tf_adam_op::WeightDecay;
+  tf_adam_op::Variant variant;
+  variant.nesterov = nesterov;
+  variant.scale_first = scale_first;
+  variant.amsgrad = amsgrad;
+  variant.weight_decay = weight_decay == 0      ? WeightDecay::kNone
+                         : weight_decay_times_lr ? WeightDecay::kTimesVarLr
+                                                 : WeightDecay::kTimesVar;
+  return variant;
 }
 
 }  // namespace
@@ -53,31 +69,46 @@ PYBIND11_MODULE(adam_gpu_harness, module) {
       "launch_dense",
       [](std::uintptr_t stream, const std::string& dtype, bool nesterov, std::uintptr_t var,
          std::uintptr_t m, std::uintptr_t v, std::uintptr_t grad, int64_t n,
-         const ScalarTuple& scalars) {
+         const ScalarTuple& scalars, std::uintptr_t vhat, std::uintptr_t weight_decay,
+         bool weight_decay_times_lr) {
+        TensorPointers t{Ptr(var), Ptr(m), Ptr(v), Ptr(grad), n, vhat ? Ptr(vhat) : nullptr};
+        const auto variant = VariantOf(nesterov, false, vhat != 0, weight_decay,
+                                       weight_decay_times_lr);
         py::gil_scoped_release released;
-        return tf_adam_op::gpu::LaunchDense(Ptr(stream), ParseDtype(dtype), nesterov, Ptr(var),
-                                            Ptr(m), Ptr(v), Ptr(grad), n, Scalars(scalars));
+        return tf_adam_op::gpu::LaunchDense(Ptr(stream), ParseDtype(dtype), variant, t,
+                                            Scalars(scalars, weight_decay));
       },
       py::arg("stream"), py::arg("dtype"), py::arg("nesterov"), py::arg("var"), py::arg("m"),
-      py::arg("v"), py::arg("grad"), py::arg("n"), py::arg("scalars"));
+      py::arg("v"), py::arg("grad"), py::arg("n"), py::arg("scalars"), py::kw_only(),
+      py::arg("vhat") = 0, py::arg("weight_decay") = 0, py::arg("weight_decay_times_lr") = false,
+      "vhat: AMSGrad's array (0: plain Adam); weight_decay: the decay scalar (0: none)");
 
   module.def(
       "launch_multi",
       [](std::uintptr_t stream, const std::string& dtype, bool nesterov,
          const std::vector<std::tuple<std::uintptr_t, std::uintptr_t, std::uintptr_t,
                                       std::uintptr_t, int64_t>>& tensors,
-         const ScalarTuple& scalars) {
+         const ScalarTuple& scalars, const std::vector<std::uintptr_t>& vhats,
+         std::uintptr_t weight_decay, bool weight_decay_times_lr) {
+        if (!vhats.empty() && vhats.size() != tensors.size()) {
+          throw py::value_error("vhats must be empty or hold one pointer per tensor");
+        }
         std::vector<TensorPointers> pointers;
         pointers.reserve(tensors.size());
         for (const auto& [var, m, v, grad, size] : tensors) {
           pointers.push_back({Ptr(var), Ptr(m), Ptr(v), Ptr(grad), size});
         }
+        for (size_t i = 0; i < vhats.size(); ++i) pointers[i].vhat = Ptr(vhats[i]);
+        const auto variant = VariantOf(nesterov, false, !vhats.empty(), weight_decay,
+                                       weight_decay_times_lr);
         py::gil_scoped_release released;
-        return tf_adam_op::gpu::LaunchMulti(Ptr(stream), ParseDtype(dtype), nesterov, pointers,
-                                            Scalars(scalars));
+        return tf_adam_op::gpu::LaunchMulti(Ptr(stream), ParseDtype(dtype), variant, pointers,
+                                            Scalars(scalars, weight_decay));
       },
       py::arg("stream"), py::arg("dtype"), py::arg("nesterov"), py::arg("tensors"),
-      py::arg("scalars"), "tensors: [(var, m, v, grad, size)]");
+      py::arg("scalars"), py::kw_only(), py::arg("vhats") = std::vector<std::uintptr_t>(),
+      py::arg("weight_decay") = 0, py::arg("weight_decay_times_lr") = false,
+      "tensors: [(var, m, v, grad, size)]; vhats: AMSGrad's arrays, one per tensor, or none");
 
   module.def(
       "launch_sparse",
@@ -85,20 +116,25 @@ PYBIND11_MODULE(adam_gpu_harness, module) {
          std::uintptr_t var, std::uintptr_t m, std::uintptr_t v, int64_t rows, int64_t row_size,
          std::uintptr_t grad, std::uintptr_t v_term, std::uintptr_t order,
          std::uintptr_t segment_starts, std::uintptr_t unique_rows, int64_t unique,
-         std::uintptr_t summed, const ScalarTuple& scalars) {
+         std::uintptr_t summed, const ScalarTuple& scalars, std::uintptr_t vhat,
+         std::uintptr_t weight_decay, bool weight_decay_times_lr) {
         const tf_adam_op::gpu::SparseSegments segments{
             static_cast<const int64_t*>(Ptr(order)), static_cast<const int64_t*>(Ptr(segment_starts)),
             static_cast<const int64_t*>(Ptr(unique_rows)), unique};
+        const auto variant = VariantOf(false, scale_first, vhat != 0, weight_decay,
+                                       weight_decay_times_lr);
         py::gil_scoped_release released;
-        return tf_adam_op::gpu::LaunchSparse(Ptr(stream), ParseDtype(dtype), lazy, scale_first,
-                                             Ptr(var), Ptr(m), Ptr(v), rows, row_size, Ptr(grad),
+        return tf_adam_op::gpu::LaunchSparse(Ptr(stream), ParseDtype(dtype), lazy, variant,
+                                             Ptr(var), Ptr(m), Ptr(v), vhat ? Ptr(vhat) : nullptr,
+                                             rows, row_size, Ptr(grad),
                                              v_term ? Ptr(v_term) : nullptr, segments, Ptr(summed),
-                                             Scalars(scalars));
+                                             Scalars(scalars, weight_decay));
       },
       py::arg("stream"), py::arg("dtype"), py::arg("lazy"), py::arg("scale_first"), py::arg("var"),
       py::arg("m"), py::arg("v"), py::arg("rows"), py::arg("row_size"), py::arg("grad"),
       py::arg("v_term"), py::arg("order"), py::arg("segment_starts"), py::arg("unique_rows"),
-      py::arg("unique"), py::arg("summed"), py::arg("scalars"),
+      py::arg("unique"), py::arg("summed"), py::arg("scalars"), py::kw_only(), py::arg("vhat") = 0,
+      py::arg("weight_decay") = 0, py::arg("weight_decay_times_lr") = false,
       "order, segment_starts, unique_rows: device int64 (see SparseSegments); v_term 0 for none");
 
   module.def(
