@@ -2,6 +2,7 @@
 
     import tf_adam_op
     opt = tf_adam_op.AdamOptimizer(learning_rate=1e-3)   # instead of tf.compat.v1.train.AdamOptimizer
+    opt = tf_adam_op.AdamWOptimizer(weight_decay=1e-4)   # TF1 contrib's AdamWOptimizer
 
 `import tf_adam_op` imports TensorFlow and loads the op library (checked against the running
 TensorFlow), so that the ops are registered from then on, e.g. before tf.saved_model.load.
@@ -11,7 +12,7 @@ import importlib
 import os
 import sys
 
-__all__ = ["AdamOptimizer", "ops", "load", "__version__"]
+__all__ = ["AdamOptimizer", "AdamWOptimizer", "ops", "load", "__version__"]
 __version__ = "0.1.0"
 
 _COMMAND = "tf-adam-op"
@@ -36,7 +37,7 @@ def _started_as_the_command():
 
 def __getattr__(name):
   """The public names, on first use, when the CLI skipped importing them (PEP 562)."""
-  if name not in ("AdamOptimizer", "ops", "load"):
+  if name not in ("AdamOptimizer", "AdamWOptimizer", "ops", "load"):
     raise AttributeError(f"module 'tf_adam_op' has no attribute {name!r}")
   _import_public_names()
   return globals()[name]
@@ -44,10 +45,11 @@ def __getattr__(name):
 
 def _import_public_names():
   # import_module, not `from tf_adam_op import ops`: that form would ask __getattr__ for `ops` first.
-  global AdamOptimizer, ops, load  # pylint: disable=global-statement
+  global AdamOptimizer, AdamWOptimizer, ops, load  # pylint: disable=global-statement
   ops = importlib.import_module("tf_adam_op.ops")
   load = importlib.import_module("tf_adam_op._loader").op_library
   AdamOptimizer = importlib.import_module("tf_adam_op.optimizer").AdamOptimizer
+  AdamWOptimizer = importlib.import_module("tf_adam_op.adamw").AdamWOptimizer
 
 
 if not _started_as_the_command():

@@ -1,7 +1,7 @@
 """How AdamOptimizer batches dense updates of resource variables into multi-tensor ops.
 
-A step's dense gradients for resource variables are grouped by (device, dtype); each group is one
-ResourceApplyAdamV1Multi* op. Everything else (ref variables, sparse gradients, variables with a
+A step's dense gradients for resource variables are grouped by (device, dtype, whether the variable
+decays: AdamWOptimizer's decay_var_list); each group is one ResourceApplyAdamV1Multi* op. Everything else (ref variables, sparse gradients, variables with a
 constraint, which must see their own update before the constraint runs) keeps its own op.
 """
 
@@ -31,19 +31,25 @@ def is_fusable(grad, var):
 
 @dataclasses.dataclass
 class UpdateGroup:
-  """Dense updates of variables sharing a device and a dtype: one op."""
+  """Dense updates of variables sharing a device, a dtype and whether they decay: one op."""
   device: str
   dtype: tf.DType
+  decays: bool = False
   variables: List[tf.Variable] = dataclasses.field(default_factory=list)
   grads: List[tf.Tensor] = dataclasses.field(default_factory=list)
 
 
-def group_by_device_and_dtype(pairs):
-  """[(grad, var)] -> [UpdateGroup], in order of first appearance. The first item of a pair is
-  carried along as it is (the eager plan passes gradient positions)."""
+def _never(unused_var):
+  return False
+
+
+def group_updates(pairs, decays=_never):
+  """[(grad, var)] -> [UpdateGroup], in order of first appearance; `decays(var)` says whether a
+  variable's update includes the weight decay. The first item of a pair is carried along as it is
+  (the eager plan passes gradient positions)."""
   groups = {}
   for grad, var in pairs:
-    key = (var.device, var.dtype.base_dtype)
+    key = (var.device, var.dtype.base_dtype, bool(decays(var)))
     if key not in groups:
       groups[key] = UpdateGroup(*key)
     groups[key].variables.append(var)
@@ -71,6 +77,7 @@ class PlannedGroup:
   """One group of the fast path: its variables and where their gradients sit in the step's list."""
   device: str
   dtype: tf.DType
+  decays: bool
   positions: List[int]
   variables: List[tf.Variable]
 
@@ -92,9 +99,12 @@ class StepPlan:
   groups: List[PlannedGroup]
   # The beta power accumulators when there is one group, on their device: its op advances them.
   beta_powers: Optional[tuple]
+  # What decided which variables decay (AdamWOptimizer's decay_var_list), when the plan was made.
+  decay_signature: object = None
 
-  def matches(self, grads_and_vars):
-    return (len(grads_and_vars) == len(self.variables)
+  def matches(self, grads_and_vars, decay_signature=None):
+    return (decay_signature == self.decay_signature
+            and len(grads_and_vars) == len(self.variables)
             and all(map(operator.is_, map(_SECOND, grads_and_vars), self.variables))
             and tuple(grad is not None for grad, _ in grads_and_vars) == self.has_grad)
 

@@ -4,7 +4,8 @@ The custom ops have no XLA kernel, so when the optimizer builds its step inside 
 emits what stock AdamOptimizer emits there: stock's ResourceApplyAdam (which has an XLA kernel) for
 dense float32/float64 updates, and stock's scatter-based composition for sparse ones, so results
 agree with stock under XLA. What stock does not have is composed from TF ops in the same order as
-the C++ rule: dense half/bfloat16 (computed in float32, rounded once) and lazy sparse updates.
+the C++ rule: dense half/bfloat16 (computed in float32, rounded once), lazy sparse updates, AMSGrad
+and the weight decay (stock's ApplyAdamWithAmsgrad has no XLA kernel).
 """
 
 import tensorflow as tf
@@ -22,26 +23,50 @@ def _alpha(lr, beta1_power, beta2_power):
   return lr * tf.sqrt(1 - beta2_power) / (1 - beta1_power)
 
 
+def _decayed(opt, var, var_c, dtype):
+  """var_c after AdamWOptimizer's decay, var -= weight_decay * var, when `var` decays."""
+  if not opt._decays(var):  # pylint: disable=protected-access
+    return var_c
+  return var_c - tf.cast(opt._weight_decay_input(dtype), var_c.dtype) * var_c  # pylint: disable=protected-access
+
+
+def _second_moment(opt, var, v_c, rows=None):
+  """v_c, or with AMSGrad max(vhat, v_c) and the vhat assignment (of `rows` only, when given)."""
+  if not opt._amsgrad:  # pylint: disable=protected-access
+    return v_c, []
+  vhat = opt.get_slot(var, "vhat")
+  old = tf.gather(vhat, rows) if rows is not None else vhat.read_value()
+  vhat_c = tf.maximum(tf.cast(old, v_c.dtype), v_c)
+  stored = tf.cast(vhat_c, vhat.dtype.base_dtype)
+  assign = (vhat.scatter_update(tf.IndexedSlices(stored, rows)) if rows is not None
+            else vhat.assign(stored))
+  return vhat_c, [assign]
+
+
 def dense_update(opt, grad, var):
-  """One dense step of resource variable `var` (stock's op; a float32 composition for 16 bits)."""
+  """One dense step of resource variable `var` (stock's op; a composition for 16 bits, AMSGrad and
+  the weight decay)."""
   m, v = opt.get_slot(var, "m"), opt.get_slot(var, "v")
   dtype = var.dtype.base_dtype
   beta1_power, beta2_power = opt._get_beta_accumulators()  # pylint: disable=protected-access
-  if dtype in (tf.float32, tf.float64):
+  plain = not opt._amsgrad and not opt._decays(var)  # pylint: disable=protected-access
+  if plain and dtype in (tf.float32, tf.float64):
     scalars = [tf.cast(x, dtype) for x in (beta1_power, beta2_power, opt._lr_t, opt._beta1_t,  # pylint: disable=protected-access
                                           opt._beta2_t, opt._epsilon_t)]  # pylint: disable=protected-access
     return gen_training_ops.resource_apply_adam(var.handle, m.handle, v.handle, *scalars, grad,
                                                 use_locking=opt._use_locking)  # pylint: disable=protected-access
-  # Half and bfloat16: the C++ rule in float32 (float32 hyperparameters), rounded once on store.
-  f32 = lambda x: tf.cast(x, tf.float32)
-  beta1, beta2, epsilon = f32(opt._beta1_t), f32(opt._beta2_t), f32(opt._epsilon_t)  # pylint: disable=protected-access
-  alpha = _alpha(f32(opt._lr_t), f32(beta1_power), f32(beta2_power))  # pylint: disable=protected-access
-  g, m_c, v_c = f32(grad), f32(m), f32(v)
+  # The C++ rule in the compute dtype (float32 for 16 bits), rounded once on store.
+  compute = tf.float64 if dtype == tf.float64 else tf.float32
+  c = lambda x: tf.cast(x, compute)
+  beta1, beta2, epsilon = c(opt._beta1_t), c(opt._beta2_t), c(opt._epsilon_t)  # pylint: disable=protected-access
+  alpha = _alpha(c(opt._lr_t), c(beta1_power), c(beta2_power))  # pylint: disable=protected-access
+  g, m_c, v_c = c(grad), c(m), c(v)
   m_c = m_c + (g - m_c) * (1 - beta1)
   v_c = v_c + (g * g - v_c) * (1 - beta2)
-  var_c = f32(var) - (m_c * alpha) / (tf.sqrt(v_c) + epsilon)
+  second, vhat_assign = _second_moment(opt, var, v_c)
+  var_c = _decayed(opt, var, c(var), dtype) - (m_c * alpha) / (tf.sqrt(second) + epsilon)
   return tf.group(m.assign(tf.cast(m_c, dtype)), v.assign(tf.cast(v_c, dtype)),
-                  var.assign(tf.cast(var_c, dtype)))
+                  var.assign(tf.cast(var_c, dtype)), *vhat_assign)
 
 
 def sparse_update(opt, values, var, indices, lazy):
@@ -57,16 +82,24 @@ def sparse_update(opt, values, var, indices, lazy):
   if lazy:  # only the named rows, in the C++ lazy rule's order
     m_rows = tf.gather(m, unique) * beta1 + summed * (1 - beta1)
     v_rows = tf.gather(v, unique) * beta2 + (summed * summed) * (1 - beta2)
-    var_rows = tf.gather(var, unique) - (alpha * m_rows) / (tf.sqrt(v_rows) + epsilon)
+    second, vhat_assign = _second_moment(opt, var, v_rows, unique)
+    var_rows = (_decayed(opt, var, tf.gather(var, unique), dtype)
+                - (alpha * m_rows) / (tf.sqrt(second) + epsilon))
     return tf.group(m.scatter_update(tf.IndexedSlices(m_rows, unique)),
                     v.scatter_update(tf.IndexedSlices(v_rows, unique)),
-                    var.scatter_update(tf.IndexedSlices(var_rows, unique)))
-  # Stock's _apply_sparse_shared, op for op.
+                    var.scatter_update(tf.IndexedSlices(var_rows, unique)), *vhat_assign)
+  # Stock's _apply_sparse_shared, op for op, after TF Addons' decay of the named rows.
+  if opt._decays(var):  # pylint: disable=protected-access
+    rows = tf.gather(var, unique)
+    decay = tf.cast(opt._weight_decay_input(dtype), dtype)  # pylint: disable=protected-access
+    with tf.control_dependencies([var.scatter_update(tf.IndexedSlices(rows - decay * rows, unique))]):
+      summed = tf.identity(summed)
   m_t = m.assign(m * beta1, use_locking=locking)
   with tf.control_dependencies([m_t]):
     m_t = m.scatter_add(tf.IndexedSlices(summed * (1 - beta1), unique))
   v_t = v.assign(v * beta2, use_locking=locking)
   with tf.control_dependencies([v_t]):
     v_t = v.scatter_add(tf.IndexedSlices((summed * summed) * (1 - beta2), unique))
-  var_update = var.assign_sub(alpha * m_t / (tf.sqrt(v_t) + epsilon), use_locking=locking)
-  return tf.group(var_update, m_t, v_t)
+  second, vhat_assign = _second_moment(opt, var, v_t)
+  var_update = var.assign_sub(alpha * m_t / (tf.sqrt(second) + epsilon), use_locking=locking)
+  return tf.group(var_update, m_t, v_t, *vhat_assign)

@@ -83,47 +83,81 @@ def _variable_dtype(var, grad):
   return tf.convert_to_tensor(grad).dtype
 
 
+def _variant_inputs(vhat, weight_decay, weight_decay_times_lr, variable_dtype):
+  """The optional inputs every op takes: AMSGrad's vhat (a variable, or a vector of handles for the
+  multi-tensor ops) and the decoupled weight decay (a scalar, converted as the other
+  hyperparameters are), as the lists of none or one the ops take."""
+  if weight_decay is None and weight_decay_times_lr:
+    raise ValueError("weight_decay_times_lr=True needs a weight_decay")
+  decay = [] if weight_decay is None else _scalars([weight_decay], variable_dtype, ["weight_decay"])
+  return dict(vhat=[] if vhat is None else [vhat], weight_decay=decay,
+              weight_decay_times_lr=bool(weight_decay_times_lr))
+
+
+# The options every wrapper below takes (keyword-only):
+#   vhat: AMSGrad's max of v, a variable of var's shape (a handle for the resource ops; for the
+#     multi-tensor ops `vhats`, N handles); vhat = max(vhat, v) and sqrt(vhat) replaces sqrt(v), as
+#     stock's ApplyAdamWithAmsgrad.
+#   weight_decay: decoupled weight decay in the same pass, before the step: var -= weight_decay * var
+#     (TF1 contrib's AdamW, TF Addons), or var -= (var * weight_decay) * lr with
+#     weight_decay_times_lr=True (Keras 3's AdamW). A Python number or a scalar tensor.
+
+
 def apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad,
-                  use_locking=False, use_nesterov=False, name=None):
+                  use_locking=False, use_nesterov=False, name=None, *, vhat=None,
+                  weight_decay=None, weight_decay_times_lr=False):
   """One Adam step on ref variables var, m, v (TF1 graphs). Returns var's ref."""
-  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _variable_dtype(var, grad))
+  dtype = _variable_dtype(var, grad)
+  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), dtype)
+  extra = _variant_inputs(vhat, weight_decay, weight_decay_times_lr, dtype)
   return _library().apply_adam_v1(
-      var, m, v, *scalars, grad, use_locking=use_locking, use_nesterov=use_nesterov, name=name)
+      var, m, v, *scalars, grad, use_locking=use_locking, use_nesterov=use_nesterov, name=name,
+      **extra)
 
 
 def resource_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad,
-                           use_locking=False, use_nesterov=False, name=None):
+                           use_locking=False, use_nesterov=False, name=None, *, vhat=None,
+                           weight_decay=None, weight_decay_times_lr=False):
   """One Adam step on resource variables, given by their handles. Returns the op."""
-  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _variable_dtype(var, grad))
+  dtype = _variable_dtype(var, grad)
+  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), dtype)
+  extra = _variant_inputs(vhat, weight_decay, weight_decay_times_lr, dtype)
   return _library().resource_apply_adam_v1(
-      var, m, v, *scalars, grad, use_locking=use_locking, use_nesterov=use_nesterov, name=name)
+      var, m, v, *scalars, grad, use_locking=use_locking, use_nesterov=use_nesterov, name=name,
+      **extra)
 
 
 def sparse_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad,
                          indices, use_locking=False, lazy=False, scale_first=False, v_term=None,
-                         name=None):
+                         name=None, *, vhat=None, weight_decay=None, weight_decay_times_lr=False):
   """Adam on the rows `indices` of ref variables (duplicates summed). Returns var's ref.
 
   lazy=False is stock AdamOptimizer's sparse rule (m and v decay on every row); lazy=True updates
   only the named rows (LazyAdam). v's gradient term is (g * g) * (1 - beta2) as stock writes it, or
   with scale_first=True g * (g * (1 - beta2)), the order grappler's arithmetic optimizer gives
   stock's graph; or, given `v_term` (a tensor of grad's shape, summed over duplicate indices like
-  grad), that term: see `stock_sparse_v_term`.
+  grad), that term: see `stock_sparse_v_term`. With weight_decay only the named rows decay, once
+  each.
   """
-  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _variable_dtype(var, grad))
+  dtype = _variable_dtype(var, grad)
+  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), dtype)
+  extra = _variant_inputs(vhat, weight_decay, weight_decay_times_lr, dtype)
   return _library().sparse_apply_adam_v1(
       var, m, v, *scalars, grad, indices, [] if v_term is None else [v_term],
-      use_locking=use_locking, lazy=lazy, scale_first=scale_first, name=name)
+      use_locking=use_locking, lazy=lazy, scale_first=scale_first, name=name, **extra)
 
 
 def resource_sparse_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, epsilon,
                                   grad, indices, use_locking=False, lazy=False, scale_first=False,
-                                  v_term=None, name=None):
+                                  v_term=None, name=None, *, vhat=None, weight_decay=None,
+                                  weight_decay_times_lr=False):
   """sparse_apply_adam_v1 on resource variables, given by their handles. Returns the op."""
-  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _variable_dtype(var, grad))
+  dtype = _variable_dtype(var, grad)
+  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), dtype)
+  extra = _variant_inputs(vhat, weight_decay, weight_decay_times_lr, dtype)
   return _library().resource_sparse_apply_adam_v1(
       var, m, v, *scalars, grad, indices, [] if v_term is None else [v_term],
-      use_locking=use_locking, lazy=lazy, scale_first=scale_first, name=name)
+      use_locking=use_locking, lazy=lazy, scale_first=scale_first, name=name, **extra)
 
 
 def stock_sparse_v_term(values, indices, beta2):
@@ -154,9 +188,17 @@ def pack_handles(handles):
   return handles
 
 
+def _multi_variant_inputs(vhats, weight_decay, weight_decay_times_lr, dtype):
+  extra = _variant_inputs(None if vhats is None else pack_handles(vhats), weight_decay,
+                          weight_decay_times_lr, dtype)
+  extra["vhats"] = extra.pop("vhat")
+  return extra
+
+
 def resource_apply_adam_v1_multi(vars, ms, vs, beta1_power, beta2_power, lr, beta1, beta2, epsilon,
                                  grads, use_locking=False, use_nesterov=False,
-                                 power_dtype=tf.float32, name=None):
+                                 power_dtype=tf.float32, name=None, *, vhats=None,
+                                 weight_decay=None, weight_decay_times_lr=False):
   """One whole Adam step for N resource variables, in one op. Returns the op.
 
   vars, ms and vs are lists of N handles, or vectors of them (pack_handles; packing once and
@@ -164,23 +206,29 @@ def resource_apply_adam_v1_multi(vars, ms, vs, beta1_power, beta2_power, lr, bet
   vs[i]) with grads[i], reading the beta powers from the variables
   beta1_power and beta2_power (handles), then advances them by beta1 and beta2. All or nothing: a
   bad input among the N changes no variable. All N must be of one dtype and on one device.
-  power_dtype is the dtype of the beta power variables (float32 for the optimizer's).
+  power_dtype is the dtype of the beta power variables (float32 for the optimizer's). vhats (N
+  handles, AMSGrad) and weight_decay apply to all N.
   """
-  lr, beta1, beta2, epsilon = _scalars((lr, beta1, beta2, epsilon), _list_dtype(grads),
-                                      SCALAR_NAMES[2:])
+  dtype = _list_dtype(grads)
+  lr, beta1, beta2, epsilon = _scalars((lr, beta1, beta2, epsilon), dtype, SCALAR_NAMES[2:])
+  extra = _multi_variant_inputs(vhats, weight_decay, weight_decay_times_lr, dtype)
   return _library().resource_apply_adam_v1_multi(
       pack_handles(vars), pack_handles(ms), pack_handles(vs), beta1_power, beta2_power, lr, beta1,
-      beta2, epsilon, grads, use_locking=use_locking, use_nesterov=use_nesterov, Tpower=power_dtype, name=name)
+      beta2, epsilon, grads, use_locking=use_locking, use_nesterov=use_nesterov, Tpower=power_dtype,
+      name=name, **extra)
 
 
 def resource_apply_adam_v1_multi_no_advance(vars, ms, vs, beta1_power, beta2_power, lr, beta1,
                                             beta2, epsilon, grads, use_locking=False,
-                                            use_nesterov=False, name=None):
+                                            use_nesterov=False, name=None, *, vhats=None,
+                                            weight_decay=None, weight_decay_times_lr=False):
   """resource_apply_adam_v1_multi with the beta powers given as values and not advanced."""
-  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), _list_dtype(grads))
+  dtype = _list_dtype(grads)
+  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), dtype)
+  extra = _multi_variant_inputs(vhats, weight_decay, weight_decay_times_lr, dtype)
   return _library().resource_apply_adam_v1_multi_no_advance(
       pack_handles(vars), pack_handles(ms), pack_handles(vs), *scalars, grads,
-      use_locking=use_locking, use_nesterov=use_nesterov, name=name)
+      use_locking=use_locking, use_nesterov=use_nesterov, name=name, **extra)
 
 
 def stock_sparse_scales_first():

@@ -128,13 +128,16 @@ class AdamOptimizer(optimizer_lib.Optimizer):
       instead of stock's rule, which decays m and v and moves var on every row. Keyword-only.
     fused: Update the dense gradients of resource variables with one multi-tensor op per device and
       dtype (default), and take the eager fast path; False gives one op per variable. Keyword-only.
+    amsgrad: AMSGrad (Reddi et al., 2018): a third slot "vhat" keeps the maximum of v, and the
+      step divides by sqrt(vhat); stock's ApplyAdamWithAmsgrad numbers. Keyword-only.
 
   Python numbers out of range (beta outside [0, 1], negative learning rate or epsilon) are a
   ValueError here; tensors and callables are checked when their value is known (eager steps).
   """
 
   def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, use_locking=False,
-               name="Adam", use_own_namescope_for_non_slot_vars=False, *, lazy=False, fused=True):
+               name="Adam", use_own_namescope_for_non_slot_vars=False, *, lazy=False, fused=True,
+               amsgrad=False):
     _check_hyperparameters(learning_rate, beta1, beta2, epsilon)
     if _BASE_TAKES_NAMESCOPE_FLAG:
       super().__init__(use_locking, name, use_own_namescope_for_non_slot_vars)
@@ -145,6 +148,7 @@ class AdamOptimizer(optimizer_lib.Optimizer):
       super().__init__(use_locking, name)
     self._lazy = bool(lazy)
     self._fused = bool(fused)
+    self._amsgrad = bool(amsgrad)
     self._step_plan = None
     self._eager_hyper_cache = None
     self._packed_handles = {}  # id of each variable -> (variables, packed handle vectors)
@@ -181,8 +185,36 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     self._create_non_slot_variable(
         initial_value=self._beta2, name="beta2_power", colocate_with=first_var)
     for var in var_list:
-      self._zeros_slot(var, "m", self._name)
-      self._zeros_slot(var, "v", self._name)
+      for slot in self._slot_names():
+        self._zeros_slot(var, slot, self._name)
+
+  def _slot_names(self):
+    """m and v, and AMSGrad's vhat (tf_keras's name for it)."""
+    return ("m", "v", "vhat") if self._amsgrad else ("m", "v")
+
+  # --- the options of the update (AMSGrad here; AdamWOptimizer adds the weight decay) ------------
+
+  def _decays(self, var):  # pylint: disable=unused-argument
+    """Whether `var`'s update includes the decoupled weight decay (AdamWOptimizer)."""
+    return False
+
+  def _decay_signature(self):
+    """What decides which variables decay; a step plan made under another one is not reused."""
+    return None
+
+  def _weight_decay_input(self, dtype):  # pylint: disable=unused-argument
+    """The weight decay scalar for an update of `dtype` variables, in its compute dtype."""
+    return None
+
+  def _variant_inputs(self, var, handle=True):
+    """The ops' AMSGrad and weight decay inputs for one variable (its handle, or its ref in TF1)."""
+    extra = {}
+    if self._amsgrad:
+      vhat = self.get_slot(var, "vhat")
+      extra["vhat"] = vhat.handle if handle else vhat
+    if self._decays(var):
+      extra["weight_decay"] = self._weight_decay_input(var.dtype.base_dtype)
+    return extra
 
   def _valid_dtypes(self):
     return set(SUPPORTED_DTYPES)
@@ -218,7 +250,7 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     gradient, a ref or constrained variable, ...), which then gives stock's behaviour and errors.
     """
     plan = self._step_plan
-    if plan is None or not plan.matches(grads_and_vars):
+    if plan is None or not plan.matches(grads_and_vars, self._decay_signature()):
       plan = self._build_step_plan(grads_and_vars)
       if plan is None:
         return _NOT_TAKEN
@@ -232,7 +264,8 @@ class AdamOptimizer(optimizer_lib.Optimizer):
       else:
         self._prepare_eagerly()
       update_ops = self._apply_groups(
-          [(group.variables, group.dtype, grads) for group, grads in zip(plan.groups, group_grads)],
+          [(group.variables, group.dtype, grads, group.decays)
+           for group, grads in zip(plan.groups, group_grads)],
           plan.beta_powers, [])
       if global_step is not None:
         with tf.control_dependencies(update_ops if in_graph else []):
@@ -255,48 +288,59 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     with framework_ops.init_scope():
       self._create_slots(var_list)
     # Grouped as (position, var) pairs: a group's "grads" are where its gradients will be.
-    groups = _fused.group_by_device_and_dtype(
-        [(i, var) for i, (grad, var) in enumerate(grads_and_vars) if grad is not None])
+    groups = _fused.group_updates(
+        [(i, var) for i, (grad, var) in enumerate(grads_and_vars) if grad is not None], self._decays)
     beta_powers = self._get_beta_accumulators()
     advances = len(groups) == 1 and _fused.powers_on_device(beta_powers, groups[0].device)
     self._step_plan = _fused.StepPlan(
         variables=tuple(var for _, var in grads_and_vars),
         has_grad=tuple(grad is not None for grad, _ in grads_and_vars),
-        groups=[_fused.PlannedGroup(group.device, group.dtype, group.grads, group.variables)
+        groups=[_fused.PlannedGroup(group.device, group.dtype, group.decays, group.grads,
+                                    group.variables)
                 for group in groups],
-        beta_powers=beta_powers if advances else None)
+        beta_powers=beta_powers if advances else None,
+        decay_signature=self._decay_signature())
     return self._step_plan
 
   def _prepare_eagerly(self):
     """_prepare, with the tensors of plain-number hyperparameters kept from step to step
     (callables and tensors are re-evaluated every step, as in stock)."""
-    values = (self._lr, self._beta1, self._beta2, self._epsilon)
+    values = self._raw_hyperparameters()
     if not all(_is_number(x) for x in values):
       self._eager_hyper_cache = None
       self._prepare()
       return
     cache = self._eager_hyper_cache
     if cache is None or cache["values"] != values:
-      names = ("learning_rate", "beta1", "beta2", "epsilon")
       cache = {"values": values,
-               "tensors": tuple(tf.convert_to_tensor(x, name=n) for x, n in zip(values, names))}
+               "tensors": tuple(tf.convert_to_tensor(x, name=n)
+                                for x, n in zip(values, self._HYPERPARAMETER_NAMES))}
       self._eager_hyper_cache = cache
-    self._lr_t, self._beta1_t, self._beta2_t, self._epsilon_t = cache["tensors"]
+    self._set_hyperparameter_tensors(cache["tensors"])
 
   # --- hyperparameters ---------------------------------------------------------------------------
 
+  _HYPERPARAMETER_NAMES = ("learning_rate", "beta1", "beta2", "epsilon")
+
+  def _raw_hyperparameters(self):
+    """The hyperparameters as given (numbers, tensors or callables), in _HYPERPARAMETER_NAMES order."""
+    return (self._lr, self._beta1, self._beta2, self._epsilon)
+
+  def _set_hyperparameter_tensors(self, tensors):
+    self._lr_t, self._beta1_t, self._beta2_t, self._epsilon_t = tensors
+
+  @staticmethod
+  def _check_values(values):
+    """The range checks of _check_hyperparameters, on this step's values."""
+    _check_hyperparameters(*values)
+
   def _prepare(self):
-    lr = self._call_if_callable(self._lr)
-    beta1 = self._call_if_callable(self._beta1)
-    beta2 = self._call_if_callable(self._beta2)
-    epsilon = self._call_if_callable(self._epsilon)
+    values = [self._call_if_callable(x) for x in self._raw_hyperparameters()]
     if tf.executing_eagerly():  # values are known: check callables and tensors too
-      _check_hyperparameters(*(float(x) if tf.is_tensor(x) and x.shape.rank == 0 else x
-                               for x in (lr, beta1, beta2, epsilon)))
-    self._lr_t = tf.convert_to_tensor(lr, name="learning_rate")
-    self._beta1_t = tf.convert_to_tensor(beta1, name="beta1")
-    self._beta2_t = tf.convert_to_tensor(beta2, name="beta2")
-    self._epsilon_t = tf.convert_to_tensor(epsilon, name="epsilon")
+      self._check_values([float(x) if tf.is_tensor(x) and x.shape.rank == 0 else x
+                          for x in values])
+    self._set_hyperparameter_tensors(tuple(
+        tf.convert_to_tensor(x, name=n) for x, n in zip(values, self._HYPERPARAMETER_NAMES)))
 
   def _hyperparameters(self, dtype):
     """lr, beta1, beta2, epsilon in the dtype the update of `dtype` variables is computed in."""
@@ -320,7 +364,7 @@ class AdamOptimizer(optimizer_lib.Optimizer):
   def _apply_dense(self, grad, var):
     return ops.apply_adam_v1(
         var, self.get_slot(var, "m"), self.get_slot(var, "v"), *self._scalars(var.dtype), grad,
-        use_locking=self._use_locking).op
+        use_locking=self._use_locking, **self._variant_inputs(var, handle=False)).op
 
   def _resource_apply_dense(self, grad, var):
     if _xla.in_xla_context():
@@ -329,7 +373,8 @@ class AdamOptimizer(optimizer_lib.Optimizer):
       return _HeldBack(grad, var)  # the update is made in _finish, in its group's multi-tensor op
     return ops.resource_apply_adam_v1(
         var.handle, self.get_slot(var, "m").handle, self.get_slot(var, "v").handle,
-        *self._scalars(var.dtype), grad, use_locking=self._use_locking)
+        *self._scalars(var.dtype), grad, use_locking=self._use_locking,
+        **self._variant_inputs(var))
 
   # Sparse gradients go to the fused sparse op with their duplicate indices: it sums them itself (in
   # stock's order), so the base class's unique + unsorted_segment_sum is not needed.
@@ -362,7 +407,7 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     values, indices, options = self._sparse_arguments(grad.values, grad.indices, var.dtype)
     return ops.sparse_apply_adam_v1(
         var, self.get_slot(var, "m"), self.get_slot(var, "v"), *self._scalars(var.dtype),
-        values, indices, **options).op
+        values, indices, **options, **self._variant_inputs(var, handle=False)).op
 
   def _resource_apply_sparse(self, grad, var, indices):
     if _xla.in_xla_context():
@@ -370,22 +415,22 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     values, indices, options = self._sparse_arguments(grad, indices, var.dtype)
     return ops.resource_sparse_apply_adam_v1(
         var.handle, self.get_slot(var, "m").handle, self.get_slot(var, "v").handle,
-        *self._scalars(var.dtype), values, indices, **options)
+        *self._scalars(var.dtype), values, indices, **options, **self._variant_inputs(var))
 
   def _finish(self, update_ops, name_scope):
     held_back = [(u.grad, u.var) for u in update_ops if isinstance(u, _HeldBack)]
     update_ops = [u for u in update_ops if not isinstance(u, _HeldBack)]
-    groups = _fused.group_by_device_and_dtype(held_back)
+    groups = _fused.group_updates(held_back, self._decays)
     beta_powers = self._get_beta_accumulators()
     advances = (len(groups) == 1 and not update_ops
                 and _fused.powers_on_device(beta_powers, groups[0].device))
-    update_ops = self._apply_groups([(g.variables, g.dtype, g.grads) for g in groups],
+    update_ops = self._apply_groups([(g.variables, g.dtype, g.grads, g.decays) for g in groups],
                                     beta_powers if advances else None, update_ops)
     return tf.group(*update_ops, name=name_scope)
 
   def _apply_groups(self, groups, advancing_powers, update_ops):
-    """One multi-tensor op per (variables, dtype, grads) group, after `update_ops` (the step's other
-    updates); returns all of the step's ops, the beta powers' advance included.
+    """One multi-tensor op per (variables, dtype, grads, decays) group, after `update_ops` (the
+    step's other updates); returns all of the step's ops, the beta powers' advance included.
 
     With `advancing_powers` (the step's only group, on the powers' device) that group's op reads
     and advances the powers itself. Otherwise each group gets the powers as values and they are
@@ -395,17 +440,24 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     if advancing_powers is not None and not self._powers_advance_exactly_in_op(
         advancing_powers, groups[0][1]):
       advancing_powers = None
-    for variables, dtype, grads in groups:
-      handles = self._slot_handles(variables)  # packed on the host, outside the placement below
+    for variables, dtype, grads, decays in groups:
+      # Packed on the host, outside the placement below: vars, ms, vs (and vhats with AMSGrad).
+      var_handles, m_handles, v_handles, *vhat_handles = self._slot_handles(variables)
+      extra = {}
+      if vhat_handles:
+        extra["vhats"] = vhat_handles[0]
+      if decays:
+        extra["weight_decay"] = self._weight_decay_input(dtype)
       with self._placed_with(variables[0]):
         if advancing_powers is not None:
           update_ops.append(ops.resource_apply_adam_v1_multi(
-              *handles, *(p.handle for p in advancing_powers), *self._hyperparameters(dtype),
-              grads, use_locking=self._use_locking,
-              power_dtype=advancing_powers[0].dtype.base_dtype))
+              var_handles, m_handles, v_handles, *(p.handle for p in advancing_powers),
+              *self._hyperparameters(dtype), grads, use_locking=self._use_locking,
+              power_dtype=advancing_powers[0].dtype.base_dtype, **extra))
         else:
           update_ops.append(ops.resource_apply_adam_v1_multi_no_advance(
-              *handles, *self._scalars(dtype), grads, use_locking=self._use_locking))
+              var_handles, m_handles, v_handles, *self._scalars(dtype), grads,
+              use_locking=self._use_locking, **extra))
     if advancing_powers is None:
       in_graph = not tf.executing_eagerly()
       update_ops += self._advance_beta_powers(update_ops if in_graph else [])
@@ -437,7 +489,8 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     return tf.device(var.device)
 
   def _slot_handles(self, variables):
-    """The handles of variables, of their m slots and of their v slots, as three handle vectors.
+    """The handles of variables, of their m slots and of their v slots (and vhat slots, with
+    AMSGrad), as three (four) handle vectors.
 
     Eager variables (eager steps, tf.function) are packed once into PackedHandles resources, kept
     per variable list: an eager call passes three inputs instead of 3N, a tf.function captures three
@@ -449,7 +502,7 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     if any(getattr(v, "_in_graph_mode", True) for v in variables):
       with tf.device(device):
         return tuple(ops.pack_handles([x.handle for x in group])
-                     for group in (variables, slots("m"), slots("v")))
+                     for group in (variables, *map(slots, self._slot_names())))
     key = tuple(map(id, variables))
     with self._state_lock:
       return self._packed_handle_vectors(key, variables, slots, device)
@@ -457,7 +510,8 @@ class AdamOptimizer(optimizer_lib.Optimizer):
   def _packed_handle_vectors(self, key, variables, slots, device):
     cached = self._packed_handles.get(key)
     if cached is None or not all(map(operator.is_, cached[0], variables)):
-      packed = [_fused.PackedHandles(group, device) for group in (variables, slots("m"), slots("v"))]
+      packed = [_fused.PackedHandles(group, device)
+                for group in (variables, *map(slots, self._slot_names()))]
       with framework_ops.init_scope():  # eager tensors, also when first asked inside a tf.function
         handles = tuple(p.resource_handle for p in packed)
       cached = (tuple(variables), packed, handles)
@@ -472,9 +526,10 @@ class AdamOptimizer(optimizer_lib.Optimizer):
       # The packed handle vectors that saved functions capture; checkpoints never see them.
       # A loaded optimizer already has the vectors of its loaded steps as children: new ones are
       # numbered after them.
-      first = sum(name.startswith("packed_handles_") for name in children) // 3
+      first = sum(name.startswith("packed_handles_") and name.endswith("_vars")
+                  for name in children)
       for i, (_, packed, _) in enumerate(self._packed_handles.values(), start=first):
-        for name, resource in zip(("vars", "ms", "vs"), packed):
+        for name, resource in zip(("vars", "ms", "vs", "vhats"), packed):
           children[f"packed_handles_{i}_{name}"] = resource
     return children
 
@@ -487,7 +542,8 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     return cls()
 
   def add_slot(self, var, slot_name):
-    """Creates slot `slot_name` ("m" or "v") for `var`, zeros; tf.saved_model.load restores it."""
+    """Creates slot `slot_name` ("m", "v" or "vhat") for `var`, zeros; tf.saved_model.load
+    restores it."""
     return self._zeros_slot(var, slot_name, self._name)
 
   def _advance_beta_powers(self, update_ops):

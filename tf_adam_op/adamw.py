@@ -1,0 +1,138 @@
+"""tf_adam_op.AdamWOptimizer: TF1 contrib's AdamWOptimizer (Loshchilov & Hutter) on the fused ops.
+
+tf.contrib.opt.AdamWOptimizer and TF Addons' AdamW are gone for TF 2.21; this is their TF1
+semantics: before each Adam step the variable decays, var -= weight_decay * var (weight_decay is
+not multiplied by the learning rate), for the variables in `decay_var_list` (all of them when it is
+None or empty). Contrib composed that from an assign_sub before the Adam op; here the decay is one
+more input of the fused ops, applied to var in the same pass, which gives contrib's numbers
+(bit-identical in float32/float64: the same two roundings) without a second pass over memory.
+
+For sparse gradients only the rows in the batch decay, as in TF Addons (contrib decayed them with a
+scatter_add per index, so a row named twice decayed twice; here it decays once, as its dense
+gradient would).
+"""
+
+import contextlib
+
+import tensorflow as tf
+from tensorflow.python.saved_model import registration
+
+from tf_adam_op import ops
+from tf_adam_op.optimizer import AdamOptimizer
+from tf_adam_op.optimizer import _is_number
+from tf_adam_op.optimizer import _per_thread
+
+__all__ = ["AdamWOptimizer"]
+
+
+def _check_weight_decay(weight_decay):
+  if _is_number(weight_decay) and not weight_decay >= 0:  # NaN fails the comparison too
+    raise ValueError(f"AdamWOptimizer: weight_decay must be >= 0, got {weight_decay!r}")
+
+
+def _variable_set(variables):
+  """The variables of a decay_var_list by identity (TF2 variables compare elementwise with ==)."""
+  return None if not variables else {v.ref() for v in variables}
+
+
+@registration.register_serializable(package="tf_adam_op")
+class AdamWOptimizer(AdamOptimizer):
+  """Adam with decoupled weight decay, TF1 contrib's AdamWOptimizer on the fused ops.
+
+  Args:
+    weight_decay: The decay per step, var -= weight_decay * var: a float, a scalar Tensor (e.g. a
+      schedule on global_step in a TF1 graph) or, in eager mode, a callable re-evaluated each step.
+    learning_rate, beta1, beta2, epsilon, use_locking, name: As AdamOptimizer (name "AdamW").
+    decay_var_list: The variables that decay (keyword-only); None or empty: all. apply_gradients
+      and minimize take it too, as contrib's did, for that call.
+    amsgrad, lazy, fused: As AdamOptimizer (keyword-only).
+
+  Slots are AdamOptimizer's ("m", "v", and "vhat" with amsgrad), saved under `name`.
+  """
+
+  def __init__(self, weight_decay, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
+               use_locking=False, name="AdamW", *, decay_var_list=None, amsgrad=False,
+               lazy=False, fused=True):
+    _check_weight_decay(weight_decay)
+    super().__init__(learning_rate, beta1, beta2, epsilon, use_locking, name, lazy=lazy,
+                     fused=fused, amsgrad=amsgrad)
+    self._weight_decay = weight_decay
+    self._decay_var_set = _variable_set(decay_var_list)
+
+  _weight_decay_t = _per_thread("weight_decay_t")
+  # The decay_var_list given to this thread's apply_gradients call, if it gave one.
+  _call_decay_var_set = _per_thread("call_decay_var_set")
+
+  # --- which variables decay ---------------------------------------------------------------------
+
+  def apply_gradients(self, grads_and_vars, global_step=None, name=None, decay_var_list=None,
+                      skip_gradients_aggregation=False):
+    """As AdamOptimizer's; `decay_var_list`, as contrib's, limits this call's decay to those."""
+    with self._decaying(decay_var_list):
+      return super().apply_gradients(grads_and_vars, global_step=global_step, name=name,
+                                     skip_gradients_aggregation=skip_gradients_aggregation)
+
+  def minimize(self, loss, global_step=None, var_list=None, gate_gradients=1,
+               aggregation_method=None, colocate_gradients_with_ops=False, name=None,
+               grad_loss=None, decay_var_list=None):
+    """As the base class's minimize, with contrib's `decay_var_list`."""
+    with self._decaying(decay_var_list):
+      return super().minimize(loss, global_step=global_step, var_list=var_list,
+                              gate_gradients=gate_gradients, aggregation_method=aggregation_method,
+                              colocate_gradients_with_ops=colocate_gradients_with_ops, name=name,
+                              grad_loss=grad_loss)
+
+  @contextlib.contextmanager
+  def _decaying(self, decay_var_list):
+    """This thread's call decays `decay_var_list` (if given; else the constructor's list)."""
+    previous = self._call_decay_var_set
+    if decay_var_list:
+      self._call_decay_var_set = _variable_set(decay_var_list)
+    try:
+      yield
+    finally:
+      self._call_decay_var_set = previous
+
+  def _effective_decay_set(self):
+    call = self._call_decay_var_set
+    return call if call is not None else self._decay_var_set
+
+  def _decays(self, var):
+    decay_set = self._effective_decay_set()
+    return decay_set is None or var.ref() in decay_set
+
+  def _decay_signature(self):
+    decay_set = self._effective_decay_set()
+    return None if decay_set is None else frozenset(decay_set)
+
+  # --- the weight decay hyperparameter ------------------------------------------------------------
+
+  _HYPERPARAMETER_NAMES = AdamOptimizer._HYPERPARAMETER_NAMES + ("weight_decay",)
+
+  def _raw_hyperparameters(self):
+    return super()._raw_hyperparameters() + (self._weight_decay,)
+
+  def _set_hyperparameter_tensors(self, tensors):
+    *adam, self._weight_decay_t = tensors
+    super()._set_hyperparameter_tensors(adam)
+
+  @staticmethod
+  def _check_values(values):
+    AdamOptimizer._check_values(values[:-1])
+    _check_weight_decay(values[-1])
+
+  def _weight_decay_input(self, dtype):
+    compute = ops.compute_dtype(dtype)
+    cache = self._eager_hyper_cache if tf.executing_eagerly() else None
+    key = ("weight_decay", compute)
+    if cache is not None and key in cache:  # eager, plain numbers: cast once, not every step
+      return cache[key]
+    decay = tf.cast(self._weight_decay_t, compute)
+    if cache is not None:
+      cache[key] = decay
+    return decay
+
+  @classmethod
+  def _deserialize_from_proto(cls, **kwargs):
+    """A loaded optimizer holds the loaded steps' state; their weight decay is in the functions."""
+    return cls(0.0)
