@@ -83,3 +83,77 @@ def lazy_adam_step(var, m, v, grad, indices, beta1_power, beta2_power, lr, beta1
   m[rows] = m_c.astype(storage)
   v[rows] = v_c.astype(storage)
   return var, m, v
+
+
+def _max_keeping_vhat(vhat, v):
+  """max(vhat, v) as stock's AMSGrad kernel takes it (Eigen's cwiseMax: a NaN keeps vhat)."""
+  return np.where(vhat < v, v, vhat)
+
+
+def _decayed(var_c, weight_decay, lr, times_lr):
+  """Decoupled weight decay: contrib / TF Addons' var - wd * var, or Keras 3's var - var * wd * lr."""
+  if weight_decay is None:
+    return var_c
+  wd = var_c.dtype.type(weight_decay)
+  return var_c - (var_c * wd) * var_c.dtype.type(lr) if times_lr else var_c - wd * var_c
+
+
+def variant_step(var, m, v, vhat, grad, beta1_power, beta2_power, lr, beta1, beta2, epsilon,
+                 weight_decay=None, times_lr=False, use_nesterov=False):
+  """One dense step with AMSGrad (Reddi et al.: vhat = max(vhat, v), sqrt(vhat) in the denominator;
+  vhat None: plain Adam) and decoupled weight decay (Loshchilov & Hutter, applied to var before the
+  step), in stock's operation order. Returns (var, m, v, vhat) in var's dtype."""
+  storage = var.dtype
+  c = compute_dtype(storage)
+  one = c(1)
+  beta1_power, beta2_power, lr, beta1, beta2, epsilon = (
+      c(x) for x in (beta1_power, beta2_power, lr, beta1, beta2, epsilon))
+  with np.errstate(all="ignore"):
+    alpha = lr * np.sqrt(one - beta2_power) / (one - beta1_power)
+    g, m_c, v_c = grad.astype(c), m.astype(c), v.astype(c)
+    m_c = m_c + (g - m_c) * (one - beta1)
+    v_c = v_c + (g * g - v_c) * (one - beta2)
+    second = v_c if vhat is None else _max_keeping_vhat(vhat.astype(c), v_c)
+    numerator = (g * (one - beta1) + beta1 * m_c) if use_nesterov else m_c
+    var_c = _decayed(var.astype(c), weight_decay, lr, times_lr)
+    var_c = var_c - (numerator * alpha) / (np.sqrt(second) + epsilon)
+  return (var_c.astype(storage), m_c.astype(storage), v_c.astype(storage),
+          None if vhat is None else second.astype(storage))
+
+
+def sparse_variant_step(var, m, v, vhat, grad, indices, beta1_power, beta2_power, lr, beta1, beta2,
+                        epsilon, lazy=False, weight_decay=None, times_lr=False):
+  """A sparse step with AMSGrad and the weight decay. lazy=False: stock's sparse rule (m and v decay
+  on every row, the summed gradient rows are added, var moves on every row, vhat = max(vhat, v) on
+  every row); lazy=True: the named rows only. The weight decay applies to the named rows, once each
+  (TF Addons: the deduplicated rows decay before the update). Returns (var, m, v, vhat)."""
+  storage = var.dtype
+  c = compute_dtype(storage)
+  one = c(1)
+  beta1_power, beta2_power, lr, beta1, beta2, epsilon = (
+      c(x) for x in (beta1_power, beta2_power, lr, beta1, beta2, epsilon))
+  alpha = lr * np.sqrt(one - beta2_power) / (one - beta1_power)
+  rows, g = sum_duplicates(grad, indices)
+  var_c, m_c, v_c = var.astype(c), m.astype(c), v.astype(c)
+  vhat_c = None if vhat is None else vhat.astype(c)
+  chosen = rows if lazy else slice(None)
+  m_c[chosen] = m_c[chosen] * beta1
+  v_c[chosen] = v_c[chosen] * beta2
+  m_c[rows] = m_c[rows] + g * (one - beta1)
+  v_c[rows] = v_c[rows] + (g * g) * (one - beta2)
+  var_c[rows] = _decayed(var_c[rows], weight_decay, lr, times_lr)
+  if vhat_c is not None:
+    vhat_c[chosen] = _max_keeping_vhat(vhat_c[chosen], v_c[chosen])
+  second = v_c if vhat_c is None else vhat_c
+  var_c[chosen] = var_c[chosen] - (alpha * m_c[chosen]) / (np.sqrt(second[chosen]) + epsilon)
+  result = [var_c, m_c, v_c, vhat_c]
+  originals = [var, m, v, vhat]
+  out = []
+  for new, old in zip(result, originals):
+    if new is None:
+      out.append(None)
+      continue
+    kept = old.copy()
+    kept[chosen] = new[chosen].astype(storage)
+    out.append(kept)
+  return tuple(out)

@@ -7,9 +7,9 @@ None or empty). Contrib composed that from an assign_sub before the Adam op; her
 more input of the fused ops, applied to var in the same pass, which gives contrib's numbers
 (bit-identical in float32/float64: the same two roundings) without a second pass over memory.
 
-For sparse gradients only the rows in the batch decay, as in TF Addons (contrib decayed them with a
-scatter_add per index, so a row named twice decayed twice; here it decays once, as its dense
-gradient would).
+For sparse gradients only the rows in the batch decay, once each however often an index repeats,
+as in contrib and TF Addons (which decayed the deduplicated rows with a gather, a multiply and a
+scatter_add before the update).
 """
 
 import contextlib
