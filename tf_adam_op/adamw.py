@@ -105,6 +105,12 @@ class AdamWOptimizer(AdamOptimizer):
     decay_set = self._effective_decay_set()
     return None if decay_set is None else frozenset(decay_set)
 
+  def _sparse_v_term_as_written(self):
+    # No stock AdamW exists in TF 2.21 whose graphs grappler rewrites: the sparse rule is the
+    # published one, (g * g) * (1 - beta2) as written, in every mode (eager runs contrib's that way;
+    # in a graph grappler may reorder contrib's product, depending on the graph).
+    return True
+
   # --- the weight decay hyperparameter ------------------------------------------------------------
 
   _HYPERPARAMETER_NAMES = AdamOptimizer._HYPERPARAMETER_NAMES + ("weight_decay",)

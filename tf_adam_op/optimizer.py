@@ -395,13 +395,19 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     Lazy mode has no stock rule to match; half and bfloat16 follow the float32 rule.
     """
     options = dict(use_locking=self._use_locking, lazy=self._lazy)
-    if self._lazy or tf.executing_eagerly():
+    if self._lazy or tf.executing_eagerly() or self._sparse_v_term_as_written():
       return values, indices, options
     if dtype.base_dtype not in (tf.float32, tf.float64):
       return values, indices, dict(options, scale_first=ops.stock_sparse_scales_first())
     beta2 = tf.cast(self._beta2_t, dtype.base_dtype)
     summed, unique, v_term = ops.stock_sparse_v_term(values, indices, beta2)
     return summed, unique, dict(options, v_term=v_term)
+
+  def _sparse_v_term_as_written(self):
+    """Whether the sparse v term is computed as written in graphs too, rather than as grappler
+    leaves stock's graph: so where there is no stock graph to follow (AMSGrad; AdamWOptimizer),
+    and the published rule is the reference."""
+    return self._amsgrad
 
   def _apply_sparse(self, grad, var):
     values, indices, options = self._sparse_arguments(grad.values, grad.indices, var.dtype)
