@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from helpers import assert_bitwise_equal, random_grads
 from numpy_reference import sparse_variant_step, variant_step
-from stock_variants import ContribAdamW, StockAmsgrad
+from tf_adam_op.bench.stock_variants import ContribAdamW, StockAmsgrad
 import tf_adam_op
 
 STEPS = 21

@@ -102,7 +102,8 @@ def test_7_raw_kernel_rejects_hyperparameter_dtype():
   var, m, v = _variables(np.ones(3), np.zeros(3), np.zeros(3))
   scalars = {k: tf.constant(x, tf.float64) for k, x in SCALARS.items()}
   assert_rejected(lambda: tf_adam_op.load().ResourceApplyAdamV1(
-      var=var.handle, m=m.handle, v=v.handle, grad=tf.ones(3), **scalars), [var, m, v],
+      var=var.handle, m=m.handle, v=v.handle, grad=tf.ones(3), vhat=[], weight_decay=[],
+      **scalars), [var, m, v],
                   errors.InvalidArgumentError, "must be float")
 
 

@@ -63,6 +63,44 @@ def test_the_gpu_timing_and_copy_probe_run_on_any_device():
   assert not any(name.startswith("large") for name in targets)  # not run, so not judged
 
 
+def test_adamw_and_amsgrad_rows_and_their_goals():
+  """The variant rows: each "vs stock" against its stock equivalent, "vs ours" against our Adam,
+  and their goals judged on `mixed` (stock has no AMSGrad for ref variables: no such row there)."""
+  from tf_adam_op.bench import device, report, workloads  # pylint: disable=g-import-not-at-top
+  from tf_adam_op.bench.run import STOCK_COUNTERPART, run  # pylint: disable=g-import-not-at-top
+  names = ["stock", "ours", "stock adamw", "ours adamw", "stock amsgrad", "ours amsgrad"]
+  cases = run([workloads.WORKLOADS["mixed"].scaled(0.01)], ["tf.function", "tf1-ref"], names, 2,
+              device.device("cpu"), quiet=True)
+  for case in cases:
+    rows = {r.implementation: r for r in case.records}
+    expected = set(names) - ({"stock amsgrad"} if case.mode == "tf1-ref" else set())
+    assert set(rows) == expected
+    for name, row in rows.items():
+      counterpart = STOCK_COUNTERPART.get(name)
+      if counterpart in rows:
+        assert abs(row.speedup_vs_stock - rows[counterpart].median_ms / row.median_ms) < 1e-9
+      expect_vs_ours = name in ("ours adamw", "ours amsgrad")
+      assert (row.time_vs_ours is not None) == expect_vs_ours
+  results, _ = report.evaluate_targets(cases, "cpu")
+  goals = [name for name, status, _ in results if status in ("met", "missed")]
+  for mode in ("tf.function", "tf1-ref"):
+    assert f"mixed / {mode}: ours adamw at most 1.05x our Adam's step time" in goals
+    assert f"mixed / {mode}: ours amsgrad at most 36/28 of our Adam's step time" in goals
+    assert (f"mixed / {mode}: ours adamw beats stock adamw by at least our Adam's margin over "
+            "stock") in goals
+  assert ("mixed / tf.function: ours amsgrad beats stock amsgrad by at least our Adam's margin "
+          "over stock") in goals
+  assert not any("tf1-ref: ours amsgrad beats" in name for name in goals)
+
+
+def test_the_clis_implementations_are_the_benchmarks():
+  from tf_adam_op import __main__ as cli  # pylint: disable=g-import-not-at-top
+  from tf_adam_op.bench import IMPLEMENTATIONS, TORCH  # pylint: disable=g-import-not-at-top
+  bench = next(a for a in cli._parser()._subparsers._group_actions[0].choices.values()
+               if "--impl" in a._option_string_actions)
+  assert bench._option_string_actions["--impl"].choices == [*IMPLEMENTATIONS, TORCH]
+
+
 def test_bench_on_the_gpu(tmp_path):
   """`--device gpu`: runs where TF sees a GPU; elsewhere it is refused with exit status 2."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top

@@ -7,6 +7,8 @@ import pytest
 import tensorflow as tf
 
 from helpers import OPTIMIZERS, assert_bitwise_equal
+from tf_adam_op.bench.stock_variants import ContribAdamW, StockAmsgrad
+import tf_adam_op
 
 STEPS = 6
 
@@ -39,7 +41,7 @@ def _mirrored_run(strategy, cls, sparse):
   rows = 3 if sparse else 4
   for i in range(STEPS):
     step(tf.constant(np.full((2, rows), 0.1 * (i + 1), np.float32)))
-  slots = [opt.get_slot(v, s) for v in (w, b) for s in ("m", "v")]
+  slots = [opt.get_slot(v, s) for v in (w, b) for s in opt.get_slot_names()]
   powers = list(opt._get_beta_accumulators())
   kinds = [type(x).__name__ for x in slots + powers]
   return [x.numpy() for x in [w, b] + slots + powers], kinds
@@ -52,3 +54,20 @@ def test_mirrored_strategy_matches_stock(strategy, sparse):
   assert our_kinds == stock_kinds
   assert all("Mirrored" in kind for kind in our_kinds), our_kinds
   assert_bitwise_equal(ours, stock, names=["w", "b", "w/m", "w/v", "b/m", "b/v", "b1p", "b2p"])
+
+
+# AMSGrad and AdamW against their stock-built references (stock_variants.py) under the strategy.
+VARIANTS = {
+    "amsgrad": (lambda lr: tf_adam_op.AdamOptimizer(lr, amsgrad=True), StockAmsgrad),
+    "adamw": (lambda lr: tf_adam_op.AdamWOptimizer(0.02, lr), lambda lr: ContribAdamW(0.02, lr)),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_mirrored_strategy_amsgrad_and_adamw_match_stock_built(strategy, variant):
+  ours_cls, stock_cls = VARIANTS[variant]
+  ours, our_kinds = _mirrored_run(strategy, ours_cls, sparse=False)
+  stock, stock_kinds = _mirrored_run(strategy, stock_cls, sparse=False)
+  assert our_kinds == stock_kinds
+  assert all("Mirrored" in kind for kind in our_kinds), our_kinds
+  assert_bitwise_equal(ours, stock, names=[str(i) for i in range(len(ours))])

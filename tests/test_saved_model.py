@@ -33,13 +33,14 @@ def test_saved_model_loads_in_a_fresh_process_and_trains_on_exactly(tmp_path):
     np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
-def test_save_load_train_save_load_train_trains_on_exactly(tmp_path):
-  """A loaded model saves again (its packed handle vectors revive as ours), and the twice-loaded
-  model trains on exactly as an uninterrupted run."""
-  _weights(_run(tmp_path, "save", str(tmp_path / "first"), "ours", "3"))
+@pytest.mark.parametrize("which", ["ours", "adamw"], ids=["adam", "adamw_amsgrad"])
+def test_save_load_train_save_load_train_trains_on_exactly(tmp_path, which):
+  """A loaded model saves again (its packed handle vectors revive as ours, vhat's too), and the
+  twice-loaded model trains on exactly as an uninterrupted run."""
+  _weights(_run(tmp_path, "save", str(tmp_path / "first"), which, "3"))
   _weights(_run(tmp_path, "load", str(tmp_path / "first"), "2", "import", str(tmp_path / "second")))
   resumed = _weights(_run(tmp_path, "load", str(tmp_path / "second"), "2", "import"))
-  straight = _weights(_run(tmp_path, "save", str(tmp_path / "straight"), "ours", "7"))
+  straight = _weights(_run(tmp_path, "save", str(tmp_path / "straight"), which, "7"))
   for a, b in zip(resumed, straight):
     np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
 

@@ -97,10 +97,12 @@ def _parser():
   demo.set_defaults(run=_demo)
   bench = commands.add_parser(
       "bench", parents=[common],
-      help="time stock Adam, ours and torch's fused Adam; table, JSON and PNG")
+      help="time stock Adam (and AdamW, AMSGrad), ours and torch's fused Adam; table, JSON, PNG")
   workloads = ["large", "many", "mixed", "sparse"]
   modes = ["eager", "tf.function", "tf1-ref", "tf1-resource"]
-  implementations = ["stock", "ours", "ours lazy", "torch fused"]
+  # The names of tf_adam_op.bench.IMPLEMENTATIONS and TORCH (not imported here: --help needs no TF).
+  implementations = ["stock", "ours", "ours lazy", "stock adamw", "ours adamw", "stock amsgrad",
+                     "ours amsgrad", "torch fused"]
   bench.add_argument("--workload", nargs="+", choices=workloads, default=workloads)
   bench.add_argument("--mode", nargs="+", choices=modes, default=modes)
   bench.add_argument("--impl", nargs="+", choices=implementations, default=implementations,

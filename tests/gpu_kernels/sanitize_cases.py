@@ -1,6 +1,7 @@
 """One small case of every kernel, for compute-sanitizer (memcheck, racecheck): dense (adam and
 nesterov), multi-tensor (more than one launch's worth of tensors, empty ones among them), sparse
-(lazy and all rows, v's term inside and given), the beta power advance; every dtype. Exits 1 if a
+(lazy and all rows, v's term inside and given), AMSGrad with weight decay (dense, multi-tensor),
+the beta power advance; every dtype. Exits 1 if a
 launch reports an error. Run: compute-sanitizer --tool memcheck python3 sanitize_cases.py"""
 
 import sys
@@ -52,6 +53,19 @@ def main():
             grad.data_ptr(), v_term.data_ptr() if with_v_term else 0, order.data_ptr(),
             starts.data_ptr(), unique.data_ptr(), unique.numel(), summed.data_ptr(), scalars),
             f"sparse {name} lazy={lazy}")
+    decay = torch.tensor(0.01, device="cuda",
+                         dtype=torch.float64 if name == "float64" else torch.float32)
+    vhats = [to_device(np.abs(rng.standard_normal(size)).astype(dtype)) for size in sizes]
+    for times_lr in (False, True):  # AMSGrad with either weight decay convention
+      d = [to_device(rng.standard_normal(1000).astype(dtype)) for _ in range(5)]
+      _check(HARNESS.launch_dense(stream(), name, False, *(x.data_ptr() for x in d[:4]), 1000,
+                                  scalars, vhat=d[4].data_ptr(), weight_decay=decay.data_ptr(),
+                                  weight_decay_times_lr=times_lr), f"dense variant {name}")
+      _check(HARNESS.launch_multi(
+          stream(), name, False,
+          [tuple(x.data_ptr() for x in t) + (t[0].numel(),) for t in tensors], scalars,
+          vhats=[x.data_ptr() for x in vhats], weight_decay=decay.data_ptr(),
+          weight_decay_times_lr=times_lr), f"multi variant {name}")
   powers = [torch.tensor(0.5, device="cuda") for _ in range(2)]
   betas = [torch.tensor(0.9, device="cuda", dtype=torch.float64) for _ in range(2)]
   _check(HARNESS.launch_advance_powers(stream(), *(p.data_ptr() for p in powers), False,

@@ -1,4 +1,5 @@
-"""Child process for test_saved_model.py: `save DIR OPT STEPS` trains and saves a tf.Module holding
+"""Child process for test_saved_model.py: `save DIR OPT STEPS` (OPT: ours, adamw (AdamW with
+AMSGrad) or stock) trains and saves a tf.Module holding
 the optimizer and its train step; `load DIR STEPS IMPORT [RESAVE_DIR]` loads it in this fresh process
 (importing tf_adam_op first or not), trains on, and saves it again to RESAVE_DIR if given;
 `ordered DIR` loads it and runs the loaded step inside a new tf.function that reads the weights
@@ -43,8 +44,9 @@ def main(argv):
   if argv[1] == "save":
     export_dir, which, steps = argv[2], argv[3], int(argv[4])
     import tf_adam_op  # pylint: disable=g-import-not-at-top
-    optimizer = (tf_adam_op.AdamOptimizer(0.05) if which == "ours"
-                 else tf.compat.v1.train.AdamOptimizer(0.05))
+    optimizer = {"ours": lambda: tf_adam_op.AdamOptimizer(0.05),
+                 "adamw": lambda: tf_adam_op.AdamWOptimizer(0.01, 0.05, amsgrad=True),
+                 "stock": lambda: tf.compat.v1.train.AdamOptimizer(0.05)}[which]()
     model = Model(optimizer)
     train(model, steps)
     tf.saved_model.save(model, export_dir)

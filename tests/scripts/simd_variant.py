@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 sys.path.insert(0, sys.argv[1])  # the tests directory, for the reference
-from numpy_reference import adam_step  # noqa: E402
+from numpy_reference import adam_step, variant_step  # noqa: E402
 import tf_adam_op  # noqa: E402
 from tf_adam_op import ops  # noqa: E402
 
@@ -50,7 +50,34 @@ def main():
         expected = adam_step(*s, *SCALARS, use_nesterov=nesterov)
         for e, a, b in zip(expected, d, mu):
           assert same_bits(a.numpy(), e) and same_bits(b.numpy(), e), (dtype, nesterov, len(s[0]))
+    check_variants(rng, dtype)
   print("OK")
+
+
+def check_variants(rng, dtype):
+  """AMSGrad and the two weight decay conventions, dense and multi-tensor."""
+  compute = ops.compute_dtype(dtype)
+  scalars = [tf.constant(x, compute) for x in SCALARS]
+  for amsgrad, decay, times_lr in ((True, None, False), (False, 0.01, False), (True, 0.01, True)):
+    states = [state(rng, size, dtype) for size in (1, 7, 1023, 4099, 40000)]
+    vhats = [np.abs(s[2] * 1.1 - 1e-3).astype(dtype) for s in states]
+    dense = [[tf.Variable(x) for x in (*s[:3], h)] for s, h in zip(states, vhats)]
+    multi = [[tf.Variable(x) for x in (*s[:3], h)] for s, h in zip(states, vhats)]
+    extra = dict(weight_decay=decay, weight_decay_times_lr=times_lr)
+    for (var, m, v, vhat), s in zip(dense, states):
+      ops.resource_apply_adam_v1(var.handle, m.handle, v.handle, *scalars, tf.constant(s[3]),
+                                 vhat=vhat.handle if amsgrad else None, **extra)
+    ops.resource_apply_adam_v1_multi_no_advance(
+        *[[t[k].handle for t in multi] for k in range(3)], *scalars,
+        [tf.constant(s[3]) for s in states],
+        vhats=[t[3].handle for t in multi] if amsgrad else None, **extra)
+    for s, h, d, mu in zip(states, vhats, dense, multi):
+      expected = variant_step(*s[:3], h if amsgrad else None, s[3], *SCALARS,
+                              weight_decay=decay, times_lr=times_lr)
+      for e, a, b in zip(expected, d, mu):
+        if e is not None:
+          assert same_bits(a.numpy(), e) and same_bits(b.numpy(), e), (
+              dtype, amsgrad, decay, len(s[0]))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`tf-adam-op bench`: stock v1 Adam, tf_adam_op and PyTorch's fused Adam, measured in one run.
+"""`tf-adam-op bench`: stock v1 Adam, tf_adam_op and PyTorch's fused Adam, measured in one run;
+also AdamW and AMSGrad, ours against stock's composed equivalents (run.STOCK_COUNTERPART).
 
 Workloads (workloads.py) x modes (eager, tf.function, TF1 session with ref or resource variables)
 x implementations, on the CPU or a GPU (device.py); a bandwidth probe per case gives the fraction
@@ -25,7 +26,9 @@ def main(workload_names, modes, implementations, steps, scale, json_path, png_pa
   reference = ("a device-to-device copy of as many bytes" if device.is_gpu
                else "the probe's 4-read/3-write stream")
   print(f"\nmedian of {steps} steps per implementation; 'of BW': 28 bytes per parameter per step "
-        f"over the bandwidth of {reference}; 'vs stock': speed-up; 'vs torch': time ratio; "
+        f"over the bandwidth of {reference}; 'vs stock': speed-up over its stock equivalent "
+        "(stock adamw / amsgrad: over stock Adam); 'vs torch': time ratio; 'vs ours': time ratio "
+        "to our Adam; "
         "'peak MiB': peak memory a step allocates beyond variables and slots (TF's allocator "
         "statistics)\n")
   print(report.table(cases))

@@ -1,4 +1,5 @@
-"""Stock references for AMSGrad and AdamW, built from stock TensorFlow's own pieces.
+"""Stock equivalents of AMSGrad and AdamW, built from stock TensorFlow's own pieces: what the
+benchmark compares ours with, and the tests' stock-built references.
 
 TF 2.21 has the AMSGrad kernel (ResourceApplyAdamWithAmsgrad) but no optimizer around it, and no
 AdamW at all (tf.contrib and TF Addons are gone). These are the optimizers those users had, written
