@@ -67,14 +67,21 @@ def sum_duplicates(grad, indices):
   return rows, summed
 
 
-def lazy_adam_step(var, m, v, grad, indices, beta1_power, beta2_power, lr, beta1, beta2, epsilon):
-  """LazyAdam: only the rows named in `indices` change (duplicates summed first)."""
-  storage = var.dtype
+def _step_scalars(storage, beta1_power, beta2_power, lr, beta1, beta2, epsilon):
+  """The compute dtype, its 1, alpha and the hyperparameters in it, for a step on `storage`."""
   c = compute_dtype(storage)
   one = c(1)
   beta1_power, beta2_power, lr, beta1, beta2, epsilon = (
       c(x) for x in (beta1_power, beta2_power, lr, beta1, beta2, epsilon))
   alpha = lr * np.sqrt(one - beta2_power) / (one - beta1_power)
+  return c, one, alpha, lr, beta1, beta2, epsilon
+
+
+def lazy_adam_step(var, m, v, grad, indices, beta1_power, beta2_power, lr, beta1, beta2, epsilon):
+  """LazyAdam: only the rows named in `indices` change (duplicates summed first)."""
+  storage = var.dtype
+  c, one, alpha, lr, beta1, beta2, epsilon = _step_scalars(
+      storage, beta1_power, beta2_power, lr, beta1, beta2, epsilon)
   var, m, v = var.copy(), m.copy(), v.copy()
   rows, g = sum_duplicates(grad, indices)
   m_c = m[rows].astype(c) * beta1 + g * (one - beta1)
@@ -104,12 +111,9 @@ def variant_step(var, m, v, vhat, grad, beta1_power, beta2_power, lr, beta1, bet
   vhat None: plain Adam) and decoupled weight decay (Loshchilov & Hutter, applied to var before the
   step), in stock's operation order. Returns (var, m, v, vhat) in var's dtype."""
   storage = var.dtype
-  c = compute_dtype(storage)
-  one = c(1)
-  beta1_power, beta2_power, lr, beta1, beta2, epsilon = (
-      c(x) for x in (beta1_power, beta2_power, lr, beta1, beta2, epsilon))
   with np.errstate(all="ignore"):
-    alpha = lr * np.sqrt(one - beta2_power) / (one - beta1_power)
+    c, one, alpha, lr, beta1, beta2, epsilon = _step_scalars(
+        storage, beta1_power, beta2_power, lr, beta1, beta2, epsilon)
     g, m_c, v_c = grad.astype(c), m.astype(c), v.astype(c)
     m_c = m_c + (g - m_c) * (one - beta1)
     v_c = v_c + (g * g - v_c) * (one - beta2)
@@ -128,11 +132,8 @@ def sparse_variant_step(var, m, v, vhat, grad, indices, beta1_power, beta2_power
   every row); lazy=True: the named rows only. The weight decay applies to the named rows, once each
   (TF Addons: the deduplicated rows decay before the update). Returns (var, m, v, vhat)."""
   storage = var.dtype
-  c = compute_dtype(storage)
-  one = c(1)
-  beta1_power, beta2_power, lr, beta1, beta2, epsilon = (
-      c(x) for x in (beta1_power, beta2_power, lr, beta1, beta2, epsilon))
-  alpha = lr * np.sqrt(one - beta2_power) / (one - beta1_power)
+  c, one, alpha, lr, beta1, beta2, epsilon = _step_scalars(
+      storage, beta1_power, beta2_power, lr, beta1, beta2, epsilon)
   rows, g = sum_duplicates(grad, indices)
   var_c, m_c, v_c = var.astype(c), m.astype(c), v.astype(c)
   vhat_c = None if vhat is None else vhat.astype(c)

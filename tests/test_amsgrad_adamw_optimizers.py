@@ -401,3 +401,27 @@ def test_save_load_save_continues_bit_for_bit(tmp_path, rng, pair):
   for gs in grads[half + 3:]:
     again.apply_gradients(zip([tf.constant(g) for g in gs], again_vars))
   assert_bitwise_equal(_state(again, again_vars), straight, _names(len(straight)))
+
+
+def test_each_threads_decay_var_list_is_its_own():
+  """Two threads inside apply_gradients at once, each with its own decay_var_list: each sees its
+  own (the list lives per thread, as the step's hyperparameters do)."""
+  import threading  # pylint: disable=g-import-not-at-top
+  a, b = tf.Variable(1.0), tf.Variable(2.0)
+  opt = tf_adam_op.AdamWOptimizer(0.1, decay_var_list=[a, b])
+  inside, seen = threading.Barrier(2), {}
+
+  def thread(name, own, other):
+    with opt._decaying([own]):
+      inside.wait(timeout=30)  # both threads are in their call now
+      seen[name] = (opt._decays(own), opt._decays(other))
+      inside.wait(timeout=30)
+    seen[name + " after"] = opt._decays(other)  # the constructor's list again
+
+  threads = [threading.Thread(target=thread, args=("a", a, b)),
+             threading.Thread(target=thread, args=("b", b, a))]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert seen == {"a": (True, False), "b": (True, False), "a after": True, "b after": True}

@@ -21,11 +21,11 @@ def strategy():
   return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
-def _mirrored_run(strategy, cls, sparse):
+def _mirrored_run(strategy, cls, sparse, decay_only_w=False):
   with strategy.scope():
     w = tf.Variable(np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3), name="w")
     b = tf.Variable(np.zeros(3, np.float32), name="b")
-    opt = cls(0.05)
+    opt = cls(0.05, decay_var_list=[w]) if decay_only_w else cls(0.05)
 
   def replica_step(x):
     with tf.GradientTape() as tape:
@@ -59,15 +59,22 @@ def test_mirrored_strategy_matches_stock(strategy, sparse):
 # AMSGrad and AdamW against their stock-built references (stock_variants.py) under the strategy.
 VARIANTS = {
     "amsgrad": (lambda lr: tf_adam_op.AdamOptimizer(lr, amsgrad=True), StockAmsgrad),
-    "adamw": (lambda lr: tf_adam_op.AdamWOptimizer(0.02, lr), lambda lr: ContribAdamW(0.02, lr)),
+    "adamw": (lambda lr, **kw: tf_adam_op.AdamWOptimizer(0.02, lr, **kw),
+              lambda lr, **kw: ContribAdamW(0.02, lr, **kw)),
 }
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_mirrored_strategy_amsgrad_and_adamw_match_stock_built(strategy, variant):
+@pytest.mark.parametrize("variant, decay_only_w", [("amsgrad", False), ("adamw", False),
+                                                   ("adamw", True)],
+                         ids=["amsgrad", "adamw", "adamw_decay_var_list"])
+def test_mirrored_strategy_amsgrad_and_adamw_match_stock_built(strategy, variant, decay_only_w):
+  """decay_var_list names the mirrored variables; the update sees their components."""
   ours_cls, stock_cls = VARIANTS[variant]
-  ours, our_kinds = _mirrored_run(strategy, ours_cls, sparse=False)
-  stock, stock_kinds = _mirrored_run(strategy, stock_cls, sparse=False)
+  ours, our_kinds = _mirrored_run(strategy, ours_cls, sparse=False, decay_only_w=decay_only_w)
+  stock, stock_kinds = _mirrored_run(strategy, stock_cls, sparse=False, decay_only_w=decay_only_w)
+  if decay_only_w:  # b really did not decay: with every variable decaying it ends elsewhere
+    everything, _ = _mirrored_run(strategy, ours_cls, sparse=False)
+    assert not np.array_equal(everything[1], ours[1])
   assert our_kinds == stock_kinds
   assert all("Mirrored" in kind for kind in our_kinds), our_kinds
   assert_bitwise_equal(ours, stock, names=[str(i) for i in range(len(ours))])

@@ -15,6 +15,7 @@ scatter_add before the update).
 import contextlib
 
 import tensorflow as tf
+from tensorflow.python.distribute import distribute_utils
 from tensorflow.python.saved_model import registration
 
 from tf_adam_op import ops
@@ -99,7 +100,11 @@ class AdamWOptimizer(AdamOptimizer):
 
   def _decays(self, var):
     decay_set = self._effective_decay_set()
-    return decay_set is None or var.ref() in decay_set
+    if decay_set is None:
+      return True
+    # Under tf.distribute the update sees each device's component of a mirrored variable; the list
+    # names the variable the user made.
+    return var.ref() in decay_set or distribute_utils.value_container(var).ref() in decay_set
 
   def _decay_signature(self):
     decay_set = self._effective_decay_set()

@@ -7,6 +7,7 @@ import time
 import tensorflow as tf
 
 BYTES_PER_PARAMETER = 28  # float32 Adam: read var, m, v, grad; write var, m, v
+AMSGRAD_BYTES_PER_PARAMETER = 36  # and vhat read and written
 
 
 def time_steps(step, count):

@@ -46,7 +46,8 @@ class Record:
   steps: int
   # Peak memory a step allocates beyond its variables and slots (TF's allocator; none for torch).
   peak_extra_mib: Optional[float]
-  bandwidth_gbs: Optional[float] = None  # 28 bytes per parameter / step time (dense workloads)
+  # 28 bytes per parameter (36 with AMSGrad) / step time (dense workloads)
+  bandwidth_gbs: Optional[float] = None
   bandwidth_fraction: Optional[float] = None  # of the probe's bandwidth in the same case
   speedup_vs_stock: Optional[float] = None  # its stock counterpart's time / this time
   time_vs_torch: Optional[float] = None  # this time / torch fused's time in the same case
@@ -126,7 +127,10 @@ def _records(workload, mode, names, seconds, peaks, probe):
     record = Record(workload.name, mode, name, median * 1e3, len(seconds[name]),
                     None if peak is None else peak / 2**20)
     if not workload.sparse:
-      record.bandwidth_gbs = measure.BYTES_PER_PARAMETER * workload.num_parameters / median / 1e9
+      # The bytes the step must move (AdamW's decay adds none; AMSGrad adds vhat), over its time.
+      needed = (measure.AMSGRAD_BYTES_PER_PARAMETER if "amsgrad" in name
+                else measure.BYTES_PER_PARAMETER)
+      record.bandwidth_gbs = needed * workload.num_parameters / median / 1e9
       record.bandwidth_fraction = record.bandwidth_gbs * 1e9 / probe
     counterpart = STOCK_COUNTERPART.get(name)
     if counterpart in medians:

@@ -12,6 +12,7 @@ the way they were written, on stock's v1 AdamOptimizer:
 """
 
 import tensorflow as tf
+from tensorflow.python.distribute import distribute_utils
 from tensorflow.python.ops import gen_training_ops
 
 
@@ -45,7 +46,9 @@ class ContribAdamW(tf.compat.v1.train.AdamOptimizer):
     self._decay_var_list = decay_var_list
 
   def _decays(self, var):
-    return not self._decay_var_list or any(var is v for v in self._decay_var_list)
+    # By identity (TF2 variables compare elementwise); a mirrored variable's component counts as it.
+    container = distribute_utils.value_container(var)
+    return not self._decay_var_list or any(var is v or container is v for v in self._decay_var_list)
 
   def _prepare(self):
     super()._prepare()
