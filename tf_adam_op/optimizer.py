@@ -12,7 +12,9 @@ What differs is underneath:
 - sparse gradients run one fused (Resource)SparseApplyAdamV1 op instead of seven TF ops;
 - in eager mode a repeated step over the same variables skips the per-variable Python bookkeeping
   (the "eager fast path"), keeping stock's semantics;
-- half/bfloat16 variables get float32 hyperparameters (stock rounds beta2=0.999 to 1.0 in bfloat16).
+- half/bfloat16 variables get float32 hyperparameters (stock rounds beta2=0.999 to 1.0 in bfloat16);
+- amsgrad=True adds a "vhat" slot and stock's AMSGrad rule to every op; AdamWOptimizer (adamw.py)
+  adds the decoupled weight decay the same way, as one more input of the same ops.
 Inside tf.function the multi-tensor ops are ordered with every other op on their variables by an
 automatic-control-dependencies resolver (_ordering.py). Nothing of one apply_gradients call lives on
 the optimizer object: threads may share it.
