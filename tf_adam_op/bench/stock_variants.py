@@ -8,7 +8,10 @@ the way they were written, on stock's v1 AdamOptimizer:
   "vhat" slot (what tf_keras's Adam(amsgrad=True) runs per variable).
 - ContribAdamW: tf.contrib.opt.AdamWOptimizer's DecoupledWeightDecayExtension over stock
   AdamOptimizer: `var.assign_sub(weight_decay * var)` as a control dependency of each update; for
-  sparse gradients, TF Addons' gather / multiply / scatter_add of the batch's rows.
+  sparse gradients, TF Addons' gather / multiply / scatter_add of the batch's rows. One edge more
+  than contrib had: the decay waits for the gradient. In a TF1 graph contrib's decay depended on
+  nothing but var, so it could run before the gradient's own reads of a ref variable, which then
+  saw the decayed value (a race, seen here as a different result in one run of several).
 """
 
 import tensorflow as tf
@@ -55,27 +58,29 @@ class ContribAdamW(tf.compat.v1.train.AdamOptimizer):
     weight_decay = self._call_if_callable(self._weight_decay)
     self._weight_decay_t = tf.convert_to_tensor(weight_decay, name="weight_decay")
 
-  def _decay_op(self, var):
+  def _decay_op(self, var, grad):
     if not self._decays(var):
       return tf.no_op()
-    return var.assign_sub(tf.cast(self._weight_decay_t, var.dtype.base_dtype) * var,
-                          self._use_locking)
+    with tf.control_dependencies([grad]):
+      return var.assign_sub(tf.cast(self._weight_decay_t, var.dtype.base_dtype) * var,
+                            self._use_locking)
 
-  def _decay_rows_op(self, var, indices):
+  def _decay_rows_op(self, var, indices, grad):
     if not self._decays(var):
       return tf.no_op()
-    rows = tf.gather(var, indices)
-    update = -tf.cast(self._weight_decay_t, var.dtype.base_dtype) * rows
-    return var.scatter_add(tf.IndexedSlices(update, indices))
+    with tf.control_dependencies([grad]):
+      rows = tf.gather(var, indices)
+      update = -tf.cast(self._weight_decay_t, var.dtype.base_dtype) * rows
+      return var.scatter_add(tf.IndexedSlices(update, indices))
 
   def _apply_dense(self, grad, var):
-    with tf.control_dependencies([self._decay_op(var)]):
+    with tf.control_dependencies([self._decay_op(var, grad)]):
       return super()._apply_dense(grad, var)
 
   def _resource_apply_dense(self, grad, var):
-    with tf.control_dependencies([self._decay_op(var)]):
+    with tf.control_dependencies([self._decay_op(var, grad)]):
       return super()._resource_apply_dense(grad, var)
 
   def _resource_apply_sparse(self, grad, var, indices):
-    with tf.control_dependencies([self._decay_rows_op(var, indices)]):
+    with tf.control_dependencies([self._decay_rows_op(var, indices, grad)]):
       return super()._resource_apply_sparse(grad, var, indices)
