@@ -12,8 +12,10 @@ import tf_adam_op
 from tf_adam_op import _core
 
 DTYPES = {"float16": np.float16, "bfloat16": BFLOAT16, "float32": np.float32, "float64": np.float64}
-SCALARS = dict(beta1_power=np.float32(0.9)**3, beta2_power=np.float32(0.999)**3, lr=0.01, beta1=0.9,
-               beta2=0.999, epsilon=1e-8)
+# Step 3's beta powers as float32 accumulators hold them (np.float32 again: under NumPy 1, which TF
+# 2.15 needs, a float32 scalar to a power is a float64).
+SCALARS = dict(beta1_power=np.float32(np.float32(0.9)**3), beta2_power=np.float32(np.float32(0.999)**3),
+               lr=0.01, beta1=0.9, beta2=0.999, epsilon=1e-8)
 WEIGHT_DECAY = 0.04
 # (amsgrad, weight decay convention): every combination but the plain rule (test_raw_ops has it).
 VARIANTS = {"amsgrad": (True, None), "decay": (False, "var"), "decay_lr": (False, "var_lr"),
