@@ -128,7 +128,7 @@ def test_tf1_ref_variables_amsgrad_follow_the_rule(rng, dtype):
   state = [init, np.zeros_like(init), np.zeros_like(init), np.zeros_like(init)]
   b1p, b2p = np.float32(0.8), np.float32(0.99)
   for g in grads:
-    state = variant_step(*state, g, b1p, b2p, *FLOAT32_HYPER, weight_decay=np.float32(0.01))
+    state = variant_step(*state, g, b1p, b2p, *FLOAT32_HYPER, weight_decay=0.01)  # in var's dtype
     b1p, b2p = b1p * np.float32(0.8), b2p * np.float32(0.99)
   assert_bitwise_equal(actual, state, ["var", "m", "v", "vhat"])
 
@@ -172,7 +172,7 @@ def _sparse_rule(table, steps, amsgrad, decay, lazy):
   b1p, b2p = np.float32(0.8), np.float32(0.99)
   for ids, values in steps:
     state = sparse_variant_step(*state, values, ids, b1p, b2p, *FLOAT32_HYPER, lazy=lazy,
-                                weight_decay=None if decay is None else np.float32(decay))
+                                weight_decay=decay)  # a number: in var's dtype, as contrib's
     b1p, b2p = b1p * np.float32(0.8), b2p * np.float32(0.99)
   return [x for x in state if x is not None]
 
@@ -305,6 +305,30 @@ def test_decay_var_list_limits_the_decay(rng, where):
   everything = _eager(lambda **kw: tf_adam_op.AdamWOptimizer(0.05, **kw), inits, grads)
   if where != "minimize":
     assert not np.array_equal(everything[3], results[0][3])
+
+
+def test_a_calls_empty_decay_var_list_decays_every_variable(rng):
+  inits, _ = _inits_and_grads(rng, [np.float32] * 4)
+  variables = [tf.Variable(x) for x in inits]
+  opt = tf_adam_op.AdamWOptimizer(0.05, **HYPER, decay_var_list=variables[:1])
+  with opt._decaying([]):
+    assert all(opt._decays(v) for v in variables)  # as contrib's empty list: all of them
+  assert not opt._decays(variables[1])
+
+
+def test_float64_adamw_uses_the_python_number_as_contrib_did():
+  """contrib's `weight_decay * var` converts 0.003 to float64 for a float64 variable."""
+  results = []
+  for cls in (tf_adam_op.AdamWOptimizer, ContribAdamW):
+    var = tf.Variable([1.0, -2.0], dtype=tf.float64)
+    cls(0.003, 0.01).apply_gradients([(tf.constant([0.5, 0.25], tf.float64), var)])
+    results.append([var.numpy()])
+  assert_bitwise_equal(*results, ["var"])
+  expected = variant_step(np.array([1.0, -2.0]), np.zeros(2), np.zeros(2), None,
+                          np.array([0.5, 0.25]), np.float32(0.9), np.float32(0.999),
+                          np.float32(0.01), np.float32(0.9), np.float32(0.999), np.float32(1e-8),
+                          weight_decay=0.003)[0]
+  assert_bitwise_equal(results[0], [expected], ["var"])
 
 
 def test_a_call_without_decay_var_list_falls_back_to_the_constructors(rng):

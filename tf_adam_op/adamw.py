@@ -61,7 +61,8 @@ class AdamWOptimizer(AdamOptimizer):
     self._decay_var_set = _variable_set(decay_var_list)
 
   _weight_decay_t = _per_thread("weight_decay_t")
-  # The decay_var_list given to this thread's apply_gradients call, if it gave one.
+  # The decay_var_list given to this thread's apply_gradients/minimize call, as a 1-tuple of
+  # _variable_set's result; None when the call gave none.
   _call_decay_var_set = _per_thread("call_decay_var_set")
 
   # --- which variables decay ---------------------------------------------------------------------
@@ -85,18 +86,20 @@ class AdamWOptimizer(AdamOptimizer):
 
   @contextlib.contextmanager
   def _decaying(self, decay_var_list):
-    """This thread's call decays `decay_var_list` (if given; else the constructor's list)."""
+    """This thread's call decays `decay_var_list` if given (empty: every variable, as contrib's);
+    None leaves the constructor's."""
     previous = self._call_decay_var_set
-    if decay_var_list:
-      self._call_decay_var_set = _variable_set(decay_var_list)
+    if decay_var_list is not None:
+      self._call_decay_var_set = (_variable_set(decay_var_list),)
     try:
       yield
     finally:
       self._call_decay_var_set = previous
 
   def _effective_decay_set(self):
+    """The variables that decay in this thread's call (by ref), or None for all of them."""
     call = self._call_decay_var_set
-    return call if call is not None else self._decay_var_set
+    return call[0] if call is not None else self._decay_var_set
 
   def _decays(self, var):
     decay_set = self._effective_decay_set()
@@ -138,7 +141,11 @@ class AdamWOptimizer(AdamOptimizer):
     key = ("weight_decay", compute)
     if cache is not None and key in cache:  # eager, plain numbers: cast once, not every step
       return cache[key]
-    decay = tf.cast(self._weight_decay_t, compute)
+    # A number is converted to the compute dtype directly, as contrib's `weight_decay * var` did
+    # (float64 for float64 variables), not through float32 as stock converts lr and the betas.
+    value = self._weight_decay
+    decay = (tf.constant(value, compute, name="weight_decay") if _is_number(value)
+             else tf.cast(self._weight_decay_t, compute))
     if cache is not None:
       cache[key] = decay
     return decay

@@ -14,6 +14,7 @@ the way they were written, on stock's v1 AdamOptimizer:
   saw the decayed value (a race, seen here as a different result in one run of several).
 """
 
+import numpy as np
 import tensorflow as tf
 from tensorflow.python.distribute import distribute_utils
 from tensorflow.python.ops import gen_training_ops
@@ -58,19 +59,25 @@ class ContribAdamW(tf.compat.v1.train.AdamOptimizer):
     weight_decay = self._call_if_callable(self._weight_decay)
     self._weight_decay_t = tf.convert_to_tensor(weight_decay, name="weight_decay")
 
+  def _decay_factor(self, var):
+    """Contrib's `self._weight_decay * var`: a number converts to var's dtype directly."""
+    dtype = var.dtype.base_dtype
+    if isinstance(self._weight_decay, (int, float, np.floating, np.integer)):
+      return tf.constant(self._weight_decay, dtype)
+    return tf.cast(self._weight_decay_t, dtype)
+
   def _decay_op(self, var, grad):
     if not self._decays(var):
       return tf.no_op()
     with tf.control_dependencies([grad]):
-      return var.assign_sub(tf.cast(self._weight_decay_t, var.dtype.base_dtype) * var,
-                            self._use_locking)
+      return var.assign_sub(self._decay_factor(var) * var, self._use_locking)
 
   def _decay_rows_op(self, var, indices, grad):
     if not self._decays(var):
       return tf.no_op()
     with tf.control_dependencies([grad]):
       rows = tf.gather(var, indices)
-      update = -tf.cast(self._weight_decay_t, var.dtype.base_dtype) * rows
+      update = -self._decay_factor(var) * rows
       return var.scatter_add(tf.IndexedSlices(update, indices))
 
   def _apply_dense(self, grad, var):
