@@ -13,6 +13,8 @@ from tensorflow.python.ops import control_flow_util
 from tensorflow.python.ops import gen_training_ops
 from tensorflow.python.training import optimizer as optimizer_lib
 
+from tf_adam_op import ops
+
 
 def in_xla_context():
   """Whether ops built now will be compiled by XLA (e.g. inside tf.function(jit_compile=True))."""
@@ -56,8 +58,7 @@ def dense_update(opt, grad, var):
     return gen_training_ops.resource_apply_adam(var.handle, m.handle, v.handle, *scalars, grad,
                                                 use_locking=opt._use_locking)  # pylint: disable=protected-access
   # The C++ rule in the compute dtype (float32 for 16 bits), rounded once on store.
-  compute = tf.float64 if dtype == tf.float64 else tf.float32
-  c = lambda x: tf.cast(x, compute)
+  c = lambda x: tf.cast(x, ops.compute_dtype(dtype))
   beta1, beta2, epsilon = c(opt._beta1_t), c(opt._beta2_t), c(opt._epsilon_t)  # pylint: disable=protected-access
   alpha = _alpha(c(opt._lr_t), c(beta1_power), c(beta2_power))  # pylint: disable=protected-access
   g, m_c, v_c = c(grad), c(m), c(v)
@@ -90,9 +91,8 @@ def sparse_update(opt, values, var, indices, lazy):
                     var.scatter_update(tf.IndexedSlices(var_rows, unique)), *vhat_assign)
   # Stock's _apply_sparse_shared, op for op, after TF Addons' decay of the named rows.
   if opt._decays(var):  # pylint: disable=protected-access
-    rows = tf.gather(var, unique)
-    decay = tf.cast(opt._weight_decay_input(dtype), dtype)  # pylint: disable=protected-access
-    with tf.control_dependencies([var.scatter_update(tf.IndexedSlices(rows - decay * rows, unique))]):
+    decayed = _decayed(opt, var, tf.gather(var, unique), dtype)
+    with tf.control_dependencies([var.scatter_update(tf.IndexedSlices(decayed, unique))]):
       summed = tf.identity(summed)
   m_t = m.assign(m * beta1, use_locking=locking)
   with tf.control_dependencies([m_t]):

@@ -94,6 +94,13 @@ def _variant_inputs(vhat, weight_decay, weight_decay_times_lr, variable_dtype):
               weight_decay_times_lr=bool(weight_decay_times_lr))
 
 
+def _single_variable_inputs(var, grad, scalars, vhat, weight_decay, weight_decay_times_lr):
+  """The six scalars converted (_scalars) and the optional inputs (_variant_inputs) of an op on
+  one variable, whose dtype comes from var or, for a handle, grad."""
+  dtype = _variable_dtype(var, grad)
+  return _scalars(scalars, dtype), _variant_inputs(vhat, weight_decay, weight_decay_times_lr, dtype)
+
+
 # The options every wrapper below takes (keyword-only):
 #   vhat: AMSGrad's max of v, a variable of var's shape (a handle for the resource ops; for the
 #     multi-tensor ops `vhats`, N handles); vhat = max(vhat, v) and sqrt(vhat) replaces sqrt(v), as
@@ -107,9 +114,9 @@ def apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, epsilon
                   use_locking=False, use_nesterov=False, name=None, *, vhat=None,
                   weight_decay=None, weight_decay_times_lr=False):
   """One Adam step on ref variables var, m, v (TF1 graphs). Returns var's ref."""
-  dtype = _variable_dtype(var, grad)
-  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), dtype)
-  extra = _variant_inputs(vhat, weight_decay, weight_decay_times_lr, dtype)
+  scalars, extra = _single_variable_inputs(var, grad, (beta1_power, beta2_power, lr, beta1, beta2,
+                                                        epsilon), vhat, weight_decay,
+                                          weight_decay_times_lr)
   return _library().apply_adam_v1(
       var, m, v, *scalars, grad, use_locking=use_locking, use_nesterov=use_nesterov, name=name,
       **extra)
@@ -119,9 +126,9 @@ def resource_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2
                            use_locking=False, use_nesterov=False, name=None, *, vhat=None,
                            weight_decay=None, weight_decay_times_lr=False):
   """One Adam step on resource variables, given by their handles. Returns the op."""
-  dtype = _variable_dtype(var, grad)
-  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), dtype)
-  extra = _variant_inputs(vhat, weight_decay, weight_decay_times_lr, dtype)
+  scalars, extra = _single_variable_inputs(var, grad, (beta1_power, beta2_power, lr, beta1, beta2,
+                                                        epsilon), vhat, weight_decay,
+                                          weight_decay_times_lr)
   return _library().resource_apply_adam_v1(
       var, m, v, *scalars, grad, use_locking=use_locking, use_nesterov=use_nesterov, name=name,
       **extra)
@@ -139,9 +146,9 @@ def sparse_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, 
   grad), that term: see `stock_sparse_v_term`. With weight_decay only the named rows decay, once
   each.
   """
-  dtype = _variable_dtype(var, grad)
-  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), dtype)
-  extra = _variant_inputs(vhat, weight_decay, weight_decay_times_lr, dtype)
+  scalars, extra = _single_variable_inputs(var, grad, (beta1_power, beta2_power, lr, beta1, beta2,
+                                                        epsilon), vhat, weight_decay,
+                                          weight_decay_times_lr)
   return _library().sparse_apply_adam_v1(
       var, m, v, *scalars, grad, indices, [] if v_term is None else [v_term],
       use_locking=use_locking, lazy=lazy, scale_first=scale_first, name=name, **extra)
@@ -152,9 +159,9 @@ def resource_sparse_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1
                                   v_term=None, name=None, *, vhat=None, weight_decay=None,
                                   weight_decay_times_lr=False):
   """sparse_apply_adam_v1 on resource variables, given by their handles. Returns the op."""
-  dtype = _variable_dtype(var, grad)
-  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), dtype)
-  extra = _variant_inputs(vhat, weight_decay, weight_decay_times_lr, dtype)
+  scalars, extra = _single_variable_inputs(var, grad, (beta1_power, beta2_power, lr, beta1, beta2,
+                                                        epsilon), vhat, weight_decay,
+                                          weight_decay_times_lr)
   return _library().resource_sparse_apply_adam_v1(
       var, m, v, *scalars, grad, indices, [] if v_term is None else [v_term],
       use_locking=use_locking, lazy=lazy, scale_first=scale_first, name=name, **extra)
