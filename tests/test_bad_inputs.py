@@ -103,7 +103,7 @@ def test_7_raw_kernel_rejects_hyperparameter_dtype():
   scalars = {k: tf.constant(x, tf.float64) for k, x in SCALARS.items()}
   assert_rejected(lambda: tf_adam_op.load().ResourceApplyAdamV1(
       var=var.handle, m=m.handle, v=v.handle, grad=tf.ones(3), vhat=[], weight_decay=[],
-      **scalars), [var, m, v],
+      one_minus_beta=[], **scalars), [var, m, v],
                   errors.InvalidArgumentError, "must be float")
 
 

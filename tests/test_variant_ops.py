@@ -269,9 +269,9 @@ def test_at_most_one_vhat_and_weight_decay():
   handles = [tf.Variable(np.zeros(2, np.float32)).handle for _ in range(5)]
   scalars = [tf.constant(0.5)] * 6
   with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="at most one"):
-    lib.resource_apply_adam_v1(*handles[:3], *scalars, tf.zeros(2), handles[3:], [])
+    lib.resource_apply_adam_v1(*handles[:3], *scalars, tf.zeros(2), handles[3:], [], [])
   with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="at most one"):
-    lib.resource_apply_adam_v1(*handles[:3], *scalars, tf.zeros(2), [], [tf.constant(0.1)] * 2)
+    lib.resource_apply_adam_v1(*handles[:3], *scalars, tf.zeros(2), [], [tf.constant(0.1)] * 2, [])
 
 
 def test_graphs_without_the_new_inputs_still_load():

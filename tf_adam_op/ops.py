@@ -83,22 +83,30 @@ def _variable_dtype(var, grad):
   return tf.convert_to_tensor(grad).dtype
 
 
-def _variant_inputs(vhat, weight_decay, weight_decay_times_lr, variable_dtype):
+def _variant_inputs(vhat, weight_decay, weight_decay_times_lr, variable_dtype, one_minus_beta=None):
   """The optional inputs every op takes: AMSGrad's vhat (a variable, or a vector of handles for the
-  multi-tensor ops) and the decoupled weight decay (a scalar, converted as the other
-  hyperparameters are), as the lists of none or one the ops take."""
+  multi-tensor ops), the decoupled weight decay (a scalar, converted as the other hyperparameters
+  are) and (1 - beta1, 1 - beta2) when the caller rounds them, as the lists the ops take."""
   if weight_decay is None and weight_decay_times_lr:
     raise ValueError("weight_decay_times_lr=True needs a weight_decay")
   decay = [] if weight_decay is None else _scalars([weight_decay], variable_dtype, ["weight_decay"])
+  if one_minus_beta is None:
+    one_minus = []
+  elif len(one_minus_beta) != 2:
+    raise ValueError(f"one_minus_beta is (1 - beta1, 1 - beta2), got {len(one_minus_beta)} values")
+  else:
+    one_minus = _scalars(one_minus_beta, variable_dtype, ["1 - beta1", "1 - beta2"])
   return dict(vhat=[] if vhat is None else [vhat], weight_decay=decay,
-              weight_decay_times_lr=bool(weight_decay_times_lr))
+              weight_decay_times_lr=bool(weight_decay_times_lr), one_minus_beta=one_minus)
 
 
-def _single_variable_inputs(var, grad, scalars, vhat, weight_decay, weight_decay_times_lr):
+def _single_variable_inputs(var, grad, scalars, vhat, weight_decay, weight_decay_times_lr,
+                            one_minus_beta=None):
   """The six scalars converted (_scalars) and the optional inputs (_variant_inputs) of an op on
   one variable, whose dtype comes from var or, for a handle, grad."""
   dtype = _variable_dtype(var, grad)
-  return _scalars(scalars, dtype), _variant_inputs(vhat, weight_decay, weight_decay_times_lr, dtype)
+  return _scalars(scalars, dtype), _variant_inputs(vhat, weight_decay, weight_decay_times_lr, dtype,
+                                                   one_minus_beta)
 
 
 # The options every wrapper below takes (keyword-only):
@@ -108,15 +116,17 @@ def _single_variable_inputs(var, grad, scalars, vhat, weight_decay, weight_decay
 #   weight_decay: decoupled weight decay in the same pass, before the step: var -= weight_decay * var
 #     (TF1 contrib's AdamW, TF Addons), or var -= (var * weight_decay) * lr with
 #     weight_decay_times_lr=True (Keras 3's AdamW). A Python number or a scalar tensor.
+#   one_minus_beta: (1 - beta1, 1 - beta2) as two numbers or scalar tensors, used instead of the op
+#     computing them from beta1 and beta2 (Keras 3 rounds them from doubles: tf_adam_op.keras).
 
 
 def apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad,
                   use_locking=False, use_nesterov=False, name=None, *, vhat=None,
-                  weight_decay=None, weight_decay_times_lr=False):
+                  weight_decay=None, weight_decay_times_lr=False, one_minus_beta=None):
   """One Adam step on ref variables var, m, v (TF1 graphs). Returns var's ref."""
   scalars, extra = _single_variable_inputs(var, grad, (beta1_power, beta2_power, lr, beta1, beta2,
                                                         epsilon), vhat, weight_decay,
-                                          weight_decay_times_lr)
+                                          weight_decay_times_lr, one_minus_beta)
   return _library().apply_adam_v1(
       var, m, v, *scalars, grad, use_locking=use_locking, use_nesterov=use_nesterov, name=name,
       **extra)
@@ -124,11 +134,11 @@ def apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, epsilon
 
 def resource_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad,
                            use_locking=False, use_nesterov=False, name=None, *, vhat=None,
-                           weight_decay=None, weight_decay_times_lr=False):
+                           weight_decay=None, weight_decay_times_lr=False, one_minus_beta=None):
   """One Adam step on resource variables, given by their handles. Returns the op."""
   scalars, extra = _single_variable_inputs(var, grad, (beta1_power, beta2_power, lr, beta1, beta2,
                                                         epsilon), vhat, weight_decay,
-                                          weight_decay_times_lr)
+                                          weight_decay_times_lr, one_minus_beta)
   return _library().resource_apply_adam_v1(
       var, m, v, *scalars, grad, use_locking=use_locking, use_nesterov=use_nesterov, name=name,
       **extra)
@@ -136,7 +146,8 @@ def resource_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2
 
 def sparse_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad,
                          indices, use_locking=False, lazy=False, scale_first=False, v_term=None,
-                         name=None, *, vhat=None, weight_decay=None, weight_decay_times_lr=False):
+                         name=None, *, vhat=None, weight_decay=None, weight_decay_times_lr=False,
+                         one_minus_beta=None, dense_rule=False):
   """Adam on the rows `indices` of ref variables (duplicates summed). Returns var's ref.
 
   lazy=False is stock AdamOptimizer's sparse rule (m and v decay on every row); lazy=True updates
@@ -145,26 +156,41 @@ def sparse_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, 
   stock's graph; or, given `v_term` (a tensor of grad's shape, summed over duplicate indices like
   grad), that term: see `stock_sparse_v_term`. With weight_decay only the named rows decay, once
   each.
+
+  dense_rule=True is Keras 3's Adam on an IndexedSlices gradient (which Keras densifies): every
+  row (lazy: every named row) follows the dense rule, m += (g - m) * (1 - beta1), with g * g the
+  sum of the duplicates' squares, v_term (given, or here tf.square(grad)); without lazy the rows
+  without a gradient take g = 0, and the weight decay applies to every row.
   """
   scalars, extra = _single_variable_inputs(var, grad, (beta1_power, beta2_power, lr, beta1, beta2,
                                                         epsilon), vhat, weight_decay,
-                                          weight_decay_times_lr)
+                                          weight_decay_times_lr, one_minus_beta)
   return _library().sparse_apply_adam_v1(
-      var, m, v, *scalars, grad, indices, [] if v_term is None else [v_term],
-      use_locking=use_locking, lazy=lazy, scale_first=scale_first, name=name, **extra)
+      var, m, v, *scalars, grad, indices, _v_terms(grad, v_term, dense_rule),
+      use_locking=use_locking, lazy=lazy, scale_first=scale_first, dense_rule=bool(dense_rule),
+      name=name, **extra)
 
 
 def resource_sparse_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, epsilon,
                                   grad, indices, use_locking=False, lazy=False, scale_first=False,
                                   v_term=None, name=None, *, vhat=None, weight_decay=None,
-                                  weight_decay_times_lr=False):
+                                  weight_decay_times_lr=False, one_minus_beta=None,
+                                  dense_rule=False):
   """sparse_apply_adam_v1 on resource variables, given by their handles. Returns the op."""
   scalars, extra = _single_variable_inputs(var, grad, (beta1_power, beta2_power, lr, beta1, beta2,
                                                         epsilon), vhat, weight_decay,
-                                          weight_decay_times_lr)
+                                          weight_decay_times_lr, one_minus_beta)
   return _library().resource_sparse_apply_adam_v1(
-      var, m, v, *scalars, grad, indices, [] if v_term is None else [v_term],
-      use_locking=use_locking, lazy=lazy, scale_first=scale_first, name=name, **extra)
+      var, m, v, *scalars, grad, indices, _v_terms(grad, v_term, dense_rule),
+      use_locking=use_locking, lazy=lazy, scale_first=scale_first, dense_rule=bool(dense_rule),
+      name=name, **extra)
+
+
+def _v_terms(grad, v_term, dense_rule):
+  """The sparse ops' v_term list: none, the given term, or the dense form's squares of grad."""
+  if v_term is None and dense_rule:
+    v_term = tf.square(grad)
+  return [] if v_term is None else [v_term]
 
 
 def stock_sparse_v_term(values, indices, beta2):
@@ -195,9 +221,9 @@ def pack_handles(handles):
   return handles
 
 
-def _multi_variant_inputs(vhats, weight_decay, weight_decay_times_lr, dtype):
+def _multi_variant_inputs(vhats, weight_decay, weight_decay_times_lr, dtype, one_minus_beta):
   extra = _variant_inputs(None if vhats is None else pack_handles(vhats), weight_decay,
-                          weight_decay_times_lr, dtype)
+                          weight_decay_times_lr, dtype, one_minus_beta)
   extra["vhats"] = extra.pop("vhat")
   return extra
 
@@ -205,7 +231,8 @@ def _multi_variant_inputs(vhats, weight_decay, weight_decay_times_lr, dtype):
 def resource_apply_adam_v1_multi(vars, ms, vs, beta1_power, beta2_power, lr, beta1, beta2, epsilon,
                                  grads, use_locking=False, use_nesterov=False,
                                  power_dtype=tf.float32, name=None, *, vhats=None,
-                                 weight_decay=None, weight_decay_times_lr=False):
+                                 weight_decay=None, weight_decay_times_lr=False,
+                                 one_minus_beta=None):
   """One whole Adam step for N resource variables, in one op. Returns the op.
 
   vars, ms and vs are lists of N handles, or vectors of them (pack_handles; packing once and
@@ -218,7 +245,7 @@ def resource_apply_adam_v1_multi(vars, ms, vs, beta1_power, beta2_power, lr, bet
   """
   dtype = _list_dtype(grads)
   lr, beta1, beta2, epsilon = _scalars((lr, beta1, beta2, epsilon), dtype, SCALAR_NAMES[2:])
-  extra = _multi_variant_inputs(vhats, weight_decay, weight_decay_times_lr, dtype)
+  extra = _multi_variant_inputs(vhats, weight_decay, weight_decay_times_lr, dtype, one_minus_beta)
   return _library().resource_apply_adam_v1_multi(
       pack_handles(vars), pack_handles(ms), pack_handles(vs), beta1_power, beta2_power, lr, beta1,
       beta2, epsilon, grads, use_locking=use_locking, use_nesterov=use_nesterov, Tpower=power_dtype,
@@ -228,11 +255,12 @@ def resource_apply_adam_v1_multi(vars, ms, vs, beta1_power, beta2_power, lr, bet
 def resource_apply_adam_v1_multi_no_advance(vars, ms, vs, beta1_power, beta2_power, lr, beta1,
                                             beta2, epsilon, grads, use_locking=False,
                                             use_nesterov=False, name=None, *, vhats=None,
-                                            weight_decay=None, weight_decay_times_lr=False):
+                                            weight_decay=None, weight_decay_times_lr=False,
+                                 one_minus_beta=None):
   """resource_apply_adam_v1_multi with the beta powers given as values and not advanced."""
   dtype = _list_dtype(grads)
   scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), dtype)
-  extra = _multi_variant_inputs(vhats, weight_decay, weight_decay_times_lr, dtype)
+  extra = _multi_variant_inputs(vhats, weight_decay, weight_decay_times_lr, dtype, one_minus_beta)
   return _library().resource_apply_adam_v1_multi_no_advance(
       pack_handles(vars), pack_handles(ms), pack_handles(vs), *scalars, grads,
       use_locking=use_locking, use_nesterov=use_nesterov, name=name, **extra)

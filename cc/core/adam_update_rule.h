@@ -13,6 +13,8 @@
 //   decoupled weight decay, applied to var in the same pass, before the Adam step:
 //     kTimesVar   var -= weight_decay * var        (TF1 contrib's AdamW, TF Addons)
 //     kTimesVarLr var -= (var * weight_decay) * lr (Keras 3's AdamW)
+// 1 - beta1 and 1 - beta2 are computed here from beta1 and beta2 unless the caller hands them in
+// (Keras 3 computes them from Python floats in double and rounds once, which differs in float32).
 #ifndef TF_ADAM_OP_CORE_ADAM_UPDATE_RULE_H_
 #define TF_ADAM_OP_CORE_ADAM_UPDATE_RULE_H_
 
@@ -80,10 +82,12 @@ struct AdamStep {
 enum class WeightDecay : int { kNone = 0, kTimesVar = 1, kTimesVarLr = 2 };
 
 // The options of one update, as the ops receive them (attrs and optional inputs). `nesterov`
-// applies to the dense rule, `scale_first` (see the sparse rule below) to the sparse one.
+// applies to the dense rule, `scale_first` and `dense_form` (see the sparse rule below) to the
+// sparse one.
 struct Variant {
   bool nesterov = false;
   bool scale_first = false;
+  bool dense_form = false;
   bool amsgrad = false;
   WeightDecay weight_decay = WeightDecay::kNone;
 };
@@ -91,33 +95,35 @@ struct Variant {
 // The same options as compile-time constants (picked once per launch, on the host, by
 // WithDenseRule / WithSparseRule below): the rule's functions are instantiated per Rule, so a
 // flag that is off costs nothing (no load of vhat, no branch in the loop).
-template <bool kNesterov, bool kScaleFirst, bool kAmsgrad, WeightDecay kDecay>
+template <bool kNesterov, bool kScaleFirst, bool kAmsgrad, WeightDecay kDecay,
+          bool kDenseForm = false>
 struct Rule {
   static constexpr bool nesterov = kNesterov;
   static constexpr bool scale_first = kScaleFirst;
+  static constexpr bool dense_form = kDenseForm;
   static constexpr bool amsgrad = kAmsgrad;
   static constexpr WeightDecay weight_decay = kDecay;
 };
 using PlainRule = Rule<false, false, false, WeightDecay::kNone>;
 
 namespace internal {
-template <bool kNesterov, bool kScaleFirst, bool kAmsgrad, typename Fn>
+template <bool kNesterov, bool kScaleFirst, bool kAmsgrad, bool kDenseForm, typename Fn>
 inline void WithDecay(WeightDecay decay, Fn&& fn) {
   switch (decay) {
     case WeightDecay::kTimesVar:
-      return fn(Rule<kNesterov, kScaleFirst, kAmsgrad, WeightDecay::kTimesVar>());
+      return fn(Rule<kNesterov, kScaleFirst, kAmsgrad, WeightDecay::kTimesVar, kDenseForm>());
     case WeightDecay::kTimesVarLr:
-      return fn(Rule<kNesterov, kScaleFirst, kAmsgrad, WeightDecay::kTimesVarLr>());
+      return fn(Rule<kNesterov, kScaleFirst, kAmsgrad, WeightDecay::kTimesVarLr, kDenseForm>());
     default:
-      return fn(Rule<kNesterov, kScaleFirst, kAmsgrad, WeightDecay::kNone>());
+      return fn(Rule<kNesterov, kScaleFirst, kAmsgrad, WeightDecay::kNone, kDenseForm>());
   }
 }
-template <bool kNesterov, bool kScaleFirst, typename Fn>
+template <bool kNesterov, bool kScaleFirst, bool kDenseForm = false, typename Fn>
 inline void WithAmsgrad(const Variant& v, Fn&& fn) {
   if (v.amsgrad) {
-    WithDecay<kNesterov, kScaleFirst, true>(v.weight_decay, fn);
+    WithDecay<kNesterov, kScaleFirst, true, kDenseForm>(v.weight_decay, fn);
   } else {
-    WithDecay<kNesterov, kScaleFirst, false>(v.weight_decay, fn);
+    WithDecay<kNesterov, kScaleFirst, false, kDenseForm>(v.weight_decay, fn);
   }
 }
 }  // namespace internal
@@ -132,10 +138,13 @@ inline void WithDenseRule(const Variant& v, Fn&& fn) {
   }
 }
 
-// fn(Rule<...>()) for a sparse update's variant (scale_first, amsgrad, weight decay: 12 rules).
+// fn(Rule<...>()) for a sparse update's variant (stock's form, scale_first or the dense form;
+// amsgrad; weight decay: 18 rules).
 template <typename Fn>
 inline void WithSparseRule(const Variant& v, Fn&& fn) {
-  if (v.scale_first) {
+  if (v.dense_form) {
+    internal::WithAmsgrad<false, false, true>(v, fn);
+  } else if (v.scale_first) {
     internal::WithAmsgrad<false, true>(v, fn);
   } else {
     internal::WithAmsgrad<false, false>(v, fn);
@@ -248,6 +257,30 @@ inline void AdamUpdateRange(const Variant& variant, T* var, T* m, T* v,
 // term in, computed by TF ops written as stock writes them (`v_term`, summed over duplicates like the
 // gradient): whatever grappler does to stock's expression it then does to ours.
 
+// The dense form (R::dense_form): each row follows the dense rule, with g the row's gradient summed
+// over duplicate indices and g * g replaced by `v_term`, the sum of the duplicates' squares: what
+// Keras 3's Adam computes for an IndexedSlices gradient (it squares the slices, then densifies).
+// A row without a gradient (every row is updated unless lazy) takes g = g * g = 0 and its weight
+// decay, as the dense rule on Keras's densified gradient does. Both pointers are null for such a
+// row and both are given otherwise.
+template <typename R, typename T, typename C = OpMathT<T>>
+TF_ADAM_OP_HOST_DEVICE inline void AdamSparseDenseFormElement(T* var, T* m, T* v, T* vhat,
+                                                              const C* grad, const C* grad_squared,
+                                                              const AdamStep<C>& step) {
+  const C g = grad != nullptr ? *grad : C(0);
+  const C g_squared = grad != nullptr ? *grad_squared : C(0);
+  C m_c = static_cast<C>(*m);
+  C v_c = static_cast<C>(*v);
+  m_c = SumNaNFirst(m_c, ProductNaNFirst(step.one_minus_beta1, g - m_c));
+  v_c = SumNaNFirst(v_c, ProductNaNFirst(step.one_minus_beta2, g_squared - v_c));
+  const C second = SecondMoment<R>(vhat, v_c);
+  const C var_c = DecayedVar<R>(static_cast<C>(*var), step) -
+                  ProductNaNFirst(step.alpha, m_c) / SumNaNFirst(step.epsilon, Sqrt(second));
+  *m = static_cast<T>(m_c);
+  *v = static_cast<T>(v_c);
+  *var = static_cast<T>(var_c);
+}
+
 // The rows the sparse modes update follow the dense options too: AMSGrad's vhat on every row the
 // mode updates; the weight decay only on the rows with a gradient (TF Addons decays the batch's
 // rows: a gather, a multiply and a scatter_add before the update), once per row however often
@@ -255,6 +288,10 @@ inline void AdamUpdateRange(const Variant& variant, T* var, T* m, T* v,
 template <typename R, typename T, typename C = OpMathT<T>>
 TF_ADAM_OP_HOST_DEVICE inline void AdamSparseElement(T* var, T* m, T* v, T* vhat, const C* grad,
                                                      const C* v_term, const AdamStep<C>& step) {
+  if (R::dense_form) {
+    AdamSparseDenseFormElement<R, T, C>(var, m, v, vhat, grad, v_term, step);
+    return;
+  }
   C m_c = ProductNaNFirst(step.beta1, static_cast<C>(*m));
   C v_c = ProductNaNFirst(step.beta2, static_cast<C>(*v));
   C var_c = static_cast<C>(*var);

@@ -23,6 +23,9 @@ struct ScalarPointers {
   const void* epsilon;
   // The decoupled weight decay (compute type C), null when the update has none.
   const void* weight_decay = nullptr;
+  // 1 - beta1 and 1 - beta2 as the caller computed them (compute type C), or null: then C(1) - beta.
+  const void* one_minus_beta1 = nullptr;
+  const void* one_minus_beta2 = nullptr;
 };
 
 template <typename C>
@@ -41,6 +44,10 @@ TF_ADAM_OP_HOST_DEVICE inline AdamStep<C> LoadStep(const ScalarPointers& s) {
                                      *static_cast<const C*>(s.beta2),
                                      *static_cast<const C*>(s.epsilon));
   if (s.weight_decay != nullptr) step.weight_decay = *static_cast<const C*>(s.weight_decay);
+  if (s.one_minus_beta1 != nullptr) {
+    step.one_minus_beta1 = *static_cast<const C*>(s.one_minus_beta1);
+    step.one_minus_beta2 = *static_cast<const C*>(s.one_minus_beta2);
+  }
   return step;
 }
 

@@ -118,6 +118,29 @@ inline absl::Status WeightDecayPointer(tensorflow::OpKernelContext* ctx, const v
   return absl::OkStatus();
 }
 
+// Where 1 - beta1 and 1 - beta2 are when the caller hands them in (the optional input
+// `one_minus_beta`: none, or two scalars of the compute type; Keras 3 rounds 1 - beta from a
+// double), else left null so the rule computes them.
+inline absl::Status OneMinusBetaPointers(tensorflow::OpKernelContext* ctx, ScalarPointers* scalars) {
+  tensorflow::OpInputList one_minus_beta;
+  TF_RETURN_IF_ERROR(ctx->input_list("one_minus_beta", &one_minus_beta));
+  if (one_minus_beta.size() == 0) return absl::OkStatus();
+  if (one_minus_beta.size() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "one_minus_beta takes none or two scalars (1 - beta1, 1 - beta2), got ",
+        one_minus_beta.size()));
+  }
+  for (int i = 0; i < 2; ++i) {
+    if (!tensorflow::TensorShapeUtils::IsScalar(one_minus_beta[i].shape())) {
+      return absl::InvalidArgumentError(absl::StrCat("one_minus_beta[", i, "] is not a scalar: ",
+                                                     one_minus_beta[i].shape().DebugString()));
+    }
+  }
+  scalars->one_minus_beta1 = one_minus_beta[0].data();
+  scalars->one_minus_beta2 = one_minus_beta[1].data();
+  return absl::OkStatus();
+}
+
 // Below this many elements one thread does the whole update: handing work to the pool costs
 // microseconds, about what one core needs for this many elements.
 constexpr int64_t kMinElementsToParallelize = 1 << 15;

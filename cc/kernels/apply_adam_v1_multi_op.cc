@@ -176,6 +176,7 @@ class ApplyAdamV1MultiOp : public OpKernel {
     OP_REQUIRES_OK(ctx, Validate(ctx, vars, first_vhat));
     ScalarPointers scalars = ScalarInputPointers<T>(ctx);
     OP_REQUIRES_OK(ctx, WeightDecayPointer(ctx, &scalars.weight_decay));
+    OP_REQUIRES_OK(ctx, OneMinusBetaPointers(ctx, &scalars));
     OP_REQUIRES_OK(ctx, vars.PrepareForInPlaceUpdate(ctx));
 
     if (kAdvancesBetaPowers) {  // read from the variables, in their own dtype

@@ -81,6 +81,7 @@ class ApplyAdamV1Op : public OpKernel {
 
     ScalarPointers scalars = ScalarInputPointers<T>(ctx);
     OP_REQUIRES_OK(ctx, WeightDecayPointer(ctx, &scalars.weight_decay));
+    OP_REQUIRES_OK(ctx, OneMinusBetaPointers(ctx, &scalars));
 
     OP_REQUIRES_OK(ctx, vars.PrepareForInPlaceUpdate(ctx));
     if (var.NumElements() > 0) {

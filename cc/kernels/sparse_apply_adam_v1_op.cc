@@ -120,6 +120,7 @@ class SparseApplyAdamV1Op : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("lazy", &lazy_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("scale_first", &variant_.scale_first));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("dense_rule", &variant_.dense_form));
     OP_REQUIRES_OK(ctx, ReadVariantAttrs(ctx, "n_vhat", &variant_));
     OP_REQUIRES_OK(ctx, OptionalInputIndex(*this, "vhat", &vhat_input_));
     OP_REQUIRES_OK(ctx, CheckScalarAttr<T>(ctx));
@@ -170,8 +171,14 @@ class SparseApplyAdamV1Op : public OpKernel {
                       ", grad ", grad.shape().DebugString())));
       v_term = v_terms[0].flat<T>().data();
     }
+    // The dense form's v term is g * g per gradient row, summed like grad: it must be given.
+    OP_REQUIRES(ctx, !variant_.dense_form || v_term != nullptr,
+                absl::InvalidArgumentError(
+                    "dense_rule=true needs v_term: the square of each gradient row (the dense "
+                    "form sums the duplicates' squares, as Keras 3 does)"));
     ScalarPointers scalars = ScalarInputPointers<T>(ctx);
     OP_REQUIRES_OK(ctx, WeightDecayPointer(ctx, &scalars.weight_decay));
+    OP_REQUIRES_OK(ctx, OneMinusBetaPointers(ctx, &scalars));
     // No copy-on-write here: Acquire put resource variables in copy-on-read mode, as stock does
     // for sparse updates, so readers copy and never see a half-written row.
     const int64_t rows = var.dim_size(0);

@@ -66,18 +66,25 @@ absl::Status MergeVariablesAndCheckScalars(InferenceContext* c, bool is_resource
 // each; vhat (when `vhat_input` >= 0 names it) merges into *var; weight_decay is a scalar.
 absl::Status CheckVariantInputs(InferenceContext* c, const char* vhat_attr, bool is_resource,
                                 ShapeHandle* var) {
-  int n_vhat, n_weight_decay;
+  int n_vhat, n_weight_decay, n_one_minus_beta;
   TF_RETURN_IF_ERROR(c->GetAttr(vhat_attr, &n_vhat));
   TF_RETURN_IF_ERROR(c->GetAttr("n_weight_decay", &n_weight_decay));
+  TF_RETURN_IF_ERROR(c->GetAttr("n_one_minus_beta", &n_one_minus_beta));
   if (n_vhat > 1) return absl::InvalidArgumentError("vhat takes at most one variable");
   if (n_weight_decay > 1) return absl::InvalidArgumentError("weight_decay takes at most one scalar");
-  // The optional inputs are the op's last: vhat, then weight_decay.
-  const int first = c->num_inputs() - n_vhat - n_weight_decay;
+  if (n_one_minus_beta != 0 && n_one_minus_beta != 2) {
+    return absl::InvalidArgumentError(
+        "one_minus_beta takes none or two scalars (1 - beta1, 1 - beta2)");
+  }
+  // The optional inputs are the op's last: vhat, then weight_decay, then one_minus_beta.
+  const int first = c->num_inputs() - n_vhat - n_weight_decay - n_one_minus_beta;
   if (n_vhat == 1 && var != nullptr) {
     TF_RETURN_IF_ERROR(c->Merge(*var, is_resource ? ResourceVariableShape(c, first) : c->input(first), var));
   }
   ShapeHandle unused;
-  if (n_weight_decay == 1) TF_RETURN_IF_ERROR(c->WithRank(c->input(first + n_vhat), 0, &unused));
+  for (int i = first + n_vhat; i < c->num_inputs(); ++i) {
+    TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
+  }
   return absl::OkStatus();
 }
 
@@ -160,15 +167,17 @@ absl::Status MultiAdamShapeFn(InferenceContext* c, bool advances_beta_powers) {
       .Attr("T: numbertype")                                                       \
       .Attr("Tscalar: {float, double}")
 
-// AMSGrad and decoupled weight decay, the last inputs of every Adam op: lists of length 0 by
-// default, so graphs written before them load and run unchanged. VHAT is "vhat: n_vhat * <type>"
+// AMSGrad, decoupled weight decay and 1 - beta as the caller rounds it, the last inputs of every
+// Adam op: lists of length 0 by default, so graphs written before them load and run unchanged. VHAT is "vhat: n_vhat * <type>"
 // (or the multi-tensor ops' "vhats: n_vhats * resource", a vector of N handles).
 #define TF_ADAM_OP_VARIANT_INPUTS(VHAT, VHAT_ATTR)                                \
   Input(VHAT)                                                                      \
       .Input("weight_decay: n_weight_decay * Tscalar")                             \
+      .Input("one_minus_beta: n_one_minus_beta * Tscalar")                         \
       .Attr(VHAT_ATTR ": int >= 0 = 0")                                            \
       .Attr("n_weight_decay: int >= 0 = 0")                                        \
-      .Attr("weight_decay_times_lr: bool = false")
+      .Attr("weight_decay_times_lr: bool = false")                                 \
+      .Attr("n_one_minus_beta: int >= 0 = 0")
 
 // The vhat input of the ops on ref variables and on resource variables (a list of refs is spelled
 // Ref(N * T)).
@@ -200,6 +209,8 @@ vhat: none, or one variable of var's shape: AMSGrad (stock ApplyAdamWithAmsgrad'
 weight_decay: none, or one scalar: decoupled weight decay in the same pass, before the step:
   var -= weight_decay * var (TF1 contrib's AdamW, TF Addons), or with weight_decay_times_lr
   var -= (var * weight_decay) * lr (Keras 3's AdamW).
+one_minus_beta: none, or two scalars used as (1 - beta1, 1 - beta2) instead of computing them
+  (Keras 3 computes them from Python floats in double precision and rounds once).
 )doc");
 
 REGISTER_OP("ResourceApplyAdamV1")
@@ -218,7 +229,8 @@ REGISTER_OP("ResourceApplyAdamV1")
       .Attr("n_v_term: int >= 0 = 0")                                              \
       .Attr("use_locking: bool = false")                                           \
       .Attr("lazy: bool = false")                                                  \
-      .Attr("scale_first: bool = false")
+      .Attr("scale_first: bool = false")                                           \
+      .Attr("dense_rule: bool = false")
 
 REGISTER_OP("SparseApplyAdamV1")
     .TF_ADAM_OP_SPARSE_INPUTS("Ref(T)", TF_ADAM_OP_REF_VHAT)
@@ -237,6 +249,11 @@ computing it (summed over duplicate indices like grad). The optimizer computes i
 written as stock writes them, so grappler treats stock's expression and ours alike.
 vhat, weight_decay: as ApplyAdamV1's, on the rows the mode updates; the weight decay applies to
 the named rows only (as TF Addons' AdamW), once per row however often its index repeats.
+dense_rule: each row follows ApplyAdamV1's rule (m += (g - m) * (1 - beta1), ...) with g the row's
+summed gradient and g * g replaced by v_term, which is then required: the square of each gradient
+row (summed over duplicates like grad). Without lazy, rows without a gradient take g = 0 and the
+weight decay too. This is Keras 3's Adam on an IndexedSlices gradient, which it densifies.
+one_minus_beta: as ApplyAdamV1's.
 )doc");
 
 REGISTER_OP("ResourceSparseApplyAdamV1")
@@ -277,7 +294,8 @@ vectors of N handles each (tf.stack of the handles).
 
 All or nothing: any bad input among the N (shape, dtype, uninitialized, the same variable twice) is
 an error and no variable is changed. The variables must be on one device and of one dtype T.
-vhats (AMSGrad: none, or one vector of N handles) and weight_decay as in ApplyAdamV1, for all N.
+vhats (AMSGrad: none, or one vector of N handles), weight_decay and one_minus_beta as in
+ApplyAdamV1, for all N.
 )doc");
 
 REGISTER_OP("ResourceApplyAdamV1MultiNoAdvance")
