@@ -1,0 +1,219 @@
+"""tf_adam_op.keras.Adam and AdamW: Keras 3's optimizers, with the update made by the fused ops.
+
+Everything but the update itself is Keras's own, inherited: the constructor and get_config, the
+variables (`iteration`, `<var>_momentum`, `<var>_velocity`, `<var>_velocity_hat`) and so checkpoints
+and .keras files, clipping, loss scaling, gradient accumulation, EMA, constraints, tf.distribute.
+What changes is the TensorFlow backend's update step (`_backend_update_step`): Keras runs some
+ten TF ops per variable; here each (device, dtype, decays) group of dense gradients is one
+ResourceApplyAdamV1MultiNoAdvance op and each IndexedSlices gradient one ResourceSparseApplyAdamV1
+op, and the weight decay (`var -= var * wd * lr`, which Keras applies in a pass of its own just
+before) is done by the same op in the same pass.
+
+The numbers are Keras's, bit for bit in float32/float64: the ops get the beta powers as Keras
+computes them (`beta ** (iterations + 1)` in the variable's dtype), 1 - beta1 and 1 - beta2 rounded
+from Python doubles as Keras rounds them (`one_minus_beta`), and for IndexedSlices the dense form
+of the sparse op (`dense_rule`): Keras densifies the gradient, and squares its slices before
+summing duplicates. float16/bfloat16 variables are computed in float32 and rounded once (Keras
+computes them in their own dtype, where beta_2 = 0.999 is 1.0 in bfloat16 and they never move).
+
+Under XLA (jit_compile=True, e.g. `fit`'s default where the model allows it) the custom ops cannot
+be compiled: float32/float64 dense updates then run Keras's own update_step (Keras's numbers, as
+compiled by XLA), and what Keras has no rule for (16-bit variables in float32, lazy rows) runs a
+composite of TF ops in the fused ops' order (_xla_step.py). Under a tf.distribute strategy each
+variable's update is one fused op per replica, through Keras's own per-variable distribution.
+"""
+
+import keras
+import tensorflow as tf
+from tensorflow.python.distribute import distribute_lib
+
+from tf_adam_op import _fused
+from tf_adam_op import _xla
+from tf_adam_op import ops
+from tf_adam_op.keras import _xla_step
+
+__all__ = ["Adam", "AdamW"]
+
+_SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+# How many groups' packed handle vectors are kept (a model usually has one or two groups).
+_PACKED_HANDLES_KEPT = 16
+
+
+def _as_keras_converts(value, dtype):
+  """A Python number straight to `dtype` (keras.ops' arithmetic converts it so), else a cast."""
+  if isinstance(value, (int, float)):
+    return tf.constant(value, dtype)
+  return tf.cast(value, dtype)
+
+
+def _tf_variable(variable):
+  """The tf.Variable behind a Keras variable (or the variable itself)."""
+  return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+class _FusedAdamMixin:
+  """The fused update step shared by Adam and AdamW (see the module doc)."""
+
+  def __init__(self, *args, lazy=False, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.lazy = bool(lazy)
+    self._packed_handles = {}
+
+  def get_config(self):
+    config = super().get_config()
+    config["lazy"] = self.lazy
+    return config
+
+  # Keras applies the weight decay in a pass of its own just before the update step, to the same
+  # variables; the fused ops do it in the update's own pass (the same arithmetic). Under XLA, where
+  # the update is a composite or Keras's own, Keras's pass runs.
+  def _apply_weight_decay(self, variables):
+    if _xla.in_xla_context():
+      super()._apply_weight_decay(variables)
+
+  def _backend_update_step(self, grads, trainable_variables, learning_rate):
+    if _xla.in_xla_context():
+      return self._xla_update_step(grads, trainable_variables, learning_rate)
+    if distribute_lib.has_strategy():
+      # Keras's per-variable distribution; each variable's update_step is one fused op.
+      return super()._backend_update_step(grads, trainable_variables, learning_rate)
+    dense = []
+    for grad, keras_var in zip(grads, trainable_variables):
+      var = _tf_variable(keras_var)
+      self._check_dtype(var)
+      if isinstance(grad, tf.IndexedSlices):
+        self._update_one(grad, keras_var, learning_rate)
+      else:
+        dense.append(((tf.cast(grad, var.dtype.base_dtype), keras_var), var))
+    # Keras decides the decay on its own variables (their names, not the tf.Variables').
+    decays = {id(var): self._decays(keras_var) for (_, keras_var), var in dense}
+    for group in _fused.group_updates(dense, lambda var: decays[id(var)]):
+      self._update_group(group, learning_rate)
+
+  def update_step(self, gradient, variable, learning_rate):
+    """One variable's update (the path under a strategy; Keras's own under XLA)."""
+    if _xla.in_xla_context():
+      return super().update_step(gradient, variable, learning_rate)
+    self._update_one(gradient, variable, learning_rate)
+
+  # --- the ops' inputs, as Keras computes them -----------------------------------------------------
+
+  def _decays(self, var):
+    return self.weight_decay is not None and self._use_weight_decay(var)
+
+  def _scalars(self, dtype, learning_rate):
+    """beta1_power, beta2_power, lr, beta1, beta2, epsilon in the compute dtype of `dtype`, each
+    converted as Keras converts it, and (1 - beta1, 1 - beta2) as Keras rounds them."""
+    compute = ops.compute_dtype(dtype)
+    # Keras: ops.cast(self.beta_1, dtype), which makes a Python float a float32 first (so a float64
+    # variable's powers are of float32(0.9)), then ops.power(beta, cast(iterations + 1)).
+    local_step = tf.cast(self.iterations + 1, compute)
+    beta_1, beta_2 = tf.cast(self.beta_1, compute), tf.cast(self.beta_2, compute)
+    scalars = (tf.pow(beta_1, local_step), tf.pow(beta_2, local_step),
+               tf.cast(learning_rate, compute), beta_1, beta_2,
+               _as_keras_converts(self.epsilon, compute))
+    # Keras multiplies by `1 - self.beta_1`, for a Python float a double rounded once to the
+    # variable's dtype: not float32(1) - float32(beta_1).
+    one_minus_beta = tuple(_as_keras_converts(1 - b, compute) for b in (self.beta_1, self.beta_2))
+    return scalars, one_minus_beta
+
+  def _options(self, dtype, decays):
+    """The weight decay input, tf.cast(weight_decay, dtype) as Keras casts it, when decaying."""
+    if not decays:
+      return {}
+    return dict(weight_decay=tf.cast(self.weight_decay, ops.compute_dtype(dtype)),
+                weight_decay_times_lr=True)
+
+  @staticmethod
+  def _check_dtype(var):
+    dtype = var.dtype.base_dtype
+    if dtype not in _SUPPORTED_DTYPES:
+      raise ValueError(
+          f"tf_adam_op.keras cannot update variable {var.name!r} of dtype {dtype.name}: supported "
+          f"dtypes are {', '.join(d.name for d in _SUPPORTED_DTYPES)}")
+
+  # --- the updates ---------------------------------------------------------------------------------
+
+  def _slot(self, slots, keras_var):
+    return _tf_variable(slots[self._get_variable_index(keras_var)])
+
+  def _update_one(self, grad, keras_var, learning_rate):
+    """One variable's fused op: sparse for an IndexedSlices gradient, else the single-variable op."""
+    var = _tf_variable(keras_var)
+    dtype = var.dtype.base_dtype
+    m, v = self._slot(self._momentums, keras_var), self._slot(self._velocities, keras_var)
+    scalars, one_minus_beta = self._scalars(dtype, learning_rate)
+    extra = self._options(dtype, self._decays(keras_var))
+    if self.amsgrad:
+      extra["vhat"] = self._slot(self._velocity_hats, keras_var).handle
+    if isinstance(grad, tf.IndexedSlices):
+      values = tf.cast(grad.values, dtype)  # Keras casts the gradient to the variable's dtype
+      return ops.resource_sparse_apply_adam_v1(
+          var.handle, m.handle, v.handle, *scalars, values, grad.indices, lazy=self.lazy,
+          dense_rule=True, one_minus_beta=one_minus_beta, **extra)
+    return ops.resource_apply_adam_v1(
+        var.handle, m.handle, v.handle, *scalars, tf.cast(grad, dtype),
+        one_minus_beta=one_minus_beta, **extra)
+
+  def _update_group(self, group, learning_rate):
+    grads = [g for g, _ in group.grads]
+    keras_vars = [kv for _, kv in group.grads]
+    scalars, one_minus_beta = self._scalars(group.dtype, learning_rate)
+    slot_lists = [self._momentums, self._velocities]
+    if self.amsgrad:
+      slot_lists.append(self._velocity_hats)
+    handles = self._packed(group.variables,
+                           [[self._slot(slots, kv) for kv in keras_vars] for slots in slot_lists],
+                           group.device)
+    extra = self._options(group.dtype, group.decays)
+    if self.amsgrad:
+      extra["vhats"] = handles[3]
+    with tf.device(group.variables[0].device):
+      return ops.resource_apply_adam_v1_multi_no_advance(
+          handles[0], handles[1], handles[2], *scalars, grads, one_minus_beta=one_minus_beta,
+          **extra)
+
+  def _packed(self, variables, slot_variables, device):
+    """The handle vectors of variables and their slots, packed once per variable list (eager
+    tensors, registered for tf.function's ordering: see _fused.PackedHandles)."""
+    key = tuple(map(id, variables))
+    cached = self._packed_handles.get(key)
+    if cached is None or not all(a is b for a, b in zip(cached[0], variables)):
+      host = _fused.host_device(device)
+      packed = [_fused.PackedHandles(group, host) for group in (variables, *slot_variables)]
+      with tf.init_scope():
+        handles = tuple(p.resource_handle for p in packed)
+      cached = (tuple(variables), packed, handles)
+      if len(self._packed_handles) >= _PACKED_HANDLES_KEPT:
+        self._packed_handles.pop(next(iter(self._packed_handles)))
+      self._packed_handles[key] = cached
+    return cached[2]
+
+  def _xla_update_step(self, grads, trainable_variables, learning_rate):
+    """Under XLA: Keras's own update where Keras has one (float32/float64, not lazy), else the
+    composite of _xla_step (the weight decay then is Keras's own pass, done before)."""
+    for grad, keras_var in zip(grads, trainable_variables):
+      var = _tf_variable(keras_var)
+      if _xla_step.keras_rule_applies(self, grad, var):
+        super().update_step(grad, keras_var, learning_rate)
+      else:
+        _xla_step.update(self, grad, keras_var, learning_rate)
+
+
+@keras.saving.register_keras_serializable(package="tf_adam_op")
+class Adam(_FusedAdamMixin, keras.optimizers.Adam):
+  """keras.optimizers.Adam on tf_adam_op's fused ops (Keras's arguments, and `lazy`).
+
+  Args: those of keras.optimizers.Adam, and
+    lazy: (keyword) IndexedSlices gradients update m, v and var of the named rows only (LazyAdam,
+      as TF Addons had it), instead of Keras's rule, which densifies them and updates every row.
+  """
+
+
+@keras.saving.register_keras_serializable(package="tf_adam_op")
+class AdamW(_FusedAdamMixin, keras.optimizers.AdamW):
+  """keras.optimizers.AdamW on tf_adam_op's fused ops (Keras's arguments, and `lazy`).
+
+  The weight decay, var -= var * weight_decay * learning_rate before the step, is done by the same
+  op as the step; exclude_from_weight_decay works as in Keras.
+  """
