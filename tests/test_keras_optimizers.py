@@ -348,7 +348,9 @@ def test_mirrored_strategy_as_keras():
   devices = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
   results = []
   for cls in PAIRS["AdamW"]:
-    strategy = tf.distribute.MirroredStrategy(devices)
+    # Not collective ops: their instance keys clash with other strategies' in one test process.
+    strategy = tf.distribute.MirroredStrategy(
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
     with strategy.scope():
       model, _ = _fit("cnn", cls(learning_rate=0.01, weight_decay=0.01), jit_compile=False)
     results.append([w.numpy() for w in model.weights + model.optimizer.variables])

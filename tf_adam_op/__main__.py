@@ -100,11 +100,12 @@ def _parser():
       help="time stock Adam (and AdamW, AMSGrad), ours and torch's fused Adam; table, JSON, PNG")
   workloads = ["large", "many", "mixed", "sparse"]
   modes = ["eager", "tf.function", "tf1-ref", "tf1-resource"]
+  optional_modes = ["xla"]  # tf.function(jit_compile=True), on request
   # The names of tf_adam_op.bench.IMPLEMENTATIONS and TORCH (not imported here: --help needs no TF).
   implementations = ["stock", "ours", "ours lazy", "stock adamw", "ours adamw", "stock amsgrad",
-                     "ours amsgrad", "torch fused"]
+                     "ours amsgrad", "keras adam", "ours keras", "torch fused"]
   bench.add_argument("--workload", nargs="+", choices=workloads, default=workloads)
-  bench.add_argument("--mode", nargs="+", choices=modes, default=modes)
+  bench.add_argument("--mode", nargs="+", choices=modes + optional_modes, default=modes)
   bench.add_argument("--impl", nargs="+", choices=implementations, default=implementations,
                      help="torch fused runs when torch is installed (pip install torch)")
   bench.add_argument("--device", choices=["cpu", "gpu"], default="cpu",

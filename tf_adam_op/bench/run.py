@@ -26,12 +26,27 @@ IMPLEMENTATIONS = {
     "ours adamw": lambda: tf_adam_op.AdamWOptimizer(WEIGHT_DECAY, 1e-3),
     "stock amsgrad": lambda: stock_variants.StockAmsgrad(1e-3),  # dense resource variables only
     "ours amsgrad": lambda: tf_adam_op.AdamOptimizer(1e-3, amsgrad=True),
+    # Keras 3's Adam and ours for Keras 3 (eager, tf.function and xla modes only: no TF1 sessions).
+    "keras adam": lambda: _keras().optimizers.Adam(1e-3),
+    "ours keras": lambda: _tf_adam_op_keras().Adam(1e-3),
 }
 # What each row's "vs stock" speed-up is measured against: its stock equivalent (stock's variants
 # against stock Adam, showing what the separate ops cost).
 STOCK_COUNTERPART = {"stock": "stock", "ours": "stock", "ours lazy": "stock", "stock adamw": "stock",
                      "ours adamw": "stock adamw", "stock amsgrad": "stock",
-                     "ours amsgrad": "stock amsgrad"}
+                     "ours amsgrad": "stock amsgrad", "keras adam": "keras adam",
+                     "ours keras": "keras adam"}
+KERAS_IMPLEMENTATIONS = ("keras adam", "ours keras")
+
+
+def _keras():
+  import keras  # pylint: disable=g-import-not-at-top
+  return keras
+
+
+def _tf_adam_op_keras():
+  import tf_adam_op.keras  # pylint: disable=g-import-not-at-top
+  return tf_adam_op.keras
 TORCH = "torch fused"
 WARMUP_STEPS = 2
 ROUNDS = 3  # the implementations take turns this many times in a case
@@ -70,6 +85,8 @@ def _implementations(workload, mode, names, device):
       continue
     if "amsgrad" in name and (workload.sparse or (name.startswith("stock") and mode == "tf1-ref")):
       continue  # stock has AMSGrad only as a dense kernel on resource variables
+    if name in KERAS_IMPLEMENTATIONS and mode.startswith("tf1"):
+      continue  # Keras 3 optimizers do not run in TF1 sessions
     if name == TORCH and (workload.sparse or not torch_step.torch_available(device.torch_device)):
       continue  # torch's sparse Adam is a different rule; no torch: no row, said in the report
     chosen.append(name)

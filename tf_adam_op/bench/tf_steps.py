@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tf_adam_op.bench.workloads import SPARSE_BATCH, SPARSE_POOL
 
-MODES = ("eager", "tf.function", "tf1-ref", "tf1-resource")
+MODES = ("eager", "tf.function", "tf1-ref", "tf1-resource", "xla")
 
 
 def _initial_value(shape, seed):
@@ -75,13 +75,13 @@ def eager_step(workload, make_optimizer, seed, device):
   return step, lambda: None
 
 
-def function_step(workload, make_optimizer, seed, device):
+def function_step(workload, make_optimizer, seed, device, jit_compile=None):
   with tf.device(device):
     variables = _eager_variables(workload, seed)
   arrays = _gradient_arrays(workload, seed)
   optimizer = make_optimizer()
 
-  @tf.function
+  @tf.function(jit_compile=jit_compile)
   def apply():
     with tf.device(device):
       optimizer.apply_gradients(list(zip(_gradients(workload, arrays), variables)))
@@ -114,5 +114,10 @@ def tf1_resource_step(workload, make_optimizer, seed, device):
   return _session_step(workload, make_optimizer, seed, device, use_resource=True)
 
 
+def xla_step(workload, make_optimizer, seed, device):
+  """tf.function(jit_compile=True): what Keras 3's fit compiles by default where it can."""
+  return function_step(workload, make_optimizer, seed, device, jit_compile=True)
+
+
 BUILDERS = {"eager": eager_step, "tf.function": function_step, "tf1-ref": tf1_ref_step,
-            "tf1-resource": tf1_resource_step}
+            "tf1-resource": tf1_resource_step, "xla": xla_step}

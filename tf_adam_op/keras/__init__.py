@@ -8,7 +8,17 @@ multi-tensor op per (device, dtype) group per step, the fused sparse op for Inde
 `lazy=True` (LazyAdam) as an option. Needs Keras 3 with the TensorFlow backend.
 """
 
-from tf_adam_op.keras.adam import Adam
-from tf_adam_op.keras.adam import AdamW
+import keras as _keras
+
+if not _keras.__version__.startswith("3."):
+  raise ImportError(
+      f"tf_adam_op.keras needs Keras 3 (TensorFlow 2.16 and later), found Keras "
+      f"{_keras.__version__}; with Keras 2 (tf_keras) use tf_adam_op.AdamOptimizer")
+if _keras.backend.backend() != "tensorflow":
+  raise ImportError(f"tf_adam_op.keras needs Keras's TensorFlow backend, not "
+                    f"{_keras.backend.backend()!r} (set KERAS_BACKEND=tensorflow)")
+
+from tf_adam_op.keras.adam import Adam  # noqa: E402  pylint: disable=g-import-not-at-top
+from tf_adam_op.keras.adam import AdamW  # noqa: E402  pylint: disable=g-import-not-at-top
 
 __all__ = ["Adam", "AdamW"]

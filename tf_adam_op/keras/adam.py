@@ -96,7 +96,7 @@ class _FusedAdamMixin:
       return super().update_step(gradient, variable, learning_rate)
     self._update_one(gradient, variable, learning_rate)
 
-  # --- the ops' inputs, as Keras computes them -----------------------------------------------------
+  # --- the ops' inputs, as Keras computes them ---------------------------------------------------
 
   def _decays(self, var):
     return self.weight_decay is not None and self._use_weight_decay(var)
@@ -132,13 +132,13 @@ class _FusedAdamMixin:
           f"tf_adam_op.keras cannot update variable {var.name!r} of dtype {dtype.name}: supported "
           f"dtypes are {', '.join(d.name for d in _SUPPORTED_DTYPES)}")
 
-  # --- the updates ---------------------------------------------------------------------------------
+  # --- the updates -------------------------------------------------------------------------------
 
   def _slot(self, slots, keras_var):
     return _tf_variable(slots[self._get_variable_index(keras_var)])
 
   def _update_one(self, grad, keras_var, learning_rate):
-    """One variable's fused op: sparse for an IndexedSlices gradient, else the single-variable op."""
+    """One variable's fused op: the sparse op for IndexedSlices, else the single-variable op."""
     var = _tf_variable(keras_var)
     dtype = var.dtype.base_dtype
     m, v = self._slot(self._momentums, keras_var), self._slot(self._velocities, keras_var)
