@@ -23,6 +23,9 @@ composite of TF ops in the fused ops' order (_xla_step.py). Under a tf.distribut
 variable's update is one fused op per replica, through Keras's own per-variable distribution.
 """
 
+import dataclasses
+import operator
+
 import keras
 import tensorflow as tf
 from tensorflow.python.distribute import distribute_lib
@@ -35,8 +38,33 @@ from tf_adam_op.keras import _xla_step
 __all__ = ["Adam", "AdamW"]
 
 _SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
-# How many groups' packed handle vectors are kept (a model usually has one or two groups).
-_PACKED_HANDLES_KEPT = 16
+# How many step plans (variable lists) are kept; a model usually has one.
+_PLANS_KEPT = 16
+
+
+@dataclasses.dataclass
+class _PlannedGroup:
+  """One multi-tensor op of a step: its variables' dtype, decay, device, the positions of their
+  gradients in the step's list, and the packed handles (vars, ms, vs, and vhats with amsgrad)."""
+  dtype: tf.DType
+  decays: bool
+  device: str
+  positions: list
+  handles: tuple
+
+
+@dataclasses.dataclass
+class _StepPlan:
+  variables: tuple  # the Keras variables the plan is for (checked by identity)
+  sparse_positions: list  # where the IndexedSlices gradients are: one sparse op each
+  groups: list
+
+
+def _as_dtype(grad, dtype):
+  """A dense gradient as a tensor of its variable's dtype (Keras casts it too)."""
+  if isinstance(grad, tf.Tensor) and grad.dtype == dtype:
+    return grad
+  return tf.cast(grad, dtype)
 
 
 def _as_keras_converts(value, dtype):
@@ -57,7 +85,7 @@ class _FusedAdamMixin:
   def __init__(self, *args, lazy=False, **kwargs):
     super().__init__(*args, **kwargs)
     self.lazy = bool(lazy)
-    self._packed_handles = {}
+    self._plans = {}  # see _step_plan
 
   def get_config(self):
     config = super().get_config()
@@ -77,18 +105,47 @@ class _FusedAdamMixin:
     if distribute_lib.has_strategy():
       # Keras's per-variable distribution; each variable's update_step is one fused op.
       return super()._backend_update_step(grads, trainable_variables, learning_rate)
+    sparse = tuple(isinstance(grad, tf.IndexedSlices) for grad in grads)
+    plan = self._step_plan(trainable_variables, sparse)
+    for i in plan.sparse_positions:
+      self._update_one(grads[i], trainable_variables[i], learning_rate)
+    for group in plan.groups:
+      self._update_group(group, [_as_dtype(grads[i], group.dtype) for i in group.positions],
+                         learning_rate)
+
+  def _step_plan(self, trainable_variables, sparse):
+    """What a step over these variables needs besides its gradients, made once per variable list
+    (and sparse pattern): the groups, their decays and their packed handle vectors, so a step
+    pays no per-variable lookup (which costs Keras's eager steps most of their time)."""
+    key = (tuple(map(id, trainable_variables)), sparse, self.weight_decay is None)
+    plan = self._plans.get(key)
+    if plan is not None and all(map(operator.is_, plan.variables, trainable_variables)):
+      return plan
     dense = []
-    for grad, keras_var in zip(grads, trainable_variables):
+    for i, (keras_var, is_sparse) in enumerate(zip(trainable_variables, sparse)):
       var = _tf_variable(keras_var)
       self._check_dtype(var)
-      if isinstance(grad, tf.IndexedSlices):
-        self._update_one(grad, keras_var, learning_rate)
-      else:
-        dense.append(((tf.cast(grad, var.dtype.base_dtype), keras_var), var))
+      if not is_sparse:
+        dense.append(((i, keras_var), var))
     # Keras decides the decay on its own variables (their names, not the tf.Variables').
     decays = {id(var): self._decays(keras_var) for (_, keras_var), var in dense}
+    groups = []
     for group in _fused.group_updates(dense, lambda var: decays[id(var)]):
-      self._update_group(group, learning_rate)
+      keras_vars = [kv for _, kv in group.grads]
+      slot_lists = [self._momentums, self._velocities]
+      if self.amsgrad:
+        slot_lists.append(self._velocity_hats)
+      handles = self._packed(group.variables,
+                             [[self._slot(slots, kv) for kv in keras_vars] for slots in slot_lists],
+                             group.device)
+      groups.append(_PlannedGroup(group.dtype, group.decays, group.variables[0].device,
+                                  [i for i, _ in group.grads], handles))
+    plan = _StepPlan(tuple(trainable_variables),
+                     [i for i, is_sparse in enumerate(sparse) if is_sparse], groups)
+    if len(self._plans) >= _PLANS_KEPT:
+      self._plans.pop(next(iter(self._plans)))
+    self._plans[key] = plan
+    return plan
 
   def update_step(self, gradient, variable, learning_rate):
     """One variable's update (the path under a strategy; Keras's own under XLA)."""
@@ -155,39 +212,23 @@ class _FusedAdamMixin:
         var.handle, m.handle, v.handle, *scalars, tf.cast(grad, dtype),
         one_minus_beta=one_minus_beta, **extra)
 
-  def _update_group(self, group, learning_rate):
-    grads = [g for g, _ in group.grads]
-    keras_vars = [kv for _, kv in group.grads]
+  def _update_group(self, group, grads, learning_rate):
     scalars, one_minus_beta = self._scalars(group.dtype, learning_rate)
-    slot_lists = [self._momentums, self._velocities]
-    if self.amsgrad:
-      slot_lists.append(self._velocity_hats)
-    handles = self._packed(group.variables,
-                           [[self._slot(slots, kv) for kv in keras_vars] for slots in slot_lists],
-                           group.device)
     extra = self._options(group.dtype, group.decays)
     if self.amsgrad:
-      extra["vhats"] = handles[3]
-    with tf.device(group.variables[0].device):
+      extra["vhats"] = group.handles[3]
+    with tf.device(group.device):
       return ops.resource_apply_adam_v1_multi_no_advance(
-          handles[0], handles[1], handles[2], *scalars, grads, one_minus_beta=one_minus_beta,
-          **extra)
+          *group.handles[:3], *scalars, grads, one_minus_beta=one_minus_beta, **extra)
 
-  def _packed(self, variables, slot_variables, device):
-    """The handle vectors of variables and their slots, packed once per variable list (eager
-    tensors, registered for tf.function's ordering: see _fused.PackedHandles)."""
-    key = tuple(map(id, variables))
-    cached = self._packed_handles.get(key)
-    if cached is None or not all(a is b for a, b in zip(cached[0], variables)):
-      host = _fused.host_device(device)
-      packed = [_fused.PackedHandles(group, host) for group in (variables, *slot_variables)]
-      with tf.init_scope():
-        handles = tuple(p.resource_handle for p in packed)
-      cached = (tuple(variables), packed, handles)
-      if len(self._packed_handles) >= _PACKED_HANDLES_KEPT:
-        self._packed_handles.pop(next(iter(self._packed_handles)))
-      self._packed_handles[key] = cached
-    return cached[2]
+  @staticmethod
+  def _packed(variables, slot_variables, device):
+    """The handle vectors of variables and their slots (eager tensors, registered for
+    tf.function's ordering: see _fused.PackedHandles), kept in the step plan."""
+    host = _fused.host_device(device)
+    packed = [_fused.PackedHandles(group, host) for group in (variables, *slot_variables)]
+    with tf.init_scope():
+      return tuple(p.resource_handle for p in packed)
 
   def _xla_update_step(self, grads, trainable_variables, learning_rate):
     """Under XLA: Keras's own update where Keras has one (float32/float64, not lazy), else the
