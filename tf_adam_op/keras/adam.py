@@ -6,8 +6,9 @@ and .keras files, clipping, loss scaling, gradient accumulation, EMA, constraint
 What changes is the TensorFlow backend's update step (`_backend_update_step`): Keras runs some
 ten TF ops per variable; here each (device, dtype, decays) group of dense gradients is one
 ResourceApplyAdamV1MultiNoAdvance op and each IndexedSlices gradient one ResourceSparseApplyAdamV1
-op, and the weight decay (`var -= var * wd * lr`, which Keras applies in a pass of its own just
-before) is done by the same op in the same pass.
+op; eagerly the weight decay (`var -= var * wd * lr`, which Keras applies in a pass of its own just
+before) is done by the same op in the same pass, in graphs by Keras's own pass (see
+_apply_weight_decay).
 
 The numbers are Keras's, bit for bit in float32/float64: the ops get the beta powers as Keras
 computes them (`beta ** (iterations + 1)` in the variable's dtype), 1 - beta1 and 1 - beta2 rounded
@@ -93,10 +94,16 @@ class _FusedAdamMixin:
     return config
 
   # Keras applies the weight decay in a pass of its own just before the update step, to the same
-  # variables; the fused ops do it in the update's own pass (the same arithmetic). Under XLA, where
-  # the update is a composite or Keras's own, Keras's pass runs.
+  # variables. Eagerly the fused ops do it in the update's own pass (the same arithmetic). In a
+  # graph Keras's own pass runs: grappler's arithmetic optimizer sometimes evaluates Keras's
+  # var * wd * lr as var * (wd * lr), which rounds differently (measured), and only Keras's own
+  # expression is sure to get the same treatment. Under XLA the update is Keras's or a composite.
+  @staticmethod
+  def _decays_in_op():
+    return tf.executing_eagerly()
+
   def _apply_weight_decay(self, variables):
-    if _xla.in_xla_context():
+    if not self._decays_in_op():
       super()._apply_weight_decay(variables)
 
   def _backend_update_step(self, grads, trainable_variables, learning_rate):
@@ -117,7 +124,8 @@ class _FusedAdamMixin:
     """What a step over these variables needs besides its gradients, made once per variable list
     (and sparse pattern): the groups, their decays and their packed handle vectors, so a step
     pays no per-variable lookup (which costs Keras's eager steps most of their time)."""
-    key = (tuple(map(id, trainable_variables)), sparse, self.weight_decay is None)
+    key = (tuple(map(id, trainable_variables)), sparse, self.weight_decay is None,
+           self._decays_in_op())
     plan = self._plans.get(key)
     if plan is not None and all(map(operator.is_, plan.variables, trainable_variables)):
       return plan
@@ -156,7 +164,9 @@ class _FusedAdamMixin:
   # --- the ops' inputs, as Keras computes them ---------------------------------------------------
 
   def _decays(self, var):
-    return self.weight_decay is not None and self._use_weight_decay(var)
+    """Whether the op applies var's weight decay (eagerly; see _apply_weight_decay)."""
+    return (self._decays_in_op() and self.weight_decay is not None
+            and self._use_weight_decay(var))
 
   def _scalars(self, dtype, learning_rate):
     """beta1_power, beta2_power, lr, beta1, beta2, epsilon in the compute dtype of `dtype`, each
