@@ -100,7 +100,9 @@ def _parser():
       help="time stock Adam (and AdamW, AMSGrad), ours and torch's fused Adam; table, JSON, PNG")
   workloads = ["large", "many", "mixed", "sparse"]
   modes = ["eager", "tf.function", "tf1-ref", "tf1-resource"]
-  optional_modes = ["xla"]  # tf.function(jit_compile=True), on request
+  # On request: tf.function(jit_compile=True), and a Keras 3 model's train_on_batch without / with
+  # XLA (Keras 3 optimizers only).
+  optional_modes = ["xla", "fit", "fit-xla"]
   # The names of tf_adam_op.bench.IMPLEMENTATIONS and TORCH (not imported here: --help needs no TF).
   implementations = ["stock", "ours", "ours lazy", "stock adamw", "ours adamw", "stock amsgrad",
                      "ours amsgrad", "keras adam", "ours keras", "torch fused"]

@@ -45,7 +45,8 @@ VARIANT_WORKLOADS = ("large", "mixed")
 # Ours for Keras 3 against Keras 3's Adam, each row's "vs stock" (its counterpart: keras adam).
 KERAS_TARGETS = (("large", "tf.function", 4.0), ("mixed", "tf.function", 4.0),
                  ("many", "tf.function", 3.0), ("many", "eager", 50.0),
-                 ("large", "xla", 1.0), ("mixed", "xla", 1.0), ("many", "xla", 1.0))
+                 ("large", "xla", 1.0), ("mixed", "xla", 1.0), ("many", "xla", 1.0),
+                 ("large", "fit-xla", 1.0), ("mixed", "fit-xla", 1.0), ("many", "fit-xla", 1.0))
 
 
 def _keras_targets(cases):

@@ -87,6 +87,8 @@ def _implementations(workload, mode, names, device):
       continue  # stock has AMSGrad only as a dense kernel on resource variables
     if name in KERAS_IMPLEMENTATIONS and mode.startswith("tf1"):
       continue  # Keras 3 optimizers do not run in TF1 sessions
+    if mode in tf_steps.KERAS_ONLY_MODES and (name not in KERAS_IMPLEMENTATIONS or workload.sparse):
+      continue  # a Keras model's training step: Keras 3 optimizers, dense workloads
     if name == TORCH and (workload.sparse or not torch_step.torch_available(device.torch_device)):
       continue  # torch's sparse Adam is a different rule; no torch: no row, said in the report
     chosen.append(name)

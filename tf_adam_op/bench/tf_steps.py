@@ -14,7 +14,8 @@ import tensorflow as tf
 
 from tf_adam_op.bench.workloads import SPARSE_BATCH, SPARSE_POOL
 
-MODES = ("eager", "tf.function", "tf1-ref", "tf1-resource", "xla")
+MODES = ("eager", "tf.function", "tf1-ref", "tf1-resource", "xla", "fit", "fit-xla")
+KERAS_ONLY_MODES = ("fit", "fit-xla")  # Keras 3 training steps: Keras 3 optimizers only
 
 
 def _initial_value(shape, seed):
@@ -119,5 +120,45 @@ def xla_step(workload, make_optimizer, seed, device):
   return function_step(workload, make_optimizer, seed, device, jit_compile=True)
 
 
+def _fit_step(workload, make_optimizer, seed, device, jit_compile):
+  """One Keras 3 training step (model.train_on_batch) whose gradients are the workload's: the model
+  is the sum over its weights w of reduce_sum(w * g), so d loss / d w = g. Forward and backward
+  cost a pass over each weight, the same for every optimizer. Keras 3 optimizers only."""
+  import keras  # pylint: disable=g-import-not-at-top
+  arrays = _gradient_arrays(workload, seed)
+
+  class Weights(keras.layers.Layer):
+    """The workload's variables as a layer's weights."""
+
+    def build(self, unused_shape):
+      self.ws = [self.add_weight(shape=shape, initializer=keras.initializers.RandomNormal(seed=i))
+                 for i, shape in enumerate(workload.shapes)]
+      self.gs = [tf.constant(a) for a in arrays]
+
+    def call(self, inputs):
+      total = tf.add_n([tf.reduce_sum(w * g) for w, g in zip(self.ws, self.gs)])
+      return tf.reshape(total, [1, 1]) + 0 * inputs
+
+  with tf.device(device):
+    model = keras.Sequential([keras.Input((1,)), Weights()])
+    model.compile(optimizer=make_optimizer(), loss=lambda y_true, y_pred: tf.reduce_sum(y_pred),
+                  jit_compile=jit_compile)
+  x, y = np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32)
+
+  def step():
+    with tf.device(device):
+      model.train_on_batch(x, y)
+  return step, lambda: None
+
+
+def fit_step(workload, make_optimizer, seed, device):
+  return _fit_step(workload, make_optimizer, seed, device, jit_compile=False)
+
+
+def fit_xla_step(workload, make_optimizer, seed, device):
+  return _fit_step(workload, make_optimizer, seed, device, jit_compile=True)
+
+
 BUILDERS = {"eager": eager_step, "tf.function": function_step, "tf1-ref": tf1_ref_step,
-            "tf1-resource": tf1_resource_step, "xla": xla_step}
+            "tf1-resource": tf1_resource_step, "xla": xla_step, "fit": fit_step,
+            "fit-xla": fit_xla_step}
