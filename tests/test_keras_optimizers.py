@@ -289,6 +289,14 @@ def test_config_round_trip_and_registration():
   assert drop(config, ("lazy", "name")) == drop(expected, ("name",))
   again = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
   assert type(again) is tk.AdamW and again.get_config() == config
+  # Configs interchange both ways where they mean the same: a default (not lazy) config is Keras's.
+  plain = tk.AdamW(learning_rate=0.02, weight_decay=0.1, amsgrad=True, clipnorm=1.0).get_config()
+  assert "lazy" not in plain
+  assert drop(keras.optimizers.AdamW.from_config(plain).get_config(), ("name",)) == drop(
+      plain, ("name",))
+  assert drop(tk.AdamW.from_config(expected).get_config(), ("name",)) == drop(expected, ("name",))
+  with pytest.raises(ValueError, match="lazy"):
+    keras.optimizers.AdamW.from_config(config)  # Keras has no lazy mode: refused, not dropped
 
 
 def test_keras_file_round_trip(tmp_path):

@@ -89,8 +89,11 @@ class _FusedAdamMixin:
     self._plans = {}  # see _step_plan
 
   def get_config(self):
+    """Keras's config; `lazy` only when True, so a default config is one Keras's own class reads
+    (`keras.optimizers.Adam.from_config`), and a lazy one is refused there, not silently dropped."""
     config = super().get_config()
-    config["lazy"] = self.lazy
+    if self.lazy:
+      config["lazy"] = True
     return config
 
   # Keras applies the weight decay in a pass of its own just before the update step, to the same
