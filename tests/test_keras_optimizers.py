@@ -307,6 +307,13 @@ def test_keras_file_round_trip(tmp_path):
   assert type(loaded.optimizer) is tk.Adam
   for a, e in zip(loaded.optimizer.variables, model.optimizer.variables):
     np.testing.assert_array_equal(a.numpy(), e.numpy())
+  # save -> load -> save -> load keeps the optimizer and its state
+  again_path = str(tmp_path / "again.keras")
+  loaded.save(again_path)
+  again = keras.models.load_model(again_path)
+  assert type(again.optimizer) is tk.Adam
+  for a, e in zip(again.optimizer.variables, model.optimizer.variables):
+    np.testing.assert_array_equal(a.numpy(), e.numpy())
   # Both continue alike; and so does Keras's Adam given the same state (interchange).
   x, y = _data("cnn")
   reference = keras.models.clone_model(model)

@@ -19,7 +19,7 @@ def keras_rule_applies(opt, grad, var):
   return var.dtype.base_dtype in (tf.float32, tf.float64) and not lazy_rows
 
 
-def _rule(opt, g, g_squared, m_c, v_c, vhat_c, var_c, scalars, one_minus_beta):
+def _rule(g, g_squared, m_c, v_c, vhat_c, var_c, scalars, one_minus_beta):
   """The dense form of the rule on compute-dtype tensors: returns m, v, vhat (or None), var."""
   beta1_power, beta2_power, lr, _, _, epsilon = scalars
   alpha = lr * tf.sqrt(1 - beta2_power) / (1 - beta1_power)
@@ -53,7 +53,7 @@ def update(opt, grad, keras_var, learning_rate):
     g = tf.math.unsorted_segment_sum(c(values), positions, count)
     g_squared = tf.math.unsorted_segment_sum(c(tf.square(values)), positions, count)
     gather = lambda x: c(tf.gather(x, unique))
-    m_c, v_c, vhat_c, var_c = _rule(opt, g, g_squared, gather(m), gather(v),
+    m_c, v_c, vhat_c, var_c = _rule(g, g_squared, gather(m), gather(v),
                                     gather(vhat) if vhat is not None else None, gather(var),
                                     scalars, one_minus_beta)
     rows = lambda x: tf.IndexedSlices(store(x), unique)
@@ -70,7 +70,7 @@ def update(opt, grad, keras_var, learning_rate):
   else:
     g = c(tf.cast(grad, dtype))
     g_squared = g * g
-  m_c, v_c, vhat_c, var_c = _rule(opt, g, g_squared, c(m), c(v),
+  m_c, v_c, vhat_c, var_c = _rule(g, g_squared, c(m), c(v),
                                   c(vhat) if vhat is not None else None, c(var), scalars,
                                   one_minus_beta)
   updates = [m.assign(store(m_c)), v.assign(store(v_c)), var.assign(store(var_c))]

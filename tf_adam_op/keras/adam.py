@@ -35,10 +35,10 @@ from tf_adam_op import _fused
 from tf_adam_op import _xla
 from tf_adam_op import ops
 from tf_adam_op.keras import _xla_step
+from tf_adam_op.optimizer import SUPPORTED_DTYPES
 
 __all__ = ["Adam", "AdamW"]
 
-_SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 # How many step plans (variable lists) are kept; a model usually has one.
 _PLANS_KEPT = 16
 
@@ -149,7 +149,7 @@ class _FusedAdamMixin:
       handles = self._packed(group.variables,
                              [[self._slot(slots, kv) for kv in keras_vars] for slots in slot_lists],
                              group.device)
-      groups.append(_PlannedGroup(group.dtype, group.decays, group.variables[0].device,
+      groups.append(_PlannedGroup(group.dtype, group.decays, group.device,
                                   [i for i, _ in group.grads], handles))
     plan = _StepPlan(tuple(trainable_variables),
                      [i for i, is_sparse in enumerate(sparse) if is_sparse], groups)
@@ -197,10 +197,10 @@ class _FusedAdamMixin:
   @staticmethod
   def _check_dtype(var):
     dtype = var.dtype.base_dtype
-    if dtype not in _SUPPORTED_DTYPES:
+    if dtype not in SUPPORTED_DTYPES:
       raise ValueError(
           f"tf_adam_op.keras cannot update variable {var.name!r} of dtype {dtype.name}: supported "
-          f"dtypes are {', '.join(d.name for d in _SUPPORTED_DTYPES)}")
+          f"dtypes are {', '.join(d.name for d in SUPPORTED_DTYPES)}")
 
   # --- the updates -------------------------------------------------------------------------------
 
@@ -222,7 +222,7 @@ class _FusedAdamMixin:
           var.handle, m.handle, v.handle, *scalars, values, grad.indices, lazy=self.lazy,
           dense_rule=True, one_minus_beta=one_minus_beta, **extra)
     return ops.resource_apply_adam_v1(
-        var.handle, m.handle, v.handle, *scalars, tf.cast(grad, dtype),
+        var.handle, m.handle, v.handle, *scalars, _as_dtype(grad, dtype),
         one_minus_beta=one_minus_beta, **extra)
 
   def _update_group(self, group, grads, learning_rate):
@@ -268,6 +268,7 @@ class Adam(_FusedAdamMixin, keras.optimizers.Adam):
 class AdamW(_FusedAdamMixin, keras.optimizers.AdamW):
   """keras.optimizers.AdamW on tf_adam_op's fused ops (Keras's arguments, and `lazy`).
 
-  The weight decay, var -= var * weight_decay * learning_rate before the step, is done by the same
-  op as the step; exclude_from_weight_decay works as in Keras.
+  The weight decay, var -= var * weight_decay * learning_rate before the step, is done eagerly by
+  the same op as the step, in graphs by Keras's own pass (see _apply_weight_decay);
+  exclude_from_weight_decay works as in Keras.
   """
