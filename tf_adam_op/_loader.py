@@ -131,3 +131,25 @@ def op_library():
   except tf.errors.NotFoundError as e:  # undefined symbols: an ABI mismatch despite the version
     raise _import_error(f"the op library could not be loaded: {e}", path,
                         _build_info.TF_VERSION) from e
+
+
+@functools.lru_cache(maxsize=None)
+def xla_kernels():
+  """(registered, why): whether this process has the XLA kernels of the ops, and what decided it.
+
+  The XLA kernels are a second library, loaded after the op library: a build without them (an older
+  TensorFlow, TF_ADAM_OP_XLA=OFF) or one that fails to load leaves the ops working and XLA steps on
+  the composite path (tf_adam_op/_xla.py), with the reason here for `tf-adam-op info`.
+  """
+  op_library()
+  from tf_adam_op import _build_info  # pylint: disable=g-import-not-at-top
+  if not getattr(_build_info, "XLA_KERNELS_BUILT", False):
+    return False, "not built (TensorFlow older than 2.21, or TF_ADAM_OP_XLA=OFF)"
+  path = os.path.join(built_files_dir(_build_info), _build_info.XLA_LIBRARY)
+  if not os.path.isfile(path):
+    return False, f"missing: {path}"
+  try:
+    tf.load_library(path)
+  except tf.errors.NotFoundError as e:
+    return False, f"could not be loaded: {e}"
+  return True, f"loaded from {path}"

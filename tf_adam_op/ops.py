@@ -14,13 +14,17 @@ from tf_adam_op import _loader
 
 __all__ = ["apply_adam_v1", "resource_apply_adam_v1", "sparse_apply_adam_v1",
            "resource_sparse_apply_adam_v1", "resource_apply_adam_v1_multi",
-           "resource_apply_adam_v1_multi_no_advance", "compute_dtype"]
+           "resource_apply_adam_v1_multi_no_advance", "resource_apply_adam_v1_multi_unpacked",
+           "compute_dtype"]
 
 # Loaded at import, so a missing library or a TF version mismatch is an ImportError right away.
 _op_library = _loader.op_library()
+# Then their XLA kernels, where built (see _loader.xla_kernels; a failure leaves the ops working).
+_loader.xla_kernels()
 
 OP_NAMES = ("ApplyAdamV1", "ResourceApplyAdamV1", "SparseApplyAdamV1", "ResourceSparseApplyAdamV1",
-            "ResourceApplyAdamV1Multi", "ResourceApplyAdamV1MultiNoAdvance")
+            "ResourceApplyAdamV1Multi", "ResourceApplyAdamV1MultiNoAdvance",
+            "ResourceApplyAdamV1MultiUnpacked")
 for _op_name in OP_NAMES:
   tf.no_gradient(_op_name)
 
@@ -264,6 +268,22 @@ def resource_apply_adam_v1_multi_no_advance(vars, ms, vs, beta1_power, beta2_pow
   return _library().resource_apply_adam_v1_multi_no_advance(
       pack_handles(vars), pack_handles(ms), pack_handles(vs), *scalars, grads,
       use_locking=use_locking, use_nesterov=use_nesterov, name=name, **extra)
+
+
+def resource_apply_adam_v1_multi_unpacked(vars, ms, vs, beta1_power, beta2_power, lr, beta1, beta2,
+                                          epsilon, grads, use_locking=False, use_nesterov=False,
+                                          name=None, *, vhats=None, weight_decay=None,
+                                          weight_decay_times_lr=False, one_minus_beta=None):
+  """resource_apply_adam_v1_multi_no_advance with vars, ms, vs (and vhats) as lists of N handles
+  passed as N inputs each: the form XLA compiles, into one custom call (see docs/xla.md)."""
+  dtype = _list_dtype(grads)
+  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), dtype)
+  extra = _variant_inputs(None, weight_decay, weight_decay_times_lr, dtype, one_minus_beta)
+  extra.pop("vhat")
+  extra["vhats"] = list(vhats) if vhats is not None else []
+  return _library().resource_apply_adam_v1_multi_unpacked(
+      list(vars), list(ms), list(vs), *scalars, grads, use_locking=use_locking,
+      use_nesterov=use_nesterov, name=name, **extra)
 
 
 def stock_sparse_scales_first():

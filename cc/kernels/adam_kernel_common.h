@@ -1,4 +1,4 @@
-// What every Adam kernel shares: the six scalar inputs (names, checks, attr type) and CPU sharding.
+// What every Adam kernel shares: the six scalar inputs (names, checks, attr type) and the variant attrs.
 #ifndef TF_ADAM_OP_KERNELS_ADAM_KERNEL_COMMON_H_
 #define TF_ADAM_OP_KERNELS_ADAM_KERNEL_COMMON_H_
 
@@ -10,6 +10,7 @@
 #include "core/adam_update_rule.h"
 #include "core/low_precision.h"
 #include "core/update_arguments.h"
+#include "kernels/cpu_updates.h"  // ShardedFor
 #include "kernels/training_variables.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor_shape.h"
@@ -40,9 +41,11 @@ absl::Status CheckScalarAttr(tensorflow::OpKernelConstruction* ctx) {
   return absl::OkStatus();
 }
 
-inline absl::Status CheckScalarInputs(tensorflow::OpKernelContext* ctx) {
+// `first` is where the six scalars start (3; 3N for the unpacked multi-tensor op).
+inline absl::Status CheckScalarInputs(tensorflow::OpKernelContext* ctx,
+                                      int first = kFirstScalarInput) {
   for (int i = 0; i < static_cast<int>(kScalarNames.size()); ++i) {
-    const tensorflow::Tensor& scalar = ctx->input(kFirstScalarInput + i);
+    const tensorflow::Tensor& scalar = ctx->input(first + i);
     if (!tensorflow::TensorShapeUtils::IsScalar(scalar.shape())) {
       return absl::InvalidArgumentError(absl::StrCat(kScalarNames[i], " is not a scalar: ",
                                                      scalar.shape().DebugString()));
@@ -67,8 +70,8 @@ inline absl::Status CheckSameShapeAsVar(const TrainingVariables& vars) {
 
 // Where the six scalar inputs are (the memory of the op's device), all of T's compute type.
 template <typename T>
-ScalarPointers ScalarInputPointers(tensorflow::OpKernelContext* ctx) {
-  auto at = [ctx](int i) -> const void* { return ctx->input(kFirstScalarInput + i).data(); };
+ScalarPointers ScalarInputPointers(tensorflow::OpKernelContext* ctx, int first = kFirstScalarInput) {
+  auto at = [ctx, first](int i) -> const void* { return ctx->input(first + i).data(); };
   return ScalarPointers{at(0), at(1), std::is_same<OpMathT<T>, double>::value,
                         at(2), at(3), at(4), at(5)};
 }
@@ -78,19 +81,21 @@ ScalarPointers ScalarInputPointers(tensorflow::OpKernelContext* ctx) {
 // on; an optional scalar input `weight_decay` (none or one, of the compute type) turns the decay on,
 // var * weight_decay, or var * weight_decay * lr with the attr weight_decay_times_lr. Lists of
 // length 0 by default, so a graph written before the options existed loads and runs as it did.
+// `vhats_for_amsgrad` is how many vhat inputs AMSGrad takes: one (a variable, or a vector of N
+// handles), or N for the unpacked multi-tensor op.
 inline absl::Status ReadVariantAttrs(tensorflow::OpKernelConstruction* ctx, const char* vhat_attr,
-                                     Variant* variant) {
+                                     Variant* variant, int vhats_for_amsgrad = 1) {
   int n_vhat = 0, n_weight_decay = 0;
   bool times_lr = false;
   TF_RETURN_IF_ERROR(ctx->GetAttr(vhat_attr, &n_vhat));
   TF_RETURN_IF_ERROR(ctx->GetAttr("n_weight_decay", &n_weight_decay));
   TF_RETURN_IF_ERROR(ctx->GetAttr("weight_decay_times_lr", &times_lr));
-  if (n_vhat > 1 || n_weight_decay > 1) {
+  if ((n_vhat != 0 && n_vhat != vhats_for_amsgrad) || n_weight_decay > 1) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "vhat and weight_decay take at most one input each, got ", n_vhat, " and ",
-        n_weight_decay));
+        "vhat takes none or ", vhats_for_amsgrad, " inputs and weight_decay at most one, got ",
+        n_vhat, " and ", n_weight_decay));
   }
-  variant->amsgrad = n_vhat == 1;
+  variant->amsgrad = n_vhat == vhats_for_amsgrad;
   variant->weight_decay = n_weight_decay == 0 ? WeightDecay::kNone
                           : times_lr          ? WeightDecay::kTimesVarLr
                                               : WeightDecay::kTimesVar;
@@ -139,22 +144,6 @@ inline absl::Status OneMinusBetaPointers(tensorflow::OpKernelContext* ctx, Scala
   scalars->one_minus_beta1 = one_minus_beta[0].data();
   scalars->one_minus_beta2 = one_minus_beta[1].data();
   return absl::OkStatus();
-}
-
-// Below this many elements one thread does the whole update: handing work to the pool costs
-// microseconds, about what one core needs for this many elements.
-constexpr int64_t kMinElementsToParallelize = 1 << 15;
-
-// Runs fn(begin, end) over [0, units), sharded over the intra-op pool when the `elements` the
-// units cover in total are worth it. `cost_per_unit` lets Eigen pick the shard size.
-template <typename Fn>
-void ShardedFor(const Eigen::ThreadPoolDevice& d, int64_t units, int64_t elements,
-                const Eigen::TensorOpCost& cost_per_unit, Fn fn) {
-  if (elements < kMinElementsToParallelize) {
-    fn(0, units);
-    return;
-  }
-  d.parallelFor(units, cost_per_unit, fn);
 }
 
 }  // namespace tf_adam_op

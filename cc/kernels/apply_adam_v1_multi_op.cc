@@ -28,7 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/adam_kernel_common.h"
 #include "kernels/apply_adam_v1.h"  // the dtype list
-#include "kernels/cpu_adam_loop.h"
+#include "kernels/cpu_updates.h"
 #if TF_ADAM_OP_WITH_CUDA
 #include "kernels/gpu_functors.h"
 #endif
@@ -58,29 +58,6 @@ constexpr const char* kPackedNames[] = {"vars", "ms", "vs"};
 constexpr int kBeta1PowerInput = kFirstScalarInput;
 constexpr int kBeta2PowerInput = kFirstScalarInput + 1;
 
-// Runs the update over global elements [begin, end) of the concatenated tensors, which may span
-// several tensors; offsets[k] is where tensor k starts (offsets has N + 1 entries).
-template <typename T>
-void UpdateGlobalRange(const std::vector<TensorPointers>& tensors,
-                       const std::vector<int64_t>& offsets, const Variant& variant,
-                       const AdamStep<OpMathT<T>>& step, int64_t begin, int64_t end) {
-  // The last tensor starting at or before `begin` (empty tensors share offsets and are skipped).
-  int k = static_cast<int>(std::upper_bound(offsets.begin(), offsets.end(), begin) -
-                           offsets.begin()) - 1;
-  while (begin < end) {
-    const int64_t tensor_end = std::min(end, offsets[k + 1]);
-    if (tensor_end > begin) {
-      const TensorPointers& t = tensors[k];
-      CpuAdamUpdateRange<T>(variant, static_cast<T*>(t.var), static_cast<T*>(t.m),
-                            static_cast<T*>(t.v), static_cast<T*>(t.vhat),
-                            static_cast<const T*>(t.grad), begin - offsets[k],
-                            tensor_end - offsets[k], step);
-      begin = tensor_end;
-    }
-    ++k;
-  }
-}
-
 }  // namespace
 
 namespace functor {
@@ -89,19 +66,8 @@ template <typename T>
 struct ApplyAdamV1Multi<CPUDevice, T> {
   absl::Status operator()(OpKernelContext* ctx, const std::vector<TensorPointers>& tensors,
                           const ScalarPointers& scalars, const Variant& variant) const {
-    const AdamStep<OpMathT<T>> step = LoadStep<OpMathT<T>>(scalars);
-    std::vector<int64_t> offsets(tensors.size() + 1, 0);
-    for (size_t k = 0; k < tensors.size(); ++k) offsets[k + 1] = offsets[k] + tensors[k].size;
-    const int64_t total = offsets.back();
-    auto update = [&](int64_t begin, int64_t end) {
-      UpdateGlobalRange<T>(tensors, offsets, variant, step, begin, end);
-    };
-    // Per element: var, m, v, grad (and vhat) read; var, m, v (and vhat) written; a division and a
-    // square root.
-    const int extra = variant.amsgrad ? 1 : 0;
-    const Eigen::TensorOpCost cost((4 + extra) * sizeof(T), (3 + extra) * sizeof(T),
-                                   /*compute_cycles=*/20);
-    if (total > 0) ShardedFor(ctx->eigen_device<CPUDevice>(), total, total, cost, update);
+    CpuDenseUpdate<T>(ctx->eigen_device<CPUDevice>(), tensors, LoadStep<OpMathT<T>>(scalars),
+                      variant);
     return absl::OkStatus();
   }
 };
@@ -128,7 +94,10 @@ struct AdvanceBetaPowers<CPUDevice> {
 
 }  // namespace functor
 
-template <typename Device, typename T, bool kAdvancesBetaPowers>
+// kPacked: vars, ms, vs (and vhats) are vectors of N handles each (ResourceApplyAdamV1Multi and
+// NoAdvance); otherwise lists of N scalar handles (ResourceApplyAdamV1MultiUnpacked, the form
+// XLA can compile: tf2xla reads resource variables one input at a time, never from a vector).
+template <typename Device, typename T, bool kAdvancesBetaPowers, bool kPacked = true>
 class ApplyAdamV1MultiOp : public OpKernel {
  public:
   using C = OpMathT<T>;
@@ -137,29 +106,40 @@ class ApplyAdamV1MultiOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &n_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_nesterov", &variant_.nesterov));
-    OP_REQUIRES_OK(ctx, ReadVariantAttrs(ctx, "n_vhats", &variant_));
+    OP_REQUIRES_OK(ctx, ReadVariantAttrs(ctx, "n_vhats", &variant_, kPacked ? 1 : n_));
     OP_REQUIRES_OK(ctx, OptionalInputIndex(*this, "vhats", &vhats_input_));
     OP_REQUIRES_OK(ctx, CheckScalarAttr<T>(ctx));
     if (kAdvancesBetaPowers) OP_REQUIRES_OK(ctx, ctx->GetAttr("Tpower", &power_dtype_));
+    // Unpacked, input k of list `vars` is input k, of `ms` N + k, ...: the scalars start at 3N.
+    first_scalar_ = kPacked ? kFirstScalarInput : 3 * n_;
   }
 
   void Compute(OpKernelContext* ctx) override {
-    // (input, name) of each packed vector of handles: vars, ms, vs, and vhats with AMSGrad.
-    std::vector<std::pair<int, const char*>> packed_inputs;
-    for (int packed : kPackedInputs) packed_inputs.push_back({packed, kPackedNames[packed]});
-    if (variant_.amsgrad) packed_inputs.push_back({vhats_input_, "vhats"});
-    for (const auto& [input, name] : packed_inputs) {
-      const Tensor& handles = ctx->input(input);
-      OP_REQUIRES(ctx, handles.shape() == tensorflow::TensorShape({n_}),
-                  absl::InvalidArgumentError(absl::StrCat(
-                      name, " must hold the ", n_, " variables' handles (a vector), got shape ",
-                      handles.shape().DebugString())));
+    if (kPacked) {
+      // (input, name) of each packed vector of handles: vars, ms, vs, and vhats with AMSGrad.
+      std::vector<std::pair<int, const char*>> packed_inputs;
+      for (int packed : kPackedInputs) packed_inputs.push_back({packed, kPackedNames[packed]});
+      if (variant_.amsgrad) packed_inputs.push_back({vhats_input_, "vhats"});
+      for (const auto& [input, name] : packed_inputs) {
+        const Tensor& handles = ctx->input(input);
+        OP_REQUIRES(ctx, handles.shape() == tensorflow::TensorShape({n_}),
+                    absl::InvalidArgumentError(absl::StrCat(
+                        name, " must hold the ", n_, " variables' handles (a vector), got shape ",
+                        handles.shape().DebugString())));
+      }
     }
+    // Handle i of a packed input is element i of it; of a list, its own input.
+    auto handle = [this](int packed_input, int i) -> std::pair<int, int> {
+      return kPacked ? std::make_pair(packed_input, i) : std::make_pair(packed_input * n_ + i, -1);
+    };
     // Acquired in this order: vars, ms, vs, the two powers (when read here), vhats.
     std::vector<VariableInput> inputs;
     inputs.reserve(4 * n_ + 2);
     for (int packed : kPackedInputs) {
-      for (int i = 0; i < n_; ++i) inputs.push_back({packed, kPackedNames[packed], i});
+      for (int i = 0; i < n_; ++i) {
+        const auto [input, element] = handle(packed, i);
+        inputs.push_back({input, kPackedNames[packed], element});
+      }
     }
     if (kAdvancesBetaPowers) {
       inputs.push_back({kBeta1PowerInput, "beta1_power", -1, power_dtype_});
@@ -167,14 +147,17 @@ class ApplyAdamV1MultiOp : public OpKernel {
     }
     const int first_vhat = static_cast<int>(inputs.size());
     if (variant_.amsgrad) {
-      for (int i = 0; i < n_; ++i) inputs.push_back({vhats_input_, "vhats", i});
+      for (int i = 0; i < n_; ++i) {
+        inputs.push_back(kPacked ? VariableInput{vhats_input_, "vhats", i}
+                                 : VariableInput{vhats_input_ + i, "vhats"});
+      }
     }
     TrainingVariables vars(&CopyDeviceBuffer<Device>);
     OP_REQUIRES_OK(ctx, vars.Acquire(ctx, std::move(inputs), DataTypeToEnum<T>::value,
                                      use_locking_, UpdateKind::kDense));
-    OP_REQUIRES_OK(ctx, CheckScalarInputs(ctx));
+    OP_REQUIRES_OK(ctx, CheckScalarInputs(ctx, first_scalar_));
     OP_REQUIRES_OK(ctx, Validate(ctx, vars, first_vhat));
-    ScalarPointers scalars = ScalarInputPointers<T>(ctx);
+    ScalarPointers scalars = ScalarInputPointers<T>(ctx, first_scalar_);
     OP_REQUIRES_OK(ctx, WeightDecayPointer(ctx, &scalars.weight_decay));
     OP_REQUIRES_OK(ctx, OneMinusBetaPointers(ctx, &scalars));
     OP_REQUIRES_OK(ctx, vars.PrepareForInPlaceUpdate(ctx));
@@ -187,7 +170,7 @@ class ApplyAdamV1MultiOp : public OpKernel {
     std::vector<TensorPointers> tensors(n_);
     for (int i = 0; i < n_; ++i) {
       tensors[i] = {vars.mutable_tensor(i).data(), vars.mutable_tensor(n_ + i).data(),
-                    vars.mutable_tensor(2 * n_ + i).data(), ctx->input(kGradInput + i).data(),
+                    vars.mutable_tensor(2 * n_ + i).data(), ctx->input(first_grad() + i).data(),
                     vars.tensor(i).NumElements()};
       if (variant_.amsgrad) tensors[i].vhat = vars.mutable_tensor(first_vhat + i).data();
     }
@@ -207,7 +190,7 @@ class ApplyAdamV1MultiOp : public OpKernel {
       const tensorflow::TensorShape& var = vars.tensor(i).shape();
       const tensorflow::TensorShape* others[] = {
           &vars.tensor(n_ + i).shape(), &vars.tensor(2 * n_ + i).shape(),
-          &ctx->input(kGradInput + i).shape(),
+          &ctx->input(first_grad() + i).shape(),
           variant_.amsgrad ? &vars.tensor(first_vhat + i).shape() : &var};
       const char* other_names[] = {"ms", "vs", "grads", "vhats"};
       for (int k = 0; k < 4; ++k) {
@@ -230,10 +213,13 @@ class ApplyAdamV1MultiOp : public OpKernel {
     return absl::OkStatus();
   }
 
+  int first_grad() const { return first_scalar_ + static_cast<int>(kScalarNames.size()); }
+
   int n_;
   bool use_locking_;
   Variant variant_;
   int vhats_input_ = -1;
+  int first_scalar_ = kFirstScalarInput;
   DataType power_dtype_ = DT_FLOAT;
 };
 
@@ -257,7 +243,16 @@ class ApplyAdamV1MultiOp : public OpKernel {
                               .HostMemory("vs")                                            \
                               .HostMemory("vhats")                                         \
                               .TypeConstraint<T>("T"),                                     \
-                          ApplyAdamV1MultiOp<DeviceTag, T, /*kAdvancesBetaPowers=*/false>);
+                          ApplyAdamV1MultiOp<DeviceTag, T, /*kAdvancesBetaPowers=*/false>); \
+  REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdamV1MultiUnpacked")                         \
+                              .Device(DEVICE_NAME)                                         \
+                              .HostMemory("vars")                                          \
+                              .HostMemory("ms")                                            \
+                              .HostMemory("vs")                                            \
+                              .HostMemory("vhats")                                         \
+                              .TypeConstraint<T>("T"),                                     \
+                          ApplyAdamV1MultiOp<DeviceTag, T, /*kAdvancesBetaPowers=*/false,  \
+                                             /*kPacked=*/false>);
 TF_ADAM_OP_REGISTER_ON_EVERY_DEVICE
 #undef TF_ADAM_OP_REGISTER
 

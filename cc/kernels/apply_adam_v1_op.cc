@@ -5,6 +5,7 @@
 
 #include "kernels/adam_kernel_common.h"
 #include "kernels/cpu_adam_loop.h"
+#include "kernels/cpu_updates.h"
 #if TF_ADAM_OP_WITH_CUDA
 #include "kernels/gpu_functors.h"
 #endif
@@ -31,21 +32,7 @@ template <typename T>
 struct ApplyAdamV1<CPUDevice, T> {
   absl::Status operator()(OpKernelContext* ctx, const TensorPointers& t,
                           const ScalarPointers& scalars, const Variant& variant) const {
-    const AdamStep<OpMathT<T>> step = LoadStep<OpMathT<T>>(scalars);
-    T* var = static_cast<T*>(t.var);
-    T* m = static_cast<T*>(t.m);
-    T* v = static_cast<T*>(t.v);
-    T* vhat = static_cast<T*>(t.vhat);
-    const T* grad = static_cast<const T*>(t.grad);
-    auto update = [=](Eigen::Index begin, Eigen::Index end) {
-      CpuAdamUpdateRange<T>(variant, var, m, v, vhat, grad, begin, end, step);
-    };
-    // Per element: var, m, v, grad (and vhat) read; var, m, v (and vhat) written; a division and a
-    // square root.
-    const int extra = variant.amsgrad ? 1 : 0;
-    const Eigen::TensorOpCost cost((4 + extra) * sizeof(T), (3 + extra) * sizeof(T),
-                                   /*compute_cycles=*/20);
-    ShardedFor(ctx->eigen_device<CPUDevice>(), t.size, t.size, cost, update);
+    CpuDenseUpdate<T>(ctx->eigen_device<CPUDevice>(), {t}, LoadStep<OpMathT<T>>(scalars), variant);
     return absl::OkStatus();
   }
 };

@@ -9,6 +9,7 @@
 
 #include "kernels/adam_kernel_common.h"
 #include "kernels/apply_adam_v1.h"  // the dtype list
+#include "kernels/cpu_updates.h"
 #include "kernels/training_variables.h"
 #if TF_ADAM_OP_WITH_CUDA
 #include "kernels/gpu_functors.h"
@@ -31,21 +32,6 @@ namespace {
 
 constexpr int kIndicesInput = kGradInput + 1;
 
-// The gradient with duplicate indices summed: segment k's sum is summed[k * row_size ...]. Sums run
-// in input order from zero, as stock's unsorted_segment_sum does, so they round alike.
-template <typename T, typename C = OpMathT<T>>
-std::vector<C> SumSegments(const T* grad, const SortedSegments& s, int64_t row_size) {
-  std::vector<C> summed(s.unique() * row_size, C(0));
-  for (int64_t k = 0; k < s.unique(); ++k) {
-    C* sum = summed.data() + k * row_size;
-    for (int64_t i = s.segment_starts[k]; i < s.segment_starts[k + 1]; ++i) {
-      const T* g = grad + s.order[i] * row_size;
-      for (int64_t j = 0; j < row_size; ++j) sum[j] = SumNaNFirst(sum[j], static_cast<C>(g[j]));
-    }
-  }
-  return summed;
-}
-
 }  // namespace
 
 namespace functor {
@@ -58,56 +44,9 @@ struct SparseApplyAdamV1<CPUDevice, T> {
                           int64_t row_size, const T* grad, const T* v_term,
                           const SortedSegments& segments, const ScalarPointers& scalars, bool lazy,
                           const Variant& variant) const {
-    const AdamStep<C> step = LoadStep<C>(scalars);
-    const std::vector<C> summed_rows = SumSegments<T>(grad, segments, row_size);
-    const std::vector<C> summed_v_terms =
-        v_term != nullptr ? SumSegments<T>(v_term, segments, row_size) : std::vector<C>();
-    const int64_t* unique_rows = segments.unique_rows.data();
-    const int64_t unique = segments.unique();
-    const C* summed = summed_rows.data();
-    const C* summed_v_term = v_term != nullptr ? summed_v_terms.data() : nullptr;
-    WithSparseRule(variant, [&](auto rule) {
-      using R = decltype(rule);
-      // Row r, with its gradient's (and v term's) segment k, or k < 0 for a row without one.
-      auto row = [=](int64_t r, int64_t k) {
-        const C* grad_row = k >= 0 ? summed + k * row_size : nullptr;
-        const C* v_term_row = k >= 0 && summed_v_term ? summed_v_term + k * row_size : nullptr;
-        AdamSparseRow<R, T, C>(var + r * row_size, m + r * row_size, v + r * row_size,
-                               R::amsgrad ? vhat + r * row_size : nullptr, grad_row, v_term_row,
-                               row_size, step);
-      };
-      UpdateRows(ctx, rows, row_size, unique_rows, unique, lazy, variant.amsgrad, row);
-    });
+    CpuSparseUpdate<T>(ctx->eigen_device<CPUDevice>(), var, m, v, vhat, rows, row_size, grad,
+                       v_term, segments, LoadStep<C>(scalars), lazy, variant);
     return absl::OkStatus();
-  }
-
- private:
-  // Calls row(r, k) for every row the mode updates, sharded: lazy, the named rows only (k is the
-  // row's segment); otherwise every row, k < 0 for the rows without a gradient.
-  template <typename Row>
-  static void UpdateRows(OpKernelContext* ctx, int64_t rows, int64_t row_size,
-                         const int64_t* unique_rows, int64_t unique, bool lazy, bool amsgrad,
-                         Row row) {
-    const int64_t arrays = amsgrad ? 4 : 3;
-    const Eigen::TensorOpCost row_cost(arrays * sizeof(T) * row_size,
-                                       arrays * sizeof(T) * row_size, 20 * row_size);
-    const CPUDevice& d = ctx->eigen_device<CPUDevice>();
-    if (lazy) {  // only the named rows
-      ShardedFor(d, unique, unique * row_size, row_cost, [&](int64_t begin, int64_t end) {
-        for (int64_t k = begin; k < end; ++k) row(unique_rows[k], k);
-      });
-      return;
-    }
-    // Every row decays; the named ones also get their gradient. Each shard finds its first named
-    // row by binary search, then walks rows and named rows together.
-    ShardedFor(d, rows, rows * row_size, row_cost, [&](int64_t begin, int64_t end) {
-      int64_t k = std::lower_bound(unique_rows, unique_rows + unique, begin) - unique_rows;
-      for (int64_t r = begin; r < end; ++r) {
-        const bool named = k < unique && unique_rows[k] == r;
-        row(r, named ? k : -1);
-        if (named) ++k;
-      }
-    });
   }
 };
 

@@ -150,6 +150,43 @@ absl::Status MultiAdamShapeFn(InferenceContext* c, bool advances_beta_powers) {
   return CheckVariantInputs(c, "n_vhats", /*is_resource=*/true, nullptr);
 }
 
+// The unpacked multi-tensor op: N handles per list (vars, ms, vs; vhats none or N), then the six
+// scalars, the N grads and the optional scalars. Each variable's shape is merged with its m, v,
+// vhat and grad where the handles carry shapes.
+absl::Status UnpackedMultiAdamShapeFn(InferenceContext* c) {
+  TF_RETURN_IF_ERROR(CheckScalarType(c));
+  int n, n_vhats, n_weight_decay, n_one_minus_beta;
+  TF_RETURN_IF_ERROR(c->GetAttr("N", &n));
+  TF_RETURN_IF_ERROR(c->GetAttr("n_vhats", &n_vhats));
+  TF_RETURN_IF_ERROR(c->GetAttr("n_weight_decay", &n_weight_decay));
+  TF_RETURN_IF_ERROR(c->GetAttr("n_one_minus_beta", &n_one_minus_beta));
+  if (n_vhats != 0 && n_vhats != n) {
+    return absl::InvalidArgumentError(absl::StrCat("vhats takes none or N = ", n,
+                                                   " variables, got ", n_vhats));
+  }
+  if (n_weight_decay > 1) return absl::InvalidArgumentError("weight_decay takes at most one scalar");
+  if (n_one_minus_beta != 0 && n_one_minus_beta != 2) {
+    return absl::InvalidArgumentError(
+        "one_minus_beta takes none or two scalars (1 - beta1, 1 - beta2)");
+  }
+  const int first_scalar = 3 * n, first_grad = first_scalar + 6, first_vhat = first_grad + n;
+  ShapeHandle unused;
+  for (int i = first_scalar; i < first_grad; ++i) {
+    TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
+  }
+  for (int i = first_vhat + n_vhats; i < c->num_inputs(); ++i) {
+    TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
+  }
+  for (int k = 0; k < n; ++k) {
+    ShapeHandle s = c->input(first_grad + k);
+    for (int list = 0; list < 3; ++list) {
+      TF_RETURN_IF_ERROR(c->Merge(s, ResourceVariableShape(c, list * n + k), &s));
+    }
+    if (n_vhats == n) TF_RETURN_IF_ERROR(c->Merge(s, ResourceVariableShape(c, first_vhat + k), &s));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 // Inputs and attrs every Adam op has, in stock ApplyAdam's order.
@@ -307,6 +344,31 @@ for a step with several such groups (devices, dtypes) or other updates, all read
 )doc");
 
 #undef TF_ADAM_OP_MULTI_INPUTS
+
+REGISTER_OP("ResourceApplyAdamV1MultiUnpacked")
+    .Input("vars: N * resource")
+    .Input("ms: N * resource")
+    .Input("vs: N * resource")
+    .Input("beta1_power: Tscalar")
+    .Input("beta2_power: Tscalar")
+    .Input("lr: Tscalar")
+    .Input("beta1: Tscalar")
+    .Input("beta2: Tscalar")
+    .Input("epsilon: Tscalar")
+    .Input("grads: N * T")
+    .TF_ADAM_OP_VARIANT_INPUTS("vhats: n_vhats * resource", "n_vhats")
+    .Attr("N: int >= 1")
+    .Attr("T: numbertype")
+    .Attr("Tscalar: {float, double}")
+    .Attr("use_locking: bool = false")
+    .Attr("use_nesterov: bool = false")
+    .SetShapeFn(UnpackedMultiAdamShapeFn)
+    .Doc(R"doc(
+ResourceApplyAdamV1MultiNoAdvance with the handles as lists of N inputs instead of vectors: the form
+XLA compiles (tf2xla reads a resource variable from its own input, never out of a vector), with an
+XLA kernel that runs the same CPU loop in one custom call. vhats: none, or N handles (AMSGrad).
+)doc");
+
 #undef TF_ADAM_OP_COMMON_INPUTS
 #undef TF_ADAM_OP_VARIANT_INPUTS
 #undef TF_ADAM_OP_REF_VHAT

@@ -1,0 +1,384 @@
+// XLA kernels (tf2xla) for the Adam ops on resource variables: each reads its variables as
+// TensorFlow's own XLA kernel for ResourceApplyAdam does, emits ONE custom call into the fused CPU
+// loop (cpu_custom_calls.cc) with the results aliased to the variables' buffers, and assigns the
+// results back. Shapes, dtypes and the same variable twice are checked here, while compiling, so a
+// bad step fails before anything runs; sparse indices are checked by the handler before it writes.
+//
+// Registered for XLA's CPU device only: the CUDA kernels have no custom-call handler yet, and a
+// GPU step under XLA takes the optimizers' composite path (tf_adam_op/_xla.py says which).
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "tensorflow/compiler/tf2xla/xla_op_kernel.h"
+#include "tensorflow/compiler/tf2xla/xla_op_registry.h"
+#include "tensorflow/compiler/tf2xla/xla_resource.h"
+#include "tensorflow/core/framework/kernel_def_builder.h"
+#include "tensorflow/core/framework/node_def.pb.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/types.h"
+#include "xla/hlo/builder/xla_builder.h"
+#include "xla/shape_util.h"
+#include "xla/custom_calls.h"
+
+namespace tf_adam_op {
+namespace {
+
+using ::tensorflow::DataType;
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::TensorShape;
+using ::tensorflow::XlaOpKernel;
+using ::tensorflow::XlaOpKernelContext;
+
+constexpr const char* kScalarNames[] = {"beta1_power", "beta2_power", "lr",
+                                        "beta1",       "beta2",       "epsilon"};
+constexpr int kSingleScalarInput = 3;
+constexpr char kImportMarker[] = "Import_tf_adam_op_before_loading_this_graph";
+
+// The flags every Adam op carries the same way (see TF_ADAM_OP_VARIANT_INPUTS in adam_ops.cc).
+struct Options {
+  DataType dtype;
+  int n_vhat = 0;
+  int n_weight_decay = 0;
+  bool weight_decay_times_lr = false;
+  int n_one_minus_beta = 0;
+
+  absl::Status Read(OpKernelConstruction* ctx, const char* vhat_attr) {
+    DataType scalar_type;
+    TF_RETURN_IF_ERROR(ctx->GetAttr("T", &dtype));
+    TF_RETURN_IF_ERROR(ctx->GetAttr("Tscalar", &scalar_type));
+    TF_RETURN_IF_ERROR(ctx->GetAttr(vhat_attr, &n_vhat));
+    TF_RETURN_IF_ERROR(ctx->GetAttr("n_weight_decay", &n_weight_decay));
+    TF_RETURN_IF_ERROR(ctx->GetAttr("weight_decay_times_lr", &weight_decay_times_lr));
+    TF_RETURN_IF_ERROR(ctx->GetAttr("n_one_minus_beta", &n_one_minus_beta));
+    const DataType compute = dtype == tensorflow::DT_DOUBLE ? tensorflow::DT_DOUBLE
+                                                            : tensorflow::DT_FLOAT;
+    if (scalar_type != compute) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "The hyperparameters of an Adam update of ", tensorflow::DataTypeString(dtype),
+          " variables must be ", tensorflow::DataTypeString(compute), ", got ",
+          tensorflow::DataTypeString(scalar_type)));
+    }
+    return absl::OkStatus();
+  }
+  int weight_decay_mode() const {
+    return n_weight_decay == 0 ? 0 : weight_decay_times_lr ? 2 : 1;
+  }
+};
+
+// The six scalars from input `first` on, then weight_decay and one_minus_beta: checked to be
+// scalars and appended to `operands`.
+absl::Status ScalarOperands(XlaOpKernelContext* ctx, int first, std::vector<xla::XlaOp>* operands) {
+  for (int i = 0; i < xla_calls::kScalars; ++i) {
+    const TensorShape shape = ctx->InputShape(first + i);
+    if (shape.dims() != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(kScalarNames[i], " is not a scalar: ", shape.DebugString()));
+    }
+    operands->push_back(ctx->Input(first + i));
+  }
+  for (const char* list : {"weight_decay", "one_minus_beta"}) {
+    std::vector<xla::XlaOp> values;
+    std::vector<TensorShape> shapes;
+    TF_RETURN_IF_ERROR(ctx->InputList(list, &values, &shapes));
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (shapes[i].dims() != 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(list, " is not a scalar: ", shapes[i].DebugString()));
+      }
+      operands->push_back(values[i]);
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Variables read by one call: their inputs, names (for messages) and XlaResources (to refuse the
+// same variable twice: two assignments to one variable would silently keep only the last).
+class CallVariables {
+ public:
+  absl::Status Read(XlaOpKernelContext* ctx, int input, std::string name, DataType dtype,
+                    TensorShape* shape, xla::XlaOp* value) {
+    tensorflow::XlaResource* resource = nullptr;
+    TF_RETURN_IF_ERROR(ctx->GetResourceInput(input, &resource));
+    for (size_t k = 0; k < resources_.size(); ++k) {
+      if (resources_[k] == resource) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            names_[k], " and ", name, " are the same variable; each must be a distinct variable"));
+      }
+    }
+    TF_RETURN_IF_ERROR(ctx->ReadVariableInput(input, dtype, shape, value));
+    resources_.push_back(resource);
+    names_.push_back(std::move(name));
+    inputs_.push_back(input);
+    return absl::OkStatus();
+  }
+  // Assigns result k of the call's tuple to the k-th variable read.
+  absl::Status AssignResults(XlaOpKernelContext* ctx, DataType dtype, xla::XlaOp call) const {
+    for (size_t k = 0; k < inputs_.size(); ++k) {
+      TF_RETURN_IF_ERROR(ctx->AssignVariable(inputs_[k], dtype, xla::GetTupleElement(call, k)));
+    }
+    return absl::OkStatus();
+  }
+  const std::string& name(int k) const { return names_[k]; }
+
+ private:
+  std::vector<tensorflow::XlaResource*> resources_;
+  std::vector<std::string> names_;
+  std::vector<int> inputs_;
+};
+
+absl::Status SameShape(const std::string& a, const TensorShape& a_shape, const std::string& b,
+                       const TensorShape& b_shape) {
+  if (a_shape == b_shape) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(a, " and ", b, " do not have the same shape: ",
+                                                 a_shape.DebugString(), " vs ",
+                                                 b_shape.DebugString()));
+}
+
+// The typed-FFI attribute dictionary, e.g. {n = 2 : i64, amsgrad = 0 : i64}.
+std::string Attributes(const std::vector<std::pair<const char*, int64_t>>& attrs) {
+  std::string out = "{";
+  for (size_t i = 0; i < attrs.size(); ++i) {
+    absl::StrAppend(&out, i ? ", " : "", attrs[i].first, " = ", attrs[i].second, " : i64");
+  }
+  return out + "}";
+}
+
+// The call: results alias the operands at `aliased` (the variables), one tuple element each.
+xla::XlaOp EmitCustomCall(XlaOpKernelContext* ctx, const char* target,
+                          const std::vector<xla::XlaOp>& operands,
+                          const std::vector<int64_t>& aliased, const std::string& attributes) {
+  xla::XlaBuilder* b = ctx->builder();
+  std::vector<xla::Shape> shapes;
+  std::vector<std::pair<xla::ShapeIndex, std::pair<int64_t, xla::ShapeIndex>>> aliasing;
+  for (size_t k = 0; k < aliased.size(); ++k) {
+    shapes.push_back(b->GetShape(operands[aliased[k]]).value());
+    aliasing.push_back({xla::ShapeIndex{static_cast<int64_t>(k)}, {aliased[k], xla::ShapeIndex{}}});
+  }
+  return xla::CustomCall(b, target, operands, xla::ShapeUtil::MakeTupleShape(shapes), attributes,
+                         /*has_side_effect=*/false, aliasing, /*literal=*/nullptr,
+                         xla::CustomCallSchedule::SCHEDULE_NONE,
+                         xla::CustomCallApiVersion::API_VERSION_TYPED_FFI);
+}
+
+// ResourceApplyAdamV1 (one variable: var, m, v at inputs 0-2) and ResourceApplyAdamV1MultiUnpacked
+// (lists of N: vars at [0, N), ms at [N, 2N), vs at [2N, 3N)).
+class DenseAdamXlaOp : public XlaOpKernel {
+ public:
+  explicit DenseAdamXlaOp(OpKernelConstruction* ctx) : XlaOpKernel(ctx) {
+    unpacked_ = ctx->def().op() == "ResourceApplyAdamV1MultiUnpacked";
+    OP_REQUIRES_OK(ctx, options_.Read(ctx, unpacked_ ? "n_vhats" : "n_vhat"));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_nesterov", &nesterov_));
+    if (unpacked_) OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &n_));
+    const int vhats_for_amsgrad = unpacked_ ? n_ : 1;
+    OP_REQUIRES(ctx, options_.n_vhat == 0 || options_.n_vhat == vhats_for_amsgrad,
+                absl::InvalidArgumentError(absl::StrCat("vhat takes none or ", vhats_for_amsgrad,
+                                                        " inputs, got ", options_.n_vhat)));
+  }
+
+  void Compile(XlaOpKernelContext* ctx) override {
+    const bool amsgrad = options_.n_vhat > 0;
+    const int first_scalar = unpacked_ ? 3 * n_ : kSingleScalarInput;
+    const int first_grad = first_scalar + xla_calls::kScalars;
+    int vhat_start = 0, vhat_stop = 0;
+    OP_REQUIRES_OK(ctx, ctx->op_kernel().InputRange(unpacked_ ? "vhats" : "vhat", &vhat_start,
+                                               &vhat_stop));
+    std::vector<xla::XlaOp> operands;
+    OP_REQUIRES_OK(ctx, ScalarOperands(ctx, first_scalar, &operands));
+    CallVariables vars;
+    std::vector<int64_t> aliased;
+    for (int k = 0; k < n_; ++k) {
+      // (input, name) of var, m, v, vhat of variable k.
+      auto name = [&](const char* single, const char* list) {
+        return unpacked_ ? absl::StrCat(list, "[", k, "]") : std::string(single);
+      };
+      std::vector<std::pair<int, std::string>> inputs = {
+          {unpacked_ ? k : 0, name("var", "vars")},
+          {unpacked_ ? n_ + k : 1, name("m", "ms")},
+          {unpacked_ ? 2 * n_ + k : 2, name("v", "vs")}};
+      if (amsgrad) inputs.push_back({vhat_start + (unpacked_ ? k : 0), name("vhat", "vhats")});
+      TensorShape var_shape;
+      for (const auto& [input, input_name] : inputs) {
+        TensorShape shape;
+        xla::XlaOp value;
+        OP_REQUIRES_OK(ctx, vars.Read(ctx, input, input_name, options_.dtype, &shape, &value));
+        if (aliased.size() % inputs.size() == 0) var_shape = shape;
+        OP_REQUIRES_OK(ctx, SameShape(inputs[0].second, var_shape, input_name, shape));
+        aliased.push_back(static_cast<int64_t>(operands.size()));
+        operands.push_back(value);
+      }
+      OP_REQUIRES_OK(ctx, SameShape(inputs[0].second, var_shape, name("grad", "grads"),
+                                    ctx->InputShape(first_grad + k)));
+      operands.push_back(ctx->Input(first_grad + k));
+    }
+    const xla::XlaOp call = EmitCustomCall(
+        ctx, xla_calls::kDenseTarget, operands, aliased,
+        Attributes({{xla_calls::kAttrN, n_},
+                    {xla_calls::kAttrAmsgrad, amsgrad},
+                    {xla_calls::kAttrNesterov, nesterov_},
+                    {xla_calls::kAttrWeightDecay, options_.weight_decay_mode()},
+                    {xla_calls::kAttrOneMinusBeta, options_.n_one_minus_beta > 0}}));
+    OP_REQUIRES_OK(ctx, vars.AssignResults(ctx, options_.dtype, call));
+  }
+
+ private:
+  Options options_;
+  bool unpacked_ = false;
+  bool nesterov_ = false;
+  int n_ = 1;
+};
+
+// ResourceSparseApplyAdamV1: var, m, v at 0-2, the scalars, grad, indices, v_term, vhat, ...
+class SparseAdamXlaOp : public XlaOpKernel {
+ public:
+  explicit SparseAdamXlaOp(OpKernelConstruction* ctx) : XlaOpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, options_.Read(ctx, "n_vhat"));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("lazy", &lazy_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("scale_first", &scale_first_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("dense_rule", &dense_rule_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("n_v_term", &n_v_term_));
+    OP_REQUIRES(ctx, options_.n_vhat <= 1 && n_v_term_ <= 1,
+                absl::InvalidArgumentError("vhat and v_term take at most one input each"));
+  }
+
+  void Compile(XlaOpKernelContext* ctx) override {
+    const int grad_input = kSingleScalarInput + xla_calls::kScalars;
+    const int indices_input = grad_input + 1;
+    std::vector<xla::XlaOp> operands;
+    OP_REQUIRES_OK(ctx, ScalarOperands(ctx, kSingleScalarInput, &operands));
+    int vhat_start = 0, vhat_stop = 0;
+    OP_REQUIRES_OK(ctx, ctx->op_kernel().InputRange("vhat", &vhat_start, &vhat_stop));
+    std::vector<std::pair<int, std::string>> inputs = {{0, "var"}, {1, "m"}, {2, "v"}};
+    if (options_.n_vhat == 1) inputs.push_back({vhat_start, "vhat"});
+    CallVariables vars;
+    std::vector<int64_t> aliased;
+    TensorShape var;
+    for (const auto& [input, name] : inputs) {
+      TensorShape shape;
+      xla::XlaOp value;
+      OP_REQUIRES_OK(ctx, vars.Read(ctx, input, name, options_.dtype, &shape, &value));
+      if (aliased.empty()) var = shape;
+      OP_REQUIRES_OK(ctx, SameShape("var", var, name, shape));
+      aliased.push_back(static_cast<int64_t>(operands.size()));
+      operands.push_back(value);
+    }
+    const TensorShape grad = ctx->InputShape(grad_input);
+    const TensorShape indices = ctx->InputShape(indices_input);
+    OP_REQUIRES(ctx, var.dims() >= 1,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "var must be at least 1 dimensional for a sparse update, got shape ",
+                    var.DebugString())));
+    OP_REQUIRES(ctx, indices.dims() == 1,
+                absl::InvalidArgumentError(absl::StrCat("indices must be a vector, got shape ",
+                                                        indices.DebugString())));
+    OP_REQUIRES(ctx, grad.dims() == var.dims(),
+                absl::InvalidArgumentError(absl::StrCat(
+                    "var and grad must have the same rank: var ", var.DebugString(), ", grad ",
+                    grad.DebugString())));
+    OP_REQUIRES(ctx, grad.dim_size(0) == indices.dim_size(0),
+                absl::InvalidArgumentError(absl::StrCat(
+                    "grad must have one row per index: grad ", grad.DebugString(), ", ",
+                    indices.dim_size(0), " indices")));
+    for (int d = 1; d < var.dims(); ++d) {
+      OP_REQUIRES(ctx, var.dim_size(d) == grad.dim_size(d),
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "var and grad must have the same row shape (all but the first dimension): "
+                      "var ", var.DebugString(), ", grad ", grad.DebugString())));
+    }
+    operands.push_back(ctx->Input(grad_input));
+    operands.push_back(ctx->Input(indices_input));
+    if (n_v_term_ == 1) {
+      OP_REQUIRES(ctx, ctx->InputShape(indices_input + 1) == grad,
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "v_term must have grad's shape: v_term ",
+                      ctx->InputShape(indices_input + 1).DebugString(), ", grad ",
+                      grad.DebugString())));
+      operands.push_back(ctx->Input(indices_input + 1));
+    }
+    OP_REQUIRES(ctx, !dense_rule_ || n_v_term_ == 1,
+                absl::InvalidArgumentError(
+                    "dense_rule=true needs v_term: the square of each gradient row (the dense "
+                    "form sums the duplicates' squares, as Keras 3 does)"));
+    const xla::XlaOp call = EmitCustomCall(
+        ctx, xla_calls::kSparseTarget, operands, aliased,
+        Attributes({{xla_calls::kAttrAmsgrad, options_.n_vhat},
+                    {xla_calls::kAttrWeightDecay, options_.weight_decay_mode()},
+                    {xla_calls::kAttrOneMinusBeta, options_.n_one_minus_beta > 0},
+                    {xla_calls::kAttrLazy, lazy_},
+                    {xla_calls::kAttrScaleFirst, scale_first_},
+                    {xla_calls::kAttrDenseRule, dense_rule_},
+                    {xla_calls::kAttrVTerm, n_v_term_}}));
+    OP_REQUIRES_OK(ctx, vars.AssignResults(ctx, options_.dtype, call));
+  }
+
+ private:
+  Options options_;
+  bool lazy_ = false;
+  bool scale_first_ = false;
+  bool dense_rule_ = false;
+  int n_v_term_ = 0;
+};
+
+// The import marker ops.py puts into every graph using the ops (see adam_ops.cc): nothing to compile.
+class ImportMarkerXlaOp : public XlaOpKernel {
+ public:
+  using XlaOpKernel::XlaOpKernel;
+  void Compile(XlaOpKernelContext*) override {}
+};
+
+const std::vector<DataType>& VariableTypes() {
+  static const auto* types = new std::vector<DataType>{tensorflow::DT_HALF, tensorflow::DT_BFLOAT16,
+                                                       tensorflow::DT_FLOAT, tensorflow::DT_DOUBLE};
+  return *types;
+}
+
+#define TF_ADAM_OP_XLA_DENSE(OP)                                                               \
+  REGISTER_XLA_OP(Name(OP).Device(::tensorflow::DEVICE_CPU_XLA_JIT).TypeConstraint("T",        \
+                      VariableTypes()),                                                        \
+                  DenseAdamXlaOp)
+TF_ADAM_OP_XLA_DENSE("ResourceApplyAdamV1");
+TF_ADAM_OP_XLA_DENSE("ResourceApplyAdamV1MultiUnpacked");
+#undef TF_ADAM_OP_XLA_DENSE
+REGISTER_XLA_OP(Name("ResourceSparseApplyAdamV1")
+                    .Device(::tensorflow::DEVICE_CPU_XLA_JIT)
+                    .TypeConstraint("T", VariableTypes())
+                    .TypeConstraint("Tindices", {tensorflow::DT_INT32, tensorflow::DT_INT64}),
+                SparseAdamXlaOp);
+REGISTER_XLA_OP(Name(kImportMarker).Device(::tensorflow::DEVICE_CPU_XLA_JIT), ImportMarkerXlaOp);
+
+// TensorFlow turns the XLA registrations into kernels of the XLA devices once per process, on the
+// first XLA compilation. A process that compiled with XLA before `import tf_adam_op` has done that
+// without ours, so here they are registered directly, as that step would have.
+bool XlaKernelsAlreadyBuilt() {
+  tensorflow::NodeDef probe;
+  probe.set_name("tf_adam_op_probe");
+  probe.set_op("NoOp");
+  return tensorflow::FindKernelDef(tensorflow::DeviceType(tensorflow::DEVICE_CPU_XLA_JIT), probe,
+                                   nullptr, nullptr)
+      .ok();
+}
+
+template <typename Kernel>
+void RegisterDirectly(const char* op, const char* class_name, bool has_indices,
+                      bool has_type = true) {
+  tensorflow::KernelDefBuilder builder(op);
+  builder.Device(tensorflow::DEVICE_CPU_XLA_JIT);
+  if (has_type) builder.TypeConstraint("T", VariableTypes());
+  if (has_indices) builder.TypeConstraint("Tindices", {tensorflow::DT_INT32, tensorflow::DT_INT64});
+  new tensorflow::kernel_factory::OpKernelRegistrar(
+      builder.Build(), class_name,
+      [](OpKernelConstruction* ctx) -> tensorflow::OpKernel* { return new Kernel(ctx); });
+}
+
+[[maybe_unused]] const bool registered_late = [] {
+  if (!XlaKernelsAlreadyBuilt()) return false;
+  RegisterDirectly<DenseAdamXlaOp>("ResourceApplyAdamV1", "DenseAdamXlaOp", false);
+  RegisterDirectly<DenseAdamXlaOp>("ResourceApplyAdamV1MultiUnpacked", "DenseAdamXlaOp", false);
+  RegisterDirectly<SparseAdamXlaOp>("ResourceSparseApplyAdamV1", "SparseAdamXlaOp", true);
+  RegisterDirectly<ImportMarkerXlaOp>(kImportMarker, "ImportMarkerXlaOp", false, false);
+  return true;
+}();
+
+}  // namespace
+}  // namespace tf_adam_op
