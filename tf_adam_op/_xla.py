@@ -1,6 +1,12 @@
-"""Adam from ops XLA can compile, for steps under tf.function(jit_compile=True).
+"""Steps under XLA (tf.function(jit_compile=True), Keras's jit_compile): which path, and the composite.
 
-The custom ops have no XLA kernel, so when the optimizer builds its step inside an XLA context it
+Where the XLA kernels are loaded (_loader.xla_kernels: TF 2.21 builds) and the variables are on the
+CPU, the optimizers use the ops themselves under XLA: each compiles to one custom call into the
+fused CPU loop (cc/xla), the multi-tensor update as ResourceApplyAdamV1MultiUnpacked, so a step
+gives the bits it gives outside XLA. Otherwise (no XLA kernels, a GPU, or TF_ADAM_OP_XLA_KERNELS=0
+in the environment) the step is the composite below, chosen explicitly by kernels_usable.
+
+The composite: when the optimizer builds its step inside an XLA context without the kernels it
 emits what stock AdamOptimizer emits there: stock's ResourceApplyAdam (which has an XLA kernel) for
 dense float32/float64 updates, and stock's scatter-based composition for sparse ones, so results
 agree with stock under XLA. What stock does not have is composed from TF ops in the same order as
@@ -8,17 +14,41 @@ the C++ rule: dense half/bfloat16 (computed in float32, rounded once), lazy spar
 and the weight decay (stock's ApplyAdamWithAmsgrad has no XLA kernel).
 """
 
+import os
+
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util
 from tensorflow.python.ops import gen_training_ops
 from tensorflow.python.training import optimizer as optimizer_lib
 
+from tf_adam_op import _loader
 from tf_adam_op import ops
+
+# Set to 0 to make every XLA step take the composite path (e.g. to get stock's XLA numbers).
+KERNELS_ENVIRONMENT_VARIABLE = "TF_ADAM_OP_XLA_KERNELS"
 
 
 def in_xla_context():
   """Whether ops built now will be compiled by XLA (e.g. inside tf.function(jit_compile=True))."""
   return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def kernels_enabled():
+  """Whether XLA steps may use the ops' XLA kernels: loaded, and not turned off by the variable."""
+  if os.environ.get(KERNELS_ENVIRONMENT_VARIABLE, "1").strip().lower() in ("0", "false", "no"):
+    return False
+  return _loader.xla_kernels()[0]
+
+
+def _on_cpu(var):
+  device = getattr(var, "device", None) or ""
+  return tf.DeviceSpec.from_string(device).device_type in (None, "CPU")
+
+
+def kernels_usable(variables):
+  """Whether an XLA step of these variables uses the ops (their XLA kernels, registered for XLA's
+  CPU device) rather than the composite."""
+  return kernels_enabled() and all(_on_cpu(var) for var in variables)
 
 
 def _alpha(lr, beta1_power, beta2_power):

@@ -224,7 +224,8 @@ class AdamOptimizer(optimizer_lib.Optimizer):
   def apply_gradients(self, grads_and_vars, global_step=None, name=None,
                       skip_gradients_aggregation=False):
     grads_and_vars = tuple(grads_and_vars)  # it may be a generator; it is read more than once
-    if self._fuses_here() and (tf.executing_eagerly() or _all_eager_variables(grads_and_vars)):
+    if self._fuses_here([var for _, var in grads_and_vars]) and (
+        tf.executing_eagerly() or _all_eager_variables(grads_and_vars)):
       result = self._apply_on_fast_path(grads_and_vars, global_step, name)
       if result is not _NOT_TAKEN:
         return result
@@ -235,10 +236,11 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     return super().apply_gradients(grads_and_vars, global_step=global_step, name=name,
                                    skip_gradients_aggregation=skip_gradients_aggregation)
 
-  def _fuses_here(self):
-    """Whether a step built now uses the multi-tensor ops: they need a step built here, on one
-    machine, outside XLA (which compiles another path, see _xla.py)."""
-    return self._fused and not distribute_lib.has_strategy() and not _xla.in_xla_context()
+  def _fuses_here(self, variables):
+    """Whether a step of `variables` built now uses the multi-tensor ops: they need a step built
+    here, on one machine, and under XLA the ops' XLA kernels (see _xla.py)."""
+    return (self._fused and not distribute_lib.has_strategy()
+            and (not _xla.in_xla_context() or _xla.kernels_usable(variables)))
 
   # --- the fast path: eager steps, and tf.function traces over eager variables --------------------
 
@@ -369,9 +371,9 @@ class AdamOptimizer(optimizer_lib.Optimizer):
         use_locking=self._use_locking, **self._variant_inputs(var, handle=False)).op
 
   def _resource_apply_dense(self, grad, var):
-    if _xla.in_xla_context():
+    if _xla.in_xla_context() and not _xla.kernels_usable([var]):
       return _xla.dense_update(self, grad, var)
-    if self._fuses_here() and _fused.is_fusable(grad, var):
+    if self._fuses_here([var]) and _fused.is_fusable(grad, var):
       return _HeldBack(grad, var)  # the update is made in _finish, in its group's multi-tensor op
     return ops.resource_apply_adam_v1(
         var.handle, self.get_slot(var, "m").handle, self.get_slot(var, "v").handle,
@@ -397,7 +399,9 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     Lazy mode has no stock rule to match; half and bfloat16 follow the float32 rule.
     """
     options = dict(use_locking=self._use_locking, lazy=self._lazy)
-    if self._lazy or tf.executing_eagerly() or self._sparse_v_term_as_written():
+    # Under XLA no grappler rewrites the graph: the op computes the term as eager does.
+    if (self._lazy or tf.executing_eagerly() or _xla.in_xla_context()
+        or self._sparse_v_term_as_written()):
       return values, indices, options
     if dtype.base_dtype not in (tf.float32, tf.float64):
       return values, indices, dict(options, scale_first=ops.stock_sparse_scales_first())
@@ -418,7 +422,7 @@ class AdamOptimizer(optimizer_lib.Optimizer):
         values, indices, **options, **self._variant_inputs(var, handle=False)).op
 
   def _resource_apply_sparse(self, grad, var, indices):
-    if _xla.in_xla_context():
+    if _xla.in_xla_context() and not _xla.kernels_usable([var]):
       return _xla.sparse_update(self, grad, var, indices, self._lazy)
     values, indices, options = self._sparse_arguments(grad, indices, var.dtype)
     return ops.resource_sparse_apply_adam_v1(
@@ -448,6 +452,9 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     if advancing_powers is not None and not self._powers_advance_exactly_in_op(
         advancing_powers, groups[0][1]):
       advancing_powers = None
+    if _xla.in_xla_context():  # XLA compiles the unpacked op; the powers advance after it
+      update_ops += [self._xla_group_update(*group) for group in groups]
+      return update_ops + self._advance_beta_powers(update_ops)
     for variables, dtype, grads, decays in groups:
       # Packed on the host, outside the placement below: vars, ms, vs (and vhats with AMSGrad).
       var_handles, m_handles, v_handles, *vhat_handles = self._slot_handles(variables)
@@ -470,6 +477,19 @@ class AdamOptimizer(optimizer_lib.Optimizer):
       in_graph = not tf.executing_eagerly()
       update_ops += self._advance_beta_powers(update_ops if in_graph else [])
     return update_ops
+
+  def _xla_group_update(self, variables, dtype, grads, decays):
+    """A group's update under XLA: the multi-tensor op with the handles as lists (N inputs each)."""
+    slots = lambda name: [self.get_slot(v, name).handle for v in variables]
+    extra = {}
+    if self._amsgrad:
+      extra["vhats"] = slots("vhat")
+    if decays:
+      extra["weight_decay"] = self._weight_decay_input(dtype)
+    with self._placed_with(variables[0]):
+      return ops.resource_apply_adam_v1_multi_unpacked(
+          [v.handle for v in variables], slots("m"), slots("v"), *self._scalars(dtype), grads,
+          use_locking=self._use_locking, **extra)
 
   def _powers_advance_exactly_in_op(self, beta_powers, dtype):
     """Whether the multi-tensor op for `dtype` variables can advance the beta powers with stock's

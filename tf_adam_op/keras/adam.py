@@ -17,10 +17,13 @@ of the sparse op (`dense_rule`): Keras densifies the gradient, and squares its s
 summing duplicates. float16/bfloat16 variables are computed in float32 and rounded once (Keras
 computes them in their own dtype, where beta_2 = 0.999 is 1.0 in bfloat16 and they never move).
 
-Under XLA (jit_compile=True, e.g. `fit`'s default where the model allows it) the custom ops cannot
-be compiled: float32/float64 dense updates then run Keras's own update_step (Keras's numbers, as
-compiled by XLA), and what Keras has no rule for (16-bit variables in float32, lazy rows) runs a
-composite of TF ops in the fused ops' order (_xla_step.py). Under a tf.distribute strategy each
+Under XLA (jit_compile=True, e.g. `fit`'s default where the model allows it) the same ops run
+through their XLA kernels (one custom call into the fused CPU loop per op, see docs/xla.md), with
+the weight decay in the op: the numbers of an eager step. Where those kernels cannot be used (a
+build without them, variables on a GPU, TF_ADAM_OP_XLA_KERNELS=0, a tf.distribute strategy)
+float32/float64 dense updates run Keras's own update_step (Keras's numbers, as compiled by XLA),
+and what Keras has no rule for (16-bit variables in float32, lazy rows) runs a composite of TF ops
+in the fused ops' order (_xla_step.py). Under a tf.distribute strategy each
 variable's update is one fused op per replica, through Keras's own per-variable distribution.
 """
 
@@ -97,19 +100,28 @@ class _FusedAdamMixin:
     return config
 
   # Keras applies the weight decay in a pass of its own just before the update step, to the same
-  # variables. Eagerly the fused ops do it in the update's own pass (the same arithmetic). In a
-  # graph Keras's own pass runs: grappler's arithmetic optimizer sometimes evaluates Keras's
+  # variables. Eagerly the fused ops do it in the update's own pass (the same arithmetic), and so
+  # under XLA with the ops' XLA kernels (XLA compiles the graph as written). In a graph without XLA
+  # Keras's own pass runs: grappler's arithmetic optimizer sometimes evaluates Keras's
   # var * wd * lr as var * (wd * lr), which rounds differently (measured), and only Keras's own
-  # expression is sure to get the same treatment. Under XLA the update is Keras's or a composite.
+  # expression is sure to get the same treatment. Under XLA without the kernels the update is
+  # Keras's or a composite, after Keras's pass.
   @staticmethod
-  def _decays_in_op():
-    return tf.executing_eagerly()
+  def _fused_under_xla(variables):
+    """Whether this XLA step of `variables` runs the fused ops (their XLA kernels)."""
+    return (_xla.in_xla_context() and not distribute_lib.has_strategy()
+            and _xla.kernels_usable([_tf_variable(v) for v in variables]))
+
+  def _decays_in_op(self, variables):
+    return tf.executing_eagerly() or self._fused_under_xla(variables)
 
   def _apply_weight_decay(self, variables):
-    if not self._decays_in_op():
+    if not self._decays_in_op(variables):
       super()._apply_weight_decay(variables)
 
   def _backend_update_step(self, grads, trainable_variables, learning_rate):
+    if self._fused_under_xla(trainable_variables):
+      return self._xla_fused_update_step(grads, trainable_variables, learning_rate)
     if _xla.in_xla_context():
       return self._xla_update_step(grads, trainable_variables, learning_rate)
     if distribute_lib.has_strategy():
@@ -128,7 +140,7 @@ class _FusedAdamMixin:
     (and sparse pattern): the groups, their decays and their packed handle vectors, so a step
     pays no per-variable lookup (which costs Keras's eager steps most of their time)."""
     key = (tuple(map(id, trainable_variables)), sparse, self.weight_decay is None,
-           self._decays_in_op())
+           tf.executing_eagerly())
     plan = self._plans.get(key)
     if plan is not None and all(map(operator.is_, plan.variables, trainable_variables)):
       return plan
@@ -167,8 +179,9 @@ class _FusedAdamMixin:
   # --- the ops' inputs, as Keras computes them ---------------------------------------------------
 
   def _decays(self, var):
-    """Whether the op applies var's weight decay (eagerly; see _apply_weight_decay)."""
-    return (self._decays_in_op() and self.weight_decay is not None
+    """Whether the op applies var's weight decay (eagerly, fused under XLA; see
+    _apply_weight_decay)."""
+    return (self.weight_decay is not None and self._decays_in_op([var])
             and self._use_weight_decay(var))
 
   def _scalars(self, dtype, learning_rate):
@@ -243,8 +256,34 @@ class _FusedAdamMixin:
     with tf.init_scope():
       return tuple(p.resource_handle for p in packed)
 
+  def _xla_fused_update_step(self, grads, trainable_variables, learning_rate):
+    """Under XLA with the ops' XLA kernels: the step of _backend_update_step, with each group's
+    handles as lists (ResourceApplyAdamV1MultiUnpacked; XLA reads no vector of handles)."""
+    dense = []
+    for i, (grad, keras_var) in enumerate(zip(grads, trainable_variables)):
+      var = _tf_variable(keras_var)
+      self._check_dtype(var)
+      if isinstance(grad, tf.IndexedSlices):
+        self._update_one(grad, keras_var, learning_rate)
+      else:
+        dense.append(((grad, keras_var), var))
+    decays = {id(var): self._decays(keras_var) for (_, keras_var), var in dense}
+    for group in _fused.group_updates(dense, lambda var: decays[id(var)]):
+      keras_vars = [keras_var for _, keras_var in group.grads]
+      handles = lambda slots: [self._slot(slots, kv).handle for kv in keras_vars]
+      scalars, one_minus_beta = self._scalars(group.dtype, learning_rate)
+      extra = self._options(group.dtype, group.decays)
+      if self.amsgrad:
+        extra["vhats"] = handles(self._velocity_hats)
+      with tf.device(group.device):
+        ops.resource_apply_adam_v1_multi_unpacked(
+            [var.handle for var in group.variables], handles(self._momentums),
+            handles(self._velocities), *scalars,
+            [_as_dtype(grad, group.dtype) for grad, _ in group.grads],
+            one_minus_beta=one_minus_beta, **extra)
+
   def _xla_update_step(self, grads, trainable_variables, learning_rate):
-    """Under XLA: Keras's own update where Keras has one (float32/float64, not lazy), else the
+    """Under XLA without the ops' XLA kernels: Keras's own update where Keras has one (float32/float64, not lazy), else the
     composite of _xla_step (the weight decay then is Keras's own pass, done before)."""
     for grad, keras_var in zip(grads, trainable_variables):
       var = _tf_variable(keras_var)
