@@ -16,6 +16,8 @@ if not keras.__version__.startswith("3."):
   pytest.skip(f"tf_adam_op.keras needs Keras 3, found {keras.__version__}", allow_module_level=True)
 
 import tf_adam_op.keras as tk  # noqa: E402  pylint: disable=g-import-not-at-top
+from tf_adam_op import _xla  # noqa: E402  pylint: disable=g-import-not-at-top
+from helpers import assert_bitwise_equal  # noqa: E402  pylint: disable=g-import-not-at-top
 
 PAIRS = {"Adam": (keras.optimizers.Adam, tk.Adam), "AdamW": (keras.optimizers.AdamW, tk.AdamW)}
 SHAPES = [(40, 8), (8,), (3, 5, 2)]
@@ -146,11 +148,30 @@ def test_exclude_from_weight_decay(mode):
   assert_same_training("AdamW", mode=mode, sparse=True, configure=by_list, weight_decay=0.1)
 
 
-def test_xla_gives_keras_xla_numbers():
+def test_xla_composite_gives_keras_xla_numbers(monkeypatch):
+  """Without the ops' XLA kernels (here turned off) an XLA step is Keras's own update."""
+  monkeypatch.setenv(_xla.KERNELS_ENVIRONMENT_VARIABLE, "0")
   for kind in PAIRS:
     for feature in ("defaults", "amsgrad", "weight_decay"):
       assert_same_training(kind, np.float32, "xla", False, **FEATURES[feature])
       assert_same_training(kind, np.float32, "xla", True, **FEATURES[feature])
+
+
+@pytest.mark.skipif(not _xla.kernels_enabled(), reason="the build has no XLA kernels")
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+@pytest.mark.parametrize("feature", ["defaults", "amsgrad_weight_decay", "gradient_accumulation",
+                                     "betas_epsilon"])
+@pytest.mark.parametrize("kind", PAIRS)
+def test_xla_kernels_give_keras_numbers_without_xla(kind, feature, sparse):
+  """With the XLA kernels an XLA step runs the fused ops: Keras's eager numbers, bit for bit (Keras's
+  own XLA step rounds differently, XLA contracting its multiply-adds). What Keras computes around
+  the update (clipping norms, the EMA) is Keras's, compiled by XLA, so those features are left out:
+  measured, they differ from eager by XLA's rounding with either optimizer."""
+  keras_cls, ours_cls = PAIRS[kind]
+  for dtype in (np.float32, np.float64):
+    expected, _, _ = _train(lambda: keras_cls(**FEATURES[feature]), dtype, "eager", sparse)
+    actual, _, _ = _train(lambda: ours_cls(**FEATURES[feature]), dtype, "xla", sparse)
+    assert_bitwise_equal(actual, expected, names=[f"state[{i}]" for i in range(len(expected))])
 
 
 # --- what Keras has no rule for: 16-bit variables in float32, lazy rows --------------------------
@@ -251,7 +272,11 @@ def _fit(kind, optimizer, jit_compile, epochs=2):
 @pytest.mark.parametrize("kind", ["cnn", "embedding"])
 @pytest.mark.parametrize("name", ["Adam", "AdamW"])
 @pytest.mark.parametrize("jit_compile", [False, True])
-def test_fit_bitwise_as_keras(kind, name, jit_compile):
+def test_fit_bitwise_as_keras(kind, name, jit_compile, monkeypatch):
+  """fit, with XLA on the composite path (Keras's XLA numbers; the kernels' fit under XLA is in
+  test_xla_kernels.py)."""
+  if jit_compile:
+    monkeypatch.setenv(_xla.KERNELS_ENVIRONMENT_VARIABLE, "0")
   keras_cls, ours_cls = PAIRS[name]
   expected, expected_loss = _fit(kind, keras_cls(learning_rate=0.01), jit_compile)
   actual, actual_loss = _fit(kind, ours_cls(learning_rate=0.01), jit_compile)

@@ -1,6 +1,7 @@
-"""Training steps under tf.function(jit_compile=True): the custom ops have no XLA kernel, so the
-optimizer emits XLA-compilable ops there (tf_adam_op/_xla.py). A step that compiles proves the path
-was taken (a custom op inside would fail to compile); its numbers are compared with stock under XLA."""
+"""The composite XLA path: training steps under tf.function(jit_compile=True) where the ops' XLA
+kernels are not used (TF_ADAM_OP_XLA_KERNELS=0 here; a build without them, or variables off the
+CPU). The optimizer then emits stock's XLA-compilable ops (tf_adam_op/_xla.py), and its numbers are
+compared with stock under XLA. The kernel path is test_xla_kernels.py's."""
 
 import numpy as np
 import pytest
@@ -8,6 +9,12 @@ import tensorflow as tf
 
 from helpers import OPTIMIZERS, assert_bitwise_equal
 import tf_adam_op
+from tf_adam_op import _xla
+
+
+@pytest.fixture(autouse=True)
+def composite_path(monkeypatch):
+  monkeypatch.setenv(_xla.KERNELS_ENVIRONMENT_VARIABLE, "0")
 
 STEPS = 6
 
@@ -25,6 +32,9 @@ def _train(cls, jit_compile, dtype=np.float32, sparse=False, **kwargs):
 
   for i in range(STEPS):
     step(tf.constant(1.0 + i))
+  if jit_compile:  # the composite ran: no custom call was compiled
+    assert "custom_call_target" not in step.experimental_get_compiler_ir(tf.constant(1.0))(
+        stage="hlo")
   return [var.numpy(), *[opt.get_slot(var, s).numpy() for s in opt.get_slot_names()],
           *[p.numpy() for p in opt._get_beta_accumulators()]]
 
