@@ -46,6 +46,7 @@ def test_info_and_demo_print_only_their_own_output(launcher, tmp_path):
   assert info.returncode == 0, info.stderr[-2000:]
   assert info.stderr == ""
   assert "GPU kernels:" in info.stdout and "TensorFlow: built against" in info.stdout
+  assert "XLA kernels:" in info.stdout
   demo = _run(launcher, "demo", "--steps", "5", "--quiet", cwd=tmp_path)
   assert demo.returncode == 0, demo.stderr[-2000:]
   assert demo.stderr == ""

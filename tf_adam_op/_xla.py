@@ -40,6 +40,18 @@ def kernels_enabled():
   return _loader.xla_kernels()[0]
 
 
+def describe():
+  """One line for `tf-adam-op info`: which path XLA steps take in this process, and why."""
+  loaded, why = _loader.xla_kernels()
+  if not loaded:
+    return f"XLA kernels: {why}; XLA steps use the composite path"
+  if not kernels_enabled():
+    return (f"XLA kernels: loaded, turned off by {KERNELS_ENVIRONMENT_VARIABLE}=0; XLA steps use "
+            "the composite path")
+  return ("XLA kernels: loaded (CPU custom calls); XLA steps of CPU variables run the fused ops, GPU "
+          "variables the composite path")
+
+
 def _on_cpu(var):
   device = getattr(var, "device", None) or ""
   return tf.DeviceSpec.from_string(device).device_type in (None, "CPU")
