@@ -55,6 +55,11 @@ if(TF_ADAM_OP_XLA_BUILT)
     PREFIX "_" OUTPUT_NAME "tf_adam_op_xla" SUFFIX ".so"
     CXX_VISIBILITY_PRESET hidden
     INSTALL_RPATH "$ORIGIN/../tensorflow")
+  if(TF_ADAM_OP_CUDA_BUILT)  # the GPU handlers: the CUDA kernels' launchers on XLA's stream
+    target_sources(tf_adam_op_xla PRIVATE cc/xla/gpu_custom_calls.cc)
+    target_link_libraries(tf_adam_op_xla PRIVATE tf_adam_op_cuda_kernels CUDA::cudart_static)
+    target_compile_definitions(tf_adam_op_xla PRIVATE TF_ADAM_OP_WITH_CUDA=1)
+  endif()
   install(TARGETS tf_adam_op_xla LIBRARY DESTINATION tf_adam_op)
-  message(STATUS "tf_adam_op: XLA kernels (CPU custom calls) for TensorFlow ${TensorFlow_VERSION}")
+  message(STATUS "tf_adam_op: XLA kernels (CPU custom calls; GPU: ${TF_ADAM_OP_CUDA_BUILT}) for TensorFlow ${TensorFlow_VERSION}")
 endif()

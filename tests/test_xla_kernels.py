@@ -316,11 +316,15 @@ def test_the_composite_is_taken_when_the_kernels_are_turned_off(monkeypatch):
   assert "custom_call_target" not in _hlo(run, tf.constant(1.0, tf.float64))
 
 
-def test_variables_off_the_cpu_take_the_composite():
-  class OnGpu:
-    device = "/job:localhost/replica:0/task:0/device:GPU:0"
-  assert _xla.kernels_usable([tf.Variable(1.0)])
-  assert not _xla.kernels_usable([tf.Variable(1.0), OnGpu()])
+def test_gpu_variables_take_the_kernels_only_with_the_cuda_handlers():
+  from tf_adam_op import _build_info  # pylint: disable=g-import-not-at-top
+
+  class On:
+    def __init__(self, device):
+      self.device = f"/job:localhost/replica:0/task:0/device:{device}:0"
+  assert _xla.kernels_usable([tf.Variable(1.0), On("CPU")])
+  assert _xla.kernels_usable([On("GPU")]) == _build_info.CUDA_KERNELS_BUILT
+  assert not _xla.kernels_usable([On("TPU")])
 
 
 def test_kernels_register_when_xla_compiled_before_the_import():

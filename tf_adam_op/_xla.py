@@ -1,10 +1,11 @@
 """Steps under XLA (tf.function(jit_compile=True), Keras's jit_compile): which path, and the composite.
 
 Where the XLA kernels are loaded (_loader.xla_kernels: TF 2.21 builds) and the variables are on the
-CPU, the optimizers use the ops themselves under XLA: each compiles to one custom call into the
-fused CPU loop (cc/xla), the multi-tensor update as ResourceApplyAdamV1MultiUnpacked, so a step
-gives the bits it gives outside XLA. Otherwise (no XLA kernels, a GPU, or TF_ADAM_OP_XLA_KERNELS=0
-in the environment) the step is the composite below, chosen explicitly by kernels_usable.
+CPU (or on a GPU, in a build with the CUDA kernels), the optimizers use the ops themselves under
+XLA: each compiles to one custom call into the fused loop (cc/xla), the multi-tensor update as
+ResourceApplyAdamV1MultiUnpacked, so a step gives the bits it gives outside XLA. Otherwise (no XLA
+kernels, a GPU without CUDA kernels, or TF_ADAM_OP_XLA_KERNELS=0 in the environment) the step is
+the composite below, chosen explicitly by kernels_usable.
 
 The composite: when the optimizer builds its step inside an XLA context without the kernels it
 emits what stock AdamOptimizer emits there: stock's ResourceApplyAdam (which has an XLA kernel) for
@@ -48,19 +49,27 @@ def describe():
   if not kernels_enabled():
     return (f"XLA kernels: loaded, turned off by {KERNELS_ENVIRONMENT_VARIABLE}=0; XLA steps use "
             "the composite path")
-  return ("XLA kernels: loaded (CPU custom calls); XLA steps of CPU variables run the fused ops, GPU "
-          "variables the composite path")
+  from tf_adam_op import _build_info  # pylint: disable=g-import-not-at-top
+  gpu = ("GPU custom calls built, not yet run on a GPU" if _build_info.CUDA_KERNELS_BUILT
+         else "no GPU custom calls: GPU variables take the composite path")
+  return f"XLA kernels: loaded (CPU custom calls; {gpu}); XLA steps run the fused ops"
 
 
-def _on_cpu(var):
+def _has_handler(var):
+  """Whether the custom calls have a handler where `var` is: the CPU, or a GPU when the CUDA kernels
+  are built (their XLA handlers are compiled with them)."""
   device = getattr(var, "device", None) or ""
-  return tf.DeviceSpec.from_string(device).device_type in (None, "CPU")
+  device_type = tf.DeviceSpec.from_string(device).device_type
+  if device_type in (None, "CPU"):
+    return True
+  from tf_adam_op import _build_info  # pylint: disable=g-import-not-at-top
+  return device_type == "GPU" and _build_info.CUDA_KERNELS_BUILT
 
 
 def kernels_usable(variables):
-  """Whether an XLA step of these variables uses the ops (their XLA kernels, registered for XLA's
-  CPU device) rather than the composite."""
-  return kernels_enabled() and all(_on_cpu(var) for var in variables)
+  """Whether an XLA step of these variables uses the ops (their XLA kernels) rather than the
+  composite."""
+  return kernels_enabled() and all(_has_handler(var) for var in variables)
 
 
 def _alpha(lr, beta1_power, beta2_power):

@@ -240,6 +240,16 @@ std::string CopyHostToDevice(void* stream, void* dst, const void* src, size_t by
                                static_cast<cudaStream_t>(stream)));
 }
 
+std::string CopyDeviceToHostAndWait(void* stream, void* dst, const void* src, size_t bytes) {
+  const std::string queued = Error(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost,
+                                                   static_cast<cudaStream_t>(stream)));
+  return queued.empty() ? SynchronizeStream(stream) : queued;
+}
+
+std::string SynchronizeStream(void* stream) {
+  return Error(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
+}
+
 std::string CudaVersion() {
   return std::to_string(CUDART_VERSION / 1000) + "." + std::to_string(CUDART_VERSION % 1000 / 10);
 }

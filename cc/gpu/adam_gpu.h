@@ -66,6 +66,10 @@ std::string LaunchSparse(void* stream, Dtype dtype, bool lazy, const Variant& va
 // memory is staged before the call returns).
 std::string CopyDeviceToDevice(void* stream, void* dst, const void* src, size_t bytes);
 std::string CopyHostToDevice(void* stream, void* dst, const void* src, size_t bytes);
+// A copy to host memory that returns when the data is there (after the stream's earlier work).
+std::string CopyDeviceToHostAndWait(void* stream, void* dst, const void* src, size_t bytes);
+// Returns when all work queued on the stream so far has run.
+std::string SynchronizeStream(void* stream);
 
 // The CUDA runtime this library was built with, e.g. "13.0", and the architectures compiled in.
 std::string CudaVersion();

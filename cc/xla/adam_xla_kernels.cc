@@ -4,8 +4,8 @@
 // results back. Shapes, dtypes and the same variable twice are checked here, while compiling, so a
 // bad step fails before anything runs; sparse indices are checked by the handler before it writes.
 //
-// Registered for XLA's CPU device only: the CUDA kernels have no custom-call handler yet, and a
-// GPU step under XLA takes the optimizers' composite path (tf_adam_op/_xla.py says which).
+// Registered for XLA's CPU device, and for its GPU device when the CUDA kernels are built (their
+// handlers, gpu_custom_calls.cc, are compiled but have not run on a GPU yet).
 #include <string>
 #include <utility>
 #include <vector>
@@ -333,19 +333,29 @@ const std::vector<DataType>& VariableTypes() {
   return *types;
 }
 
+// The XLA devices with handlers for the custom calls.
+const std::vector<absl::string_view>& JitDevices() {
+  static const auto* devices = new std::vector<absl::string_view>{
+      ::tensorflow::DEVICE_CPU_XLA_JIT,
+#if TF_ADAM_OP_WITH_CUDA
+      ::tensorflow::DEVICE_GPU_XLA_JIT,
+#endif
+  };
+  return *devices;
+}
+
 #define TF_ADAM_OP_XLA_DENSE(OP)                                                               \
-  REGISTER_XLA_OP(Name(OP).Device(::tensorflow::DEVICE_CPU_XLA_JIT).TypeConstraint("T",        \
-                      VariableTypes()),                                                        \
+  REGISTER_XLA_OP(Name(OP).Device(JitDevices()).TypeConstraint("T", VariableTypes()),         \
                   DenseAdamXlaOp)
 TF_ADAM_OP_XLA_DENSE("ResourceApplyAdamV1");
 TF_ADAM_OP_XLA_DENSE("ResourceApplyAdamV1MultiUnpacked");
 #undef TF_ADAM_OP_XLA_DENSE
 REGISTER_XLA_OP(Name("ResourceSparseApplyAdamV1")
-                    .Device(::tensorflow::DEVICE_CPU_XLA_JIT)
+                    .Device(JitDevices())
                     .TypeConstraint("T", VariableTypes())
                     .TypeConstraint("Tindices", {tensorflow::DT_INT32, tensorflow::DT_INT64}),
                 SparseAdamXlaOp);
-REGISTER_XLA_OP(Name(kImportMarker).Device(::tensorflow::DEVICE_CPU_XLA_JIT), ImportMarkerXlaOp);
+REGISTER_XLA_OP(Name(kImportMarker).Device(JitDevices()), ImportMarkerXlaOp);
 
 // TensorFlow turns the XLA registrations into kernels of the XLA devices once per process, on the
 // first XLA compilation. A process that compiled with XLA before `import tf_adam_op` has done that
@@ -362,13 +372,17 @@ bool XlaKernelsAlreadyBuilt() {
 template <typename Kernel>
 void RegisterDirectly(const char* op, const char* class_name, bool has_indices,
                       bool has_type = true) {
-  tensorflow::KernelDefBuilder builder(op);
-  builder.Device(tensorflow::DEVICE_CPU_XLA_JIT);
-  if (has_type) builder.TypeConstraint("T", VariableTypes());
-  if (has_indices) builder.TypeConstraint("Tindices", {tensorflow::DT_INT32, tensorflow::DT_INT64});
-  new tensorflow::kernel_factory::OpKernelRegistrar(
-      builder.Build(), class_name,
-      [](OpKernelConstruction* ctx) -> tensorflow::OpKernel* { return new Kernel(ctx); });
+  for (absl::string_view device : JitDevices()) {
+    tensorflow::KernelDefBuilder builder(op);
+    builder.Device(std::string(device).c_str());
+    if (has_type) builder.TypeConstraint("T", VariableTypes());
+    if (has_indices) {
+      builder.TypeConstraint("Tindices", {tensorflow::DT_INT32, tensorflow::DT_INT64});
+    }
+    new tensorflow::kernel_factory::OpKernelRegistrar(
+        builder.Build(), class_name,
+        [](OpKernelConstruction* ctx) -> tensorflow::OpKernel* { return new Kernel(ctx); });
+  }
 }
 
 [[maybe_unused]] const bool registered_late = [] {

@@ -1,0 +1,125 @@
+// The GPU ("CUDA") handlers of the custom calls in custom_calls.h: the CUDA launchers the GPU
+// kernels use (gpu/adam_gpu.h), on XLA's stream. Built when the CUDA kernels are. Compiled here;
+// not yet run on a GPU (none was available): docs/xla.md.
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/update_arguments.h"
+#include "gpu/adam_gpu.h"
+#include "gpu/adam_gpu_bodies.h"
+#include "kernels/sparse_segments.h"
+#include "xla/call_operands.h"
+#include "xla/custom_calls.h"
+#include "xla/ffi/api/c_api.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace tf_adam_op {
+namespace {
+
+namespace ffi = ::xla::ffi;
+using xla_calls::Internal;
+
+ffi::Error CudaError(const std::string& error, const char* what) {
+  if (error.empty()) return ffi::Error::Success();
+  return ffi::Error::Internal(absl::StrCat("tf_adam_op: ", what, " failed on the GPU: ", error));
+}
+
+bool GpuDtype(ffi::DataType type, gpu::Dtype* out) {
+  switch (type) {
+    case ffi::DataType::F16: *out = gpu::Dtype::kHalf; return true;
+    case ffi::DataType::BF16: *out = gpu::Dtype::kBfloat16; return true;
+    case ffi::DataType::F32: *out = gpu::Dtype::kFloat; return true;
+    case ffi::DataType::F64: *out = gpu::Dtype::kDouble; return true;
+    default: return false;
+  }
+}
+
+ffi::Error DenseAdam(void* stream, ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t n,
+                     int64_t amsgrad, int64_t nesterov, int64_t weight_decay,
+                     int64_t one_minus_beta) {
+  xla_calls::DenseCall call;
+  ffi::Error decoded = xla_calls::DecodeDense(args, rets, n, amsgrad, nesterov, weight_decay,
+                                              one_minus_beta, &call);
+  if (decoded.failure()) return decoded;
+  gpu::Dtype dtype;
+  if (!GpuDtype(call.type, &dtype)) return Internal("unsupported variable type");
+  return CudaError(gpu::LaunchMulti(stream, dtype, call.variant, call.tensors, call.scalars),
+                   "the multi-tensor Adam update");
+}
+
+// The indices come to the host (they are checked and sorted there, as the GPU kernel of the op
+// does with its host-memory indices), the sorted segments go back in one copy.
+template <typename Tindex>
+ffi::Error SortedValidIndices(void* stream, const xla_calls::SparseCall& call,
+                              SortedSegments* out) {
+  std::vector<Tindex> host(call.n_indices);
+  if (call.n_indices > 0) {
+    ffi::Error copied = CudaError(
+        gpu::CopyDeviceToHostAndWait(stream, host.data(), call.indices,
+                                     host.size() * sizeof(Tindex)),
+        "copying the indices");
+    if (copied.failure()) return copied;
+  }
+  const absl::Status valid = ValidateIndices(host.data(), call.n_indices, call.rows);
+  if (!valid.ok()) return ffi::Error::InvalidArgument(std::string(valid.message()));
+  *out = SortIntoSegments(host.data(), call.n_indices);
+  return ffi::Error::Success();
+}
+
+ffi::Error SparseAdam(void* stream, ffi::ScratchAllocator scratch, ffi::RemainingArgs args,
+                      ffi::RemainingRets rets, int64_t amsgrad, int64_t weight_decay,
+                      int64_t one_minus_beta, int64_t lazy, int64_t scale_first,
+                      int64_t dense_rule, int64_t has_v_term) {
+  xla_calls::SparseCall call;
+  ffi::Error decoded = xla_calls::DecodeSparse(args, rets, amsgrad, weight_decay, one_minus_beta,
+                                               lazy, scale_first, dense_rule, has_v_term, &call);
+  if (decoded.failure()) return decoded;
+  gpu::Dtype dtype;
+  if (!GpuDtype(call.type, &dtype)) return Internal("unsupported variable type");
+  SortedSegments segments;
+  ffi::Error sorted = call.index_type == ffi::DataType::S32
+                          ? SortedValidIndices<int32_t>(stream, call, &segments)
+                          : SortedValidIndices<int64_t>(stream, call, &segments);
+  if (sorted.failure()) return sorted;
+  if (call.rows * call.row_size == 0) return ffi::Error::Success();
+  const std::vector<int64_t> packed =
+      gpu::PackSegments(segments.order, segments.segment_starts, segments.unique_rows);
+  const size_t compute_bytes = call.type == ffi::DataType::F64 ? 8 : 4;
+  const size_t summed_bytes =
+      (call.v_term ? 2 : 1) * segments.unique() * call.row_size * compute_bytes;
+  auto device_segments = scratch.Allocate(std::max<size_t>(packed.size(), 1) * sizeof(int64_t), 8);
+  auto summed = scratch.Allocate(std::max<size_t>(summed_bytes, 1), 8);
+  if (!device_segments.has_value() || !summed.has_value()) {
+    return Internal("no scratch memory for the sparse update");
+  }
+  if (!packed.empty()) {
+    ffi::Error copied = CudaError(gpu::CopyHostToDevice(stream, *device_segments, packed.data(),
+                                                        packed.size() * sizeof(int64_t)),
+                                  "copying the sparse segments");
+    if (copied.failure()) return copied;
+  }
+  const gpu::SparseSegments on_device = gpu::PackedSegmentsAt(
+      static_cast<const int64_t*>(*device_segments), static_cast<int64_t>(segments.order.size()),
+      segments.unique());
+  ffi::Error launched = CudaError(
+      gpu::LaunchSparse(stream, dtype, call.lazy, call.variant, call.var, call.m, call.v,
+                        call.vhat, call.rows, call.row_size, call.grad, call.v_term, on_device,
+                        *summed, call.scalars),
+      "the sparse Adam update");
+  if (launched.failure()) return launched;
+  // The scratch memory is freed when this returns: the kernels must have run by then.
+  return CudaError(gpu::SynchronizeStream(stream), "the sparse Adam update");
+}
+
+}  // namespace
+}  // namespace tf_adam_op
+
+TF_ADAM_OP_DEFINE_XLA_HANDLERS(Ctx<::xla::ffi::PlatformStream<void*>>(),
+                               Ctx<::xla::ffi::PlatformStream<void*>>()
+                                   .Ctx<::xla::ffi::ScratchAllocator>(),
+                               ::tf_adam_op::DenseAdam,
+                               ::tf_adam_op::SparseAdam, kTfAdamOpDenseAdamGpu,
+                               kTfAdamOpSparseAdamGpu, "CUDA");
