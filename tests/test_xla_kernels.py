@@ -440,3 +440,24 @@ def test_saved_model_of_an_xla_compiled_step_trains_on_exactly(tmp_path):
   assert_bitwise_equal([loaded.w.numpy(), loaded.b.numpy()], [trainer.w.numpy(), trainer.b.numpy()],
                        names=("w", "b"))
   assert "tf_adam_op_dense_adam" in trainer.train.experimental_get_compiler_ir(x)(stage="hlo")
+
+
+def test_saved_xla_step_loads_in_a_fresh_process_and_trains_on_exactly(tmp_path):
+  x = np.random.default_rng(72).standard_normal((8, 30)).astype(np.float32)
+  trainer = _Trainer()
+  trainer.train(tf.constant(x))
+  tf.saved_model.save(trainer, str(tmp_path / "model"))
+  np.save(tmp_path / "x.npy", x)
+  script = textwrap.dedent(f"""
+      import numpy as np, tensorflow as tf
+      import tf_adam_op
+      loaded = tf.saved_model.load({str(tmp_path / "model")!r})
+      loaded.train(tf.constant(np.load({str(tmp_path / "x.npy")!r})))
+      np.save({str(tmp_path / "w.npy")!r}, loaded.w.numpy())
+  """)
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  trainer.train(tf.constant(x))
+  assert_bitwise_equal([np.load(tmp_path / "w.npy")], [trainer.w.numpy()], names=("w",))
