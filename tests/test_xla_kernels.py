@@ -327,7 +327,7 @@ def test_gpu_variables_take_the_kernels_only_with_the_cuda_handlers():
   assert not _xla.kernels_usable([On("TPU")])
 
 
-def test_kernels_register_when_xla_compiled_before_the_import():
+def test_kernels_register_when_xla_compiled_before_the_import(tmp_path):
   """TensorFlow builds the XLA devices' kernels on the first XLA compilation; a process that
   compiled before `import tf_adam_op` gets ours registered directly (adam_xla_kernels.cc)."""
   script = textwrap.dedent("""
@@ -343,8 +343,9 @@ def test_kernels_register_when_xla_compiled_before_the_import():
       print(list(var.numpy() - [1.0, 2.0]))
   """)
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  # Not from the checkout: there `import tf_adam_op` would find the unbuilt sources first.
   result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                          timeout=300, check=False)
+                          cwd=tmp_path, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   moved = eval(result.stdout.strip().splitlines()[-1])  # pylint: disable=eval-used
   np.testing.assert_allclose(moved, [-0.1, -0.1], rtol=1e-5)  # Adam's first step: -lr
@@ -456,8 +457,9 @@ def test_saved_xla_step_loads_in_a_fresh_process_and_trains_on_exactly(tmp_path)
       np.save({str(tmp_path / "w.npy")!r}, loaded.w.numpy())
   """)
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  # Not from the checkout: there `import tf_adam_op` would find the unbuilt sources first.
   result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                          timeout=300, check=False)
+                          cwd=tmp_path, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   trainer.train(tf.constant(x))
   assert_bitwise_equal([np.load(tmp_path / "w.npy")], [trainer.w.numpy()], names=("w",))
