@@ -75,6 +75,9 @@ class Case:
   mode: str
   probe_gbs: Optional[float]
   records: list
+  # xla mode: the median time of tf_steps.xla_launch_step (XLA's launch of a step updating the
+  # workload's variables and their two slots, with no arithmetic), measured in the same rounds.
+  xla_launch_ms: Optional[float] = None
 
 
 def _implementations(workload, mode, names, device):
@@ -96,23 +99,29 @@ def _implementations(workload, mode, names, device):
 
 
 def _build(workload, mode, name, seed, device):
+  if name == XLA_LAUNCH:
+    return tf_steps.xla_launch_step(workload, seed, device.tf_device)
   if name == TORCH:
     return torch_step.torch_fused_step(workload, seed, device.torch_device)
   return tf_steps.BUILDERS[mode](workload, IMPLEMENTATIONS[name], seed, device.tf_device)
+
+
+XLA_LAUNCH = "(xla launch)"  # a timed step next to the implementations, not an implementation
 
 
 def run_case(workload, mode, names, steps, seed, device, progress):
   probes = []
   names = _implementations(workload, mode, names, device)
   built = {}
+  timed = names + ([XLA_LAUNCH] if mode == "xla" and not workload.sparse else [])
   try:
-    for name in names:
+    for name in timed:
       progress.set_postfix_str(f"building {name}")
       built[name] = _build(workload, mode, name, seed, device)
       for _ in range(WARMUP_STEPS):  # traces, creates slots, faults pages in
         built[name][0]()
       device.sync()
-    seconds = {name: [] for name in names}
+    seconds = {name: [] for name in timed}
     peaks = {}
     rounds = max(1, min(ROUNDS, steps))
     per_round = [steps // rounds + (r < steps % rounds) for r in range(rounds)]
@@ -120,10 +129,10 @@ def run_case(workload, mode, names, steps, seed, device, progress):
       if not workload.sparse:  # the probe takes its turn too; the best of all rounds counts
         progress.set_postfix_str(f"bandwidth probe, round {r + 1}/{rounds}")
         probes.append(device.probe_bandwidth(workload.num_parameters, repeats=3))
-      for name in names:
+      for name in timed:
         progress.set_postfix_str(f"{name}, round {r + 1}/{rounds}")
         built[name][0]()  # untimed: the previous implementation left its own data in the caches
-        if r == 0 and name != TORCH:  # TF's allocator statistics cannot see torch's memory
+        if r == 0 and name not in (TORCH, XLA_LAUNCH):  # TF's allocator statistics cannot see torch's memory
           with measure.StepMemory(device.memory_device) as memory:
             seconds[name] += device.time_steps(built[name][0], count)
           peaks[name] = memory.extra_bytes
@@ -133,8 +142,10 @@ def run_case(workload, mode, names, steps, seed, device, progress):
     for step_and_close in built.values():
       step_and_close[1]()
   probe = max(probes) if probes else None
+  launch = seconds.get(XLA_LAUNCH)
   return Case(workload.name, mode, probe and probe / 1e9,
-              _records(workload, mode, names, seconds, peaks, probe))
+              _records(workload, mode, names, seconds, peaks, probe),
+              float(np.median(launch)) * 1e3 if launch else None)
 
 
 def _records(workload, mode, names, seconds, peaks, probe):

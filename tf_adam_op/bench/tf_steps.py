@@ -120,6 +120,25 @@ def xla_step(workload, make_optimizer, seed, device):
   return function_step(workload, make_optimizer, seed, device, jit_compile=True)
 
 
+def xla_launch_step(workload, seed, device):
+  """What XLA's launch alone costs a step like the optimizers': a jit-compiled function that writes
+  each of the workload's variables and two slot-sized variables per variable (m and v) back
+  unchanged. XLA folds the `+ 0` away and aliases every result to its variable, so the compiled
+  step does no arithmetic: its time is the call of a function capturing 3N variables plus XLA's
+  per-variable bookkeeping (snapshotting, buffer donation, the result tuple, the assignments),
+  which every optimizer's XLA step pays on top of its update."""
+  with tf.device(device):
+    variables = [tf.Variable(_initial_value(shape, seed + i))
+                 for i, shape in enumerate(workload.shapes) for _ in range(3)]
+
+  @tf.function(jit_compile=True)
+  def launch():
+    with tf.device(device):
+      for variable in variables:
+        variable.assign_add(tf.zeros_like(variable))
+  return launch, lambda: None
+
+
 def _fit_step(workload, make_optimizer, seed, device, jit_compile):
   """One Keras 3 training step (model.train_on_batch) whose gradients are the workload's: the model
   is the sum over its weights w of reduce_sum(w * g), so d loss / d w = g. Forward and backward
