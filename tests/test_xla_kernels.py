@@ -309,6 +309,36 @@ def test_v1_sparse_under_xla_is_the_eager_step_bit_for_bit(lazy):
   assert _hlo(run, tf.constant(1.0, tf.float64)).count(SPARSE_TARGET) == 1
 
 
+@pytest.mark.parametrize("name", ["adam", "amsgrad", "adamw"])
+def test_a_v1_step_with_a_bad_index_under_xla_changes_nothing(name):
+  """All or nothing under XLA, where nothing is rolled back: the sparse op's custom call checks its
+  indices before it writes, and the dense group's update and the beta powers' advance depend on
+  its results by data (XLA orders by data only), so a bad index stops the step before either."""
+  dense = tf.Variable(np.linspace(-1, 1, 24, dtype=np.float32).reshape(6, 4))
+  table = tf.Variable(np.linspace(1, 2, 40, dtype=np.float32).reshape(10, 4))
+  opt = V1_OPTIMIZERS[name]()
+
+  @tf.function(jit_compile=True)
+  def step(indices):
+    rows = tf.IndexedSlices(tf.ones((3, 4)), indices, tf.constant([10, 4], tf.int64))
+    opt.apply_gradients([(tf.ones((6, 4)), dense), (rows, table)])
+
+  step(tf.constant([0, 1, 1], tf.int64))  # creates the slots; a good step
+  hlo = _hlo(step, tf.constant([0, 1, 1], tf.int64))
+  assert hlo.count(DENSE_TARGET) == 1 and hlo.count(SPARSE_TARGET) == 1
+  state = lambda: ([dense.numpy(), table.numpy()]
+                   + [opt.get_slot(v, s).numpy() for v in (dense, table) for s in opt.get_slot_names()]
+                   + [p.numpy() for p in opt._get_beta_accumulators()])
+  before = state()
+  for bad in ([0, 10, 1], [-1, 0, 1]):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"indices\[\d\] = -?\d+ is not in \[0, 10\)"):
+      step(tf.constant(bad, tf.int64))
+    assert_bitwise_equal(state(), before, names=[f"state[{i}]" for i in range(len(before))])
+  step(tf.constant([2, 3, 3], tf.int64))  # and the step still runs, advancing the powers once
+  np.testing.assert_array_equal(opt._get_beta_accumulators()[0].numpy(),
+                                np.float32(np.float32(0.9) ** 2 * np.float32(0.9)))
+
+
 def test_the_composite_is_taken_when_the_kernels_are_turned_off(monkeypatch):
   monkeypatch.setenv(_xla.KERNELS_ENVIRONMENT_VARIABLE, "0")
   assert not _xla.kernels_enabled()

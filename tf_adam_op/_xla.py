@@ -19,6 +19,7 @@ import os
 
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util
+from tensorflow.python.ops import gen_resource_variable_ops
 from tensorflow.python.ops import gen_training_ops
 from tensorflow.python.training import optimizer as optimizer_lib
 
@@ -70,6 +71,36 @@ def kernels_usable(variables):
   """Whether an XLA step of these variables uses the ops (their XLA kernels) rather than the
   composite."""
   return kernels_enabled() and all(_has_handler(var) for var in variables)
+
+
+def after_updates(update_ops):
+  """A function returning its tensors unchanged, but computed after every one of `update_ops` has
+  run under XLA: a conditional whose predicate reads a value each op wrote (its first variable,
+  read after it), with the same identity in both branches.
+
+  Why: tf2xla drops control dependencies between ops, XLA orders only by data, and an optimization
+  barrier does not help (XLA's CPU runtime orders by buffers, not by the control edges the barrier
+  becomes). A step whose update fails while it runs (a sparse index out of range, found by the
+  handler) stops the executable at that custom call; without a data dependency the beta powers'
+  advance might already have run, and the failed step would leave them advanced. The predicate is
+  a value read, not arithmetic on it, so the tensors pass exactly whatever the variables hold.
+  """
+  written = []
+  for op in update_ops:
+    op = getattr(op, "op", op)
+    if op.inputs and op.inputs[0].dtype == tf.resource and "T" in op.node_def.attr:
+      value = gen_resource_variable_ops.read_variable_op(op.inputs[0], op.get_attr("T"))
+      written.append(tf.reshape(value, [-1])[:1])  # empty for an empty variable
+
+  def after(*tensors):
+    if not written:
+      return tensors
+    # Is some first element finite: true or false, never folded away (XLA cannot know it).
+    first = tf.concat([tf.cast(w, tf.float32) for w in written], 0)
+    predicate = tf.reduce_any(tf.math.is_finite(first))
+    same = lambda: [tf.identity(t) for t in tensors]
+    return tuple(tf.cond(predicate, same, same))
+  return after
 
 
 def _alpha(lr, beta1_power, beta2_power):

@@ -453,8 +453,17 @@ class AdamOptimizer(optimizer_lib.Optimizer):
         advancing_powers, groups[0][1]):
       advancing_powers = None
     if _xla.in_xla_context():  # XLA compiles the unpacked op; the powers advance after it
+      # XLA orders by data only: the groups' gradients are made to depend on the step's other
+      # (sparse) updates, the powers on all, so a sparse op that fails while it runs (an index out
+      # of range) stops the step before the groups and the powers are written.
+      with tf.control_dependencies(update_ops):
+        after_sparse = _xla.after_updates(update_ops)
+      groups = [(variables, dtype, list(after_sparse(*grads)), decays)
+                for variables, dtype, grads, decays in groups]
       update_ops += [self._xla_group_update(*group) for group in groups]
-      return update_ops + self._advance_beta_powers(update_ops)
+      with tf.control_dependencies(update_ops):
+        after = _xla.after_updates(update_ops)
+      return update_ops + self._advance_beta_powers(update_ops, after)
     for variables, dtype, grads, decays in groups:
       # Packed on the host, outside the placement below: vars, ms, vs (and vhats with AMSGrad).
       var_handles, m_handles, v_handles, *vhat_handles = self._slot_handles(variables)
@@ -574,23 +583,26 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     restores it."""
     return self._zeros_slot(var, slot_name, self._name)
 
-  def _advance_beta_powers(self, update_ops):
+  def _advance_beta_powers(self, update_ops, after=None):
     """Stock's _finish: beta_power *= beta, after every update of the step.
 
     A read, a multiply and an assign: in eager mode, threads stepping this optimizer would lose
     each other's advances (stock's do), so the three run under the optimizer's lock there.
+    Under XLA `after` (_xla.after_updates) makes the powers' values depend on the updates' results,
+    so that the advance runs after them (XLA orders by data only).
     """
     if tf.executing_eagerly():
       with self._state_lock:
         return self._advance_beta_powers_unlocked(update_ops)
-    return self._advance_beta_powers_unlocked(update_ops)
+    return self._advance_beta_powers_unlocked(update_ops, after)
 
-  def _advance_beta_powers_unlocked(self, update_ops):
+  def _advance_beta_powers_unlocked(self, update_ops, after=None):
     with tf.control_dependencies(update_ops):
       beta1_power, beta2_power = self._get_beta_accumulators()
       with framework_ops.colocate_with(beta1_power):
-        update_beta1 = beta1_power.assign(
-            beta1_power * self._beta1_t, use_locking=self._use_locking)
-        update_beta2 = beta2_power.assign(
-            beta2_power * self._beta2_t, use_locking=self._use_locking)
+        power1, power2 = beta1_power, beta2_power
+        if after is not None:
+          power1, power2 = after(beta1_power.read_value(), beta2_power.read_value())
+        update_beta1 = beta1_power.assign(power1 * self._beta1_t, use_locking=self._use_locking)
+        update_beta2 = beta2_power.assign(power2 * self._beta2_t, use_locking=self._use_locking)
     return [update_beta1, update_beta2]
