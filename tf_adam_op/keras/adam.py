@@ -20,7 +20,8 @@ computes them in their own dtype, where beta_2 = 0.999 is 1.0 in bfloat16 and th
 Under XLA (jit_compile=True, e.g. `fit`'s default where the model allows it) the same ops run
 through their XLA kernels (one custom call into the fused CPU loop per op, see docs/xla.md), with
 the weight decay in the op: the numbers of an eager step. Where those kernels cannot be used (a
-build without them, variables on a GPU, TF_ADAM_OP_XLA_KERNELS=0, a tf.distribute strategy)
+build without them, GPU variables in a build without the CUDA kernels, TF_ADAM_OP_XLA_KERNELS=0,
+a tf.distribute strategy)
 float32/float64 dense updates run Keras's own update_step (Keras's numbers, as compiled by XLA),
 and what Keras has no rule for (16-bit variables in float32, lazy rows) runs a composite of TF ops
 in the fused ops' order (_xla_step.py). Under a tf.distribute strategy each
