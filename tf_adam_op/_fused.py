@@ -20,10 +20,15 @@ from tensorflow.python.trackable import resource
 from tf_adam_op import _ordering
 
 
+_FUSED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+
+
 def is_fusable(grad, var):
   """Whether (grad, var) can join a multi-tensor op. A gradient of another dtype cannot (the
-  optimizer rejects it before building anything: _check_variable_dtypes)."""
+  optimizer rejects it before building anything: _check_variable_dtypes), nor a variable of a
+  dtype the ops do not compute (complex: stock's kernel, _stock_dtypes.py)."""
   return (resource_variable_ops.is_resource_variable(var)
+          and var.dtype.base_dtype in _FUSED_DTYPES
           and getattr(var, "constraint", None) is None
           and isinstance(grad, tf.Tensor)
           and grad.dtype == var.dtype.base_dtype)

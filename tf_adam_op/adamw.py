@@ -101,6 +101,9 @@ class AdamWOptimizer(AdamOptimizer):
     call = self._call_decay_var_set
     return call[0] if call is not None else self._decay_var_set
 
+  def _has_weight_decay(self):
+    return True
+
   def _decays(self, var):
     decay_set = self._effective_decay_set()
     if decay_set is None:

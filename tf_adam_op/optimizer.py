@@ -35,12 +35,14 @@ from tensorflow.python.trackable import base as trackable
 from tensorflow.python.training import optimizer as optimizer_lib
 
 from tf_adam_op import _fused
+from tf_adam_op import _gradient_checks
+from tf_adam_op import _stock_dtypes
 from tf_adam_op import _xla
 from tf_adam_op import ops
 
 __all__ = ["AdamOptimizer"]
 
-SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)  # what the fused ops compute
 # How many groups' packed handle vectors are kept (a model usually has one or two groups).
 _PACKED_HANDLES_KEPT = 16
 
@@ -87,18 +89,23 @@ def _all_eager_variables(grads_and_vars):
   return all(not getattr(var, "_in_graph_mode", True) for _, var in grads_and_vars)
 
 
-def _check_variable_dtypes(grads_and_vars):
-  """ValueError for a variable of a dtype Adam does not update; InvalidArgumentError for a gradient
-  whose dtype is not its variable's (stock's kernel aborts the process on a dense one)."""
+def _check_variable_dtypes(grads_and_vars, supported):
+  """ValueError for a variable of a dtype this optimizer does not update (`supported`);
+  InvalidArgumentError for a gradient whose dtype is not its variable's (stock's kernel aborts the
+  process on a dense one)."""
   for grad, var in grads_and_vars:
     dtype = getattr(var, "dtype", None)
     if dtype is None:
       continue
-    if dtype.base_dtype not in SUPPORTED_DTYPES:
+    if dtype.base_dtype not in supported:
+      why = ""
+      if dtype.base_dtype in _stock_dtypes.STOCK_DTYPES:
+        why = (" (complex variables take stock Adam's kernel, which has no AMSGrad and no weight "
+               "decay)")
       raise ValueError(
           f"tf_adam_op.AdamOptimizer cannot update variable {getattr(var, 'name', var)!r} of dtype "
           f"{dtype.base_dtype.name}: supported dtypes are "
-          f"{', '.join(d.name for d in SUPPORTED_DTYPES)}")
+          f"{', '.join(d.name for d in supported)}{why}")
     grad_dtype = getattr(grad, "dtype", None)
     if grad_dtype is not None and tf.as_dtype(grad_dtype).base_dtype != dtype.base_dtype:
       kind = "IndexedSlices gradient" if isinstance(grad, tf.IndexedSlices) else "gradient"
@@ -219,7 +226,15 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     return extra
 
   def _valid_dtypes(self):
-    return set(SUPPORTED_DTYPES)
+    """The fused ops' dtypes, and complex ones (stock's own kernel: _stock_dtypes.py) where stock
+    has a rule for them: not with AMSGrad or a weight decay (AdamWOptimizer)."""
+    if self._amsgrad or self._has_weight_decay():
+      return SUPPORTED_DTYPES
+    return SUPPORTED_DTYPES + _stock_dtypes.STOCK_DTYPES
+
+  def _has_weight_decay(self):
+    """Whether this optimizer applies a decoupled weight decay (AdamWOptimizer)."""
+    return False
 
   def apply_gradients(self, grads_and_vars, global_step=None, name=None,
                       skip_gradients_aggregation=False):
@@ -229,7 +244,7 @@ class AdamOptimizer(optimizer_lib.Optimizer):
       result = self._apply_on_fast_path(grads_and_vars, global_step, name)
       if result is not _NOT_TAKEN:
         return result
-    _check_variable_dtypes(grads_and_vars)
+    _check_variable_dtypes(grads_and_vars, self._valid_dtypes())
     # The base class drives the step; _resource_apply_dense returns fusable updates as _HeldBack
     # markers and _finish turns them into multi-tensor ops (the markers travel in the base class's
     # list of the step's updates, so nothing of one call lives on the optimizer: threads share it).
@@ -288,7 +303,7 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     var_list = [var for grad, var in grads_and_vars if grad is not None]
     if not var_list:
       return None  # the general path raises stock's ValueError
-    _check_variable_dtypes(grads_and_vars)
+    _check_variable_dtypes(grads_and_vars, self._valid_dtypes())
     with framework_ops.init_scope():
       self._create_slots(var_list)
     # Grouped as (position, var) pairs: a group's "grads" are where its gradients will be.
@@ -366,11 +381,15 @@ class AdamOptimizer(optimizer_lib.Optimizer):
   # --- updates -----------------------------------------------------------------------------------
 
   def _apply_dense(self, grad, var):
+    if _stock_dtypes.is_stock_dtype(var):
+      return _stock_dtypes.apply_dense(self, grad, var)
     return ops.apply_adam_v1(
         var, self.get_slot(var, "m"), self.get_slot(var, "v"), *self._scalars(var.dtype), grad,
         use_locking=self._use_locking, **self._variant_inputs(var, handle=False)).op
 
   def _resource_apply_dense(self, grad, var):
+    if _stock_dtypes.is_stock_dtype(var):
+      return _stock_dtypes.resource_apply_dense(self, grad, var)
     if _xla.in_xla_context() and not _xla.kernels_usable([var]):
       return _xla.dense_update(self, grad, var)
     if self._fuses_here([var]) and _fused.is_fusable(grad, var):
@@ -383,10 +402,16 @@ class AdamOptimizer(optimizer_lib.Optimizer):
   # Sparse gradients go to the fused sparse op with their duplicate indices: it sums them itself (in
   # stock's order), so the base class's unique + unsorted_segment_sum is not needed.
 
+  # Complex variables take stock's path: the base class sums the duplicates, stock's code updates.
+
   def _apply_sparse_duplicate_indices(self, grad, var):
+    if _stock_dtypes.is_stock_dtype(var):
+      return super()._apply_sparse_duplicate_indices(grad, var)
     return self._apply_sparse(grad, var)
 
   def _resource_apply_sparse_duplicate_indices(self, grad, handle, indices):
+    if _stock_dtypes.is_stock_dtype(handle):
+      return super()._resource_apply_sparse_duplicate_indices(grad, handle, indices)
     return self._resource_apply_sparse(grad, handle, indices)
 
   def _sparse_arguments(self, values, indices, dtype):
@@ -416,12 +441,16 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     return self._amsgrad
 
   def _apply_sparse(self, grad, var):
+    if _stock_dtypes.is_stock_dtype(var):
+      return _stock_dtypes.apply_sparse(self, grad, var)
     values, indices, options = self._sparse_arguments(grad.values, grad.indices, var.dtype)
     return ops.sparse_apply_adam_v1(
         var, self.get_slot(var, "m"), self.get_slot(var, "v"), *self._scalars(var.dtype),
         values, indices, **options, **self._variant_inputs(var, handle=False)).op
 
   def _resource_apply_sparse(self, grad, var, indices):
+    if _stock_dtypes.is_stock_dtype(var):
+      return _stock_dtypes.resource_apply_sparse(self, grad, var, indices)
     if _xla.in_xla_context() and not _xla.kernels_usable([var]):
       return _xla.sparse_update(self, grad, var, indices, self._lazy)
     values, indices, options = self._sparse_arguments(grad, indices, var.dtype)

@@ -280,6 +280,12 @@ class SparseAdamXlaOp : public XlaOpKernel {
                 absl::InvalidArgumentError(absl::StrCat(
                     "grad must have one row per index: grad ", grad.DebugString(), ", ",
                     indices.dim_size(0), " indices")));
+    // XLA drops a custom call whose results are all empty before it runs, and so its index check:
+    // a variable with no rows has no valid index, which is known here, while compiling.
+    OP_REQUIRES(ctx, var.dim_size(0) > 0 || indices.dim_size(0) == 0,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "indices[0] is not in [0, 0): var has no rows (shape ", var.DebugString(),
+                    ") but ", indices.dim_size(0), " indices were given")));
     for (int d = 1; d < var.dims(); ++d) {
       OP_REQUIRES(ctx, var.dim_size(d) == grad.dim_size(d),
                   absl::InvalidArgumentError(absl::StrCat(

@@ -3,9 +3,9 @@
 XLA cannot compile the custom ops. For float32/float64 variables without `lazy` Keras's own
 update_step is the fused ops' rule, op for op, so it runs as it is (Keras's XLA numbers). What Keras
 has no rule for is composed here from TF ops in the fused ops' order (core/adam_update_rule.h):
-float16/bfloat16 variables computed in float32 and rounded once, and lazy IndexedSlices updates
-(the named rows only, in the dense form). Keras's own weight decay pass has run before (in the
-variable's dtype).
+float16/bfloat16 variables computed in float32 and rounded once (their weight decay in the same
+pass, as the op does it), and lazy IndexedSlices updates (the named rows only, in the dense form;
+for float32/float64 Keras's own weight decay pass has run before).
 """
 
 import tensorflow as tf
@@ -19,9 +19,13 @@ def keras_rule_applies(opt, grad, var):
   return var.dtype.base_dtype in (tf.float32, tf.float64) and not lazy_rows
 
 
-def _rule(g, g_squared, m_c, v_c, vhat_c, var_c, scalars, one_minus_beta):
-  """The dense form of the rule on compute-dtype tensors: returns m, v, vhat (or None), var."""
+def _rule(g, g_squared, m_c, v_c, vhat_c, var_c, scalars, one_minus_beta, weight_decay):
+  """The dense form of the rule on compute-dtype tensors: returns m, v, vhat (or None), var.
+  With a weight decay, var first loses var * weight_decay * lr (Keras's expression), in the same
+  pass, as the op's kTimesVarLr rule does."""
   beta1_power, beta2_power, lr, _, _, epsilon = scalars
+  if weight_decay is not None:
+    var_c = var_c - (var_c * weight_decay) * lr
   alpha = lr * tf.sqrt(1 - beta2_power) / (1 - beta1_power)
   m_c = m_c + (g - m_c) * one_minus_beta[0]
   v_c = v_c + (g_squared - v_c) * one_minus_beta[1]
@@ -43,6 +47,8 @@ def update(opt, grad, keras_var, learning_rate):
   v = opt._velocities[index].value  # pylint: disable=protected-access
   vhat = opt._velocity_hats[index].value if opt.amsgrad else None  # pylint: disable=protected-access
   scalars, one_minus_beta = opt._scalars(dtype, learning_rate)  # pylint: disable=protected-access
+  # The decay Keras's own pass leaves to the op (16-bit variables: _FusedAdamMixin._decays_in_op).
+  decay = opt._options(dtype, opt._decays(var)).get("weight_decay")  # pylint: disable=protected-access
   c = lambda x: tf.cast(x, compute)
   store = lambda x: tf.cast(x, dtype)
   if isinstance(grad, tf.IndexedSlices) and opt.lazy:
@@ -55,7 +61,7 @@ def update(opt, grad, keras_var, learning_rate):
     gather = lambda x: c(tf.gather(x, unique))
     m_c, v_c, vhat_c, var_c = _rule(g, g_squared, gather(m), gather(v),
                                     gather(vhat) if vhat is not None else None, gather(var),
-                                    scalars, one_minus_beta)
+                                    scalars, one_minus_beta, decay)
     rows = lambda x: tf.IndexedSlices(store(x), unique)
     updates = [m.scatter_update(rows(m_c)), v.scatter_update(rows(v_c)),
                var.scatter_update(rows(var_c))]
@@ -72,7 +78,7 @@ def update(opt, grad, keras_var, learning_rate):
     g_squared = g * g
   m_c, v_c, vhat_c, var_c = _rule(g, g_squared, c(m), c(v),
                                   c(vhat) if vhat is not None else None, c(var), scalars,
-                                  one_minus_beta)
+                                  one_minus_beta, decay)
   updates = [m.assign(store(m_c)), v.assign(store(v_c)), var.assign(store(var_c))]
   if vhat is not None:
     updates.append(vhat.assign(store(vhat_c)))

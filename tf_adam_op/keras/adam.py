@@ -36,8 +36,10 @@ import tensorflow as tf
 from tensorflow.python.distribute import distribute_lib
 
 from tf_adam_op import _fused
+from tf_adam_op import _gradient_checks
 from tf_adam_op import _xla
 from tf_adam_op import ops
+from tf_adam_op.keras import _decisions
 from tf_adam_op.keras import _xla_step
 from tf_adam_op.optimizer import SUPPORTED_DTYPES
 
@@ -45,6 +47,8 @@ __all__ = ["Adam", "AdamW"]
 
 # How many step plans (variable lists) are kept; a model usually has one.
 _PLANS_KEPT = 16
+
+_tf_variable = _decisions.tf_variable
 
 
 @dataclasses.dataclass
@@ -61,6 +65,7 @@ class _PlannedGroup:
 @dataclasses.dataclass
 class _StepPlan:
   variables: tuple  # the Keras variables the plan is for (checked by identity)
+  keras_positions: list  # variables Keras's own update_step updates (_keras_computes)
   sparse_positions: list  # where the IndexedSlices gradients are: one sparse op each
   groups: list
 
@@ -79,13 +84,39 @@ def _as_keras_converts(value, dtype):
   return tf.cast(value, dtype)
 
 
-def _tf_variable(variable):
-  """The tf.Variable behind a Keras variable (or the variable itself)."""
-  return variable.value if isinstance(variable, keras.Variable) else variable
+def _repeated(variables):
+  """The ids of the tf.Variables given more than once in one step."""
+  seen, repeated = set(), set()
+  for var in variables:
+    key = id(_tf_variable(var))
+    (repeated if key in seen else seen).add(key)
+  return frozenset(repeated)
+
+
+def _rounds(grads, variables):
+  """The step's (grads, variables) split into rounds of distinct variables, in order: the k-th
+  gradient of a variable given several times is in round k. Keras applies them in turn."""
+  rounds, seen = [], {}
+  for grad, var in zip(grads, variables):
+    k = seen.get(id(_tf_variable(var)), 0)
+    seen[id(_tf_variable(var))] = k + 1
+    if k == len(rounds):
+      rounds.append(([], []))
+    rounds[k][0].append(grad)
+    rounds[k][1].append(var)
+  return rounds
+
+
+def _is_16_bit(var):
+  return var.dtype.base_dtype in (tf.float16, tf.bfloat16)
 
 
 class _FusedAdamMixin:
-  """The fused update step shared by Adam and AdamW (see the module doc)."""
+  """The fused update step shared by Adam and AdamW (see the module doc).
+
+  What each step does is Keras's decision (_decisions.py): which variables decay, whether Keras's
+  arithmetic mixes dtypes, what a strategy does with the gradients, what is accepted. The fused
+  ops replace only Keras's arithmetic."""
 
   def __init__(self, *args, lazy=False, **kwargs):
     super().__init__(*args, **kwargs)
@@ -100,59 +131,132 @@ class _FusedAdamMixin:
       config["lazy"] = True
     return config
 
-  # Keras applies the weight decay in a pass of its own just before the update step, to the same
-  # variables. Eagerly the fused ops do it in the update's own pass (the same arithmetic), and so
-  # under XLA with the ops' XLA kernels (XLA compiles the graph as written). In a graph without XLA
-  # Keras's own pass runs: grappler's arithmetic optimizer sometimes evaluates Keras's
-  # var * wd * lr as var * (wd * lr), which rounds differently (measured), and only Keras's own
-  # expression is sure to get the same treatment. Under XLA without the kernels the update is
-  # Keras's or a composite, after Keras's pass.
+  _WHO = "tf_adam_op.keras"
+
+  # --- what Keras's base class calls -------------------------------------------------------------
+
+  def _backend_apply_gradients(self, grads, trainable_variables):
+    """Keras's step, after the checks that must come before anything is written (docs/errors.md):
+    a dense gradient that does not broadcast to its variable is a ValueError now (while tracing,
+    as Keras's own shape inference raises it); an IndexedSlices index out of range raises now
+    (eager) or, in a graph, stops the step before any of its writes, `iterations` included."""
+    _gradient_checks.check_dense_shapes(grads, trainable_variables, self._WHO)
+    guards = _gradient_checks.index_guards(
+        grads, [_tf_variable(v) for v in trainable_variables], self._WHO)
+    if not guards:
+      return super()._backend_apply_gradients(grads, trainable_variables)
+    with tf.control_dependencies(guards):
+      super()._backend_apply_gradients(grads, trainable_variables)
+      # Keras advances `iterations` after this returns; a read made here, after the checks, is
+      # what that write waits for (tf.function orders the ops on one variable as written).
+      self._iterations.value.read_value()
+    return None
+
+  def _apply_weight_decay(self, variables):
+    """Keras's own pass, for the variables whose decay the fused op does not do itself."""
+    repeated = _repeated(variables)
+    keras_pass = [v for v in variables
+                  if not self._decays_in_op(_tf_variable(v), id(_tf_variable(v)) in repeated)]
+    if keras_pass:
+      super()._apply_weight_decay(keras_pass)
+
+  def _backend_update_step(self, grads, trainable_variables, learning_rate):
+    if distribute_lib.has_strategy():
+      # Keras's path: its all-reduce of the gradients, then the strategy's per-variable update,
+      # which calls update_step (one fused op each), with and without XLA.
+      return super()._backend_update_step(grads, trainable_variables, learning_rate)
+    repeated = _repeated(trainable_variables)
+    grads = [grad if isinstance(grad, tf.IndexedSlices)
+             else _gradient_checks.as_variable_shape(grad, _tf_variable(var))
+             for grad, var in zip(grads, trainable_variables)]
+    for round_grads, round_vars in _rounds(grads, trainable_variables):
+      self._update_round(round_grads, round_vars, learning_rate, repeated)
+
+  def update_step(self, gradient, variable, learning_rate):
+    """One variable's update: the path under a strategy, and Keras's own where Keras's arithmetic
+    is not the fused ops' (see _keras_computes)."""
+    var = _tf_variable(variable)
+    if self._keras_computes(var):
+      return super().update_step(gradient, variable, learning_rate)
+    if not isinstance(gradient, tf.IndexedSlices):
+      gradient = _gradient_checks.as_variable_shape(gradient, var)
+    if _xla.in_xla_context() and not _xla.kernels_usable([var]):
+      if _xla_step.keras_rule_applies(self, gradient, var):
+        return super().update_step(gradient, variable, learning_rate)
+      return _xla_step.update(self, gradient, variable, learning_rate)
+    return self._update_one(gradient, variable, learning_rate)
+
+  # --- decisions: Keras's, and where the fused op takes over -----------------------------------
+
+  def _keras_computes(self, var):
+    """Whether Keras's own update_step updates `var`: float32/float64 variables whose Keras update
+    computes a hyperparameter term in another dtype (a NumPy float64 beta on a float32 variable;
+    _decisions.promoted_terms). 16-bit variables are computed in float32 by the fused ops."""
+    dtype = var.dtype.base_dtype
+    return dtype in (tf.float32, tf.float64) and bool(_decisions.promoted_terms(self, dtype))
+
   @staticmethod
   def _fused_under_xla(variables):
     """Whether this XLA step of `variables` runs the fused ops (their XLA kernels)."""
-    return (_xla.in_xla_context() and not distribute_lib.has_strategy()
-            and _xla.kernels_usable([_tf_variable(v) for v in variables]))
+    return _xla.in_xla_context() and _xla.kernels_usable([_tf_variable(v) for v in variables])
 
-  def _decays_in_op(self, variables):
-    return tf.executing_eagerly() or self._fused_under_xla(variables)
+  def _decays_in_op(self, var, repeated=False):
+    """Whether the fused op applies `var`'s weight decay in its own pass; otherwise Keras's own
+    pass does, before the update. In the op: 16-bit variables always (computed in float32 and
+    rounded once, the decay in the same pass, in every mode); float32/float64 eagerly and under XLA
+    with the ops' kernels. Keras's pass: float32/float64 in graphs without XLA (grappler may
+    rewrite Keras's var * wd * lr as var * (wd * lr), which rounds differently: only Keras's own
+    expression is sure to get the same rewrite), variables Keras's update_step updates, and a
+    variable given more than once in a step (Keras decays it once per time it is given, before
+    any update)."""
+    if repeated or self._keras_computes(var):
+      return False
+    return (_is_16_bit(var) or tf.executing_eagerly()
+            or (_xla.in_xla_context() and _xla.kernels_usable([var])))
 
-  def _apply_weight_decay(self, variables):
-    if not self._decays_in_op(variables):
-      super()._apply_weight_decay(variables)
+  def _decays(self, var, repeated=False):
+    """Whether the op applies var's weight decay: Keras decays it, and the op does it."""
+    return self._decays_in_op(var, repeated) and _decisions.uses_weight_decay(self, var)
 
-  def _backend_update_step(self, grads, trainable_variables, learning_rate):
-    if self._fused_under_xla(trainable_variables):
-      return self._xla_fused_update_step(grads, trainable_variables, learning_rate)
+  # --- the fused step ------------------------------------------------------------------------------
+
+  def _update_round(self, grads, trainable_variables, learning_rate, repeated):
+    """The updates of distinct variables: Keras's own update_step where it computes, one fused op
+    per IndexedSlices gradient, one multi-tensor op per (device, dtype, decays) group."""
     if _xla.in_xla_context():
+      if self._fused_under_xla(trainable_variables):
+        return self._xla_fused_update_step(grads, trainable_variables, learning_rate, repeated)
       return self._xla_update_step(grads, trainable_variables, learning_rate)
-    if distribute_lib.has_strategy():
-      # Keras's per-variable distribution; each variable's update_step is one fused op.
-      return super()._backend_update_step(grads, trainable_variables, learning_rate)
     sparse = tuple(isinstance(grad, tf.IndexedSlices) for grad in grads)
-    plan = self._step_plan(trainable_variables, sparse)
+    plan = self._step_plan(trainable_variables, sparse, repeated)
+    for i in plan.keras_positions:
+      super().update_step(grads[i], trainable_variables[i], learning_rate)
     for i in plan.sparse_positions:
-      self._update_one(grads[i], trainable_variables[i], learning_rate)
+      self._update_one(grads[i], trainable_variables[i], learning_rate, id(
+          _tf_variable(trainable_variables[i])) in repeated)
     for group in plan.groups:
       self._update_group(group, [_as_dtype(grads[i], group.dtype) for i in group.positions],
                          learning_rate)
+    return None
 
-  def _step_plan(self, trainable_variables, sparse):
+  def _step_plan(self, trainable_variables, sparse, repeated):
     """What a step over these variables needs besides its gradients, made once per variable list
     (and sparse pattern): the groups, their decays and their packed handle vectors, so a step
     pays no per-variable lookup (which costs Keras's eager steps most of their time)."""
     key = (tuple(map(id, trainable_variables)), sparse, self.weight_decay is None,
-           tf.executing_eagerly())
+           tf.executing_eagerly(), _decisions.keras_arithmetic_signature(self), repeated)
     plan = self._plans.get(key)
     if plan is not None and all(map(operator.is_, plan.variables, trainable_variables)):
       return plan
-    dense = []
+    dense, keras_positions = [], []
     for i, (keras_var, is_sparse) in enumerate(zip(trainable_variables, sparse)):
       var = _tf_variable(keras_var)
       self._check_dtype(var)
-      if not is_sparse:
+      if self._keras_computes(var):
+        keras_positions.append(i)
+      elif not is_sparse:
         dense.append(((i, keras_var), var))
-    # Keras decides the decay on its own variables (their names, not the tf.Variables').
-    decays = {id(var): self._decays(keras_var) for (_, keras_var), var in dense}
+    decays = {id(var): self._decays(var, id(var) in repeated) for _, var in dense}
     groups = []
     for group in _fused.group_updates(dense, lambda var: decays[id(var)]):
       keras_vars = [kv for _, kv in group.grads]
@@ -164,26 +268,15 @@ class _FusedAdamMixin:
                              group.device)
       groups.append(_PlannedGroup(group.dtype, group.decays, group.device,
                                   [i for i, _ in group.grads], handles))
-    plan = _StepPlan(tuple(trainable_variables),
-                     [i for i, is_sparse in enumerate(sparse) if is_sparse], groups)
+    sparse_positions = [i for i, is_sparse in enumerate(sparse)
+                        if is_sparse and i not in keras_positions]
+    plan = _StepPlan(tuple(trainable_variables), keras_positions, sparse_positions, groups)
     if len(self._plans) >= _PLANS_KEPT:
       self._plans.pop(next(iter(self._plans)))
     self._plans[key] = plan
     return plan
 
-  def update_step(self, gradient, variable, learning_rate):
-    """One variable's update (the path under a strategy; Keras's own under XLA)."""
-    if _xla.in_xla_context():
-      return super().update_step(gradient, variable, learning_rate)
-    self._update_one(gradient, variable, learning_rate)
-
   # --- the ops' inputs, as Keras computes them ---------------------------------------------------
-
-  def _decays(self, var):
-    """Whether the op applies var's weight decay (eagerly, fused under XLA; see
-    _apply_weight_decay)."""
-    return (self.weight_decay is not None and self._decays_in_op([var])
-            and self._use_weight_decay(var))
 
   def _scalars(self, dtype, learning_rate):
     """beta1_power, beta2_power, lr, beta1, beta2, epsilon in the compute dtype of `dtype`, each
@@ -221,13 +314,14 @@ class _FusedAdamMixin:
   def _slot(self, slots, keras_var):
     return _tf_variable(slots[self._get_variable_index(keras_var)])
 
-  def _update_one(self, grad, keras_var, learning_rate):
+  def _update_one(self, grad, keras_var, learning_rate, repeated=False):
     """One variable's fused op: the sparse op for IndexedSlices, else the single-variable op."""
     var = _tf_variable(keras_var)
+    self._check_dtype(var)
     dtype = var.dtype.base_dtype
     m, v = self._slot(self._momentums, keras_var), self._slot(self._velocities, keras_var)
     scalars, one_minus_beta = self._scalars(dtype, learning_rate)
-    extra = self._options(dtype, self._decays(keras_var))
+    extra = self._options(dtype, self._decays(var, repeated))
     if self.amsgrad:
       extra["vhat"] = self._slot(self._velocity_hats, keras_var).handle
     if isinstance(grad, tf.IndexedSlices):
@@ -257,18 +351,32 @@ class _FusedAdamMixin:
     with tf.init_scope():
       return tuple(p.resource_handle for p in packed)
 
-  def _xla_fused_update_step(self, grads, trainable_variables, learning_rate):
-    """Under XLA with the ops' XLA kernels: the step of _backend_update_step, with each group's
-    handles as lists (ResourceApplyAdamV1MultiUnpacked; XLA reads no vector of handles)."""
-    dense = []
+  def _xla_fused_update_step(self, grads, trainable_variables, learning_rate, repeated):
+    """Under XLA with the ops' XLA kernels: the step of _update_round, with each group's handles
+    as lists (ResourceApplyAdamV1MultiUnpacked; XLA reads no vector of handles).
+
+    XLA orders by data only: the dense groups' gradients depend on what the sparse ops wrote, and
+    `iterations` (which Keras advances after this returns) on everything, so a sparse op that fails
+    while it runs (an index out of range) stops the step before the rest is written
+    (_xla.after_updates)."""
+    dense, first_updates = [], []
     for i, (grad, keras_var) in enumerate(zip(grads, trainable_variables)):
       var = _tf_variable(keras_var)
       self._check_dtype(var)
-      if isinstance(grad, tf.IndexedSlices):
-        self._update_one(grad, keras_var, learning_rate)
+      if self._keras_computes(var):
+        super().update_step(grad, keras_var, learning_rate)
+      elif isinstance(grad, tf.IndexedSlices):
+        first_updates.append(
+            self._update_one(grad, keras_var, learning_rate, id(var) in repeated))
       else:
-        dense.append(((grad, keras_var), var))
-    decays = {id(var): self._decays(keras_var) for (_, keras_var), var in dense}
+        dense.append(((i, keras_var), var))
+    after_sparse = _xla.after_updates(first_updates)
+    grads = list(grads)
+    positions = [i for (i, _), _ in dense]
+    for i, grad in zip(positions, after_sparse(*[grads[i] for i in positions])):
+      grads[i] = grad
+    decays = {id(var): self._decays(var, id(var) in repeated) for _, var in dense}
+    updates = list(first_updates)
     for group in _fused.group_updates(dense, lambda var: decays[id(var)]):
       keras_vars = [keras_var for _, keras_var in group.grads]
       handles = lambda slots: [self._slot(slots, kv).handle for kv in keras_vars]
@@ -277,21 +385,19 @@ class _FusedAdamMixin:
       if self.amsgrad:
         extra["vhats"] = handles(self._velocity_hats)
       with tf.device(group.device):
-        ops.resource_apply_adam_v1_multi_unpacked(
+        updates.append(ops.resource_apply_adam_v1_multi_unpacked(
             [var.handle for var in group.variables], handles(self._momentums),
             handles(self._velocities), *scalars,
-            [_as_dtype(grad, group.dtype) for grad, _ in group.grads],
-            one_minus_beta=one_minus_beta, **extra)
+            [_as_dtype(grads[i], group.dtype) for i, _ in group.grads],
+            one_minus_beta=one_minus_beta, **extra))
+    iterations = self._iterations.value
+    iterations.assign(_xla.after_updates(updates)(iterations.read_value())[0])
 
   def _xla_update_step(self, grads, trainable_variables, learning_rate):
-    """Under XLA without the ops' XLA kernels: Keras's own update where Keras has one (float32/float64, not lazy), else the
-    composite of _xla_step (the weight decay then is Keras's own pass, done before)."""
+    """Under XLA without the ops' XLA kernels: update_step per variable (Keras's own update where
+    Keras has one, else the composite of _xla_step)."""
     for grad, keras_var in zip(grads, trainable_variables):
-      var = _tf_variable(keras_var)
-      if _xla_step.keras_rule_applies(self, grad, var):
-        super().update_step(grad, keras_var, learning_rate)
-      else:
-        _xla_step.update(self, grad, keras_var, learning_rate)
+      self.update_step(grad, keras_var, learning_rate)
 
 
 @keras.saving.register_keras_serializable(package="tf_adam_op")

@@ -1,0 +1,87 @@
+"""Checks of a step's gradients made before anything of the step is written (docs/errors.md).
+
+Two kinds, as the host framework has them:
+- what is known while the step is built (shapes): a ValueError then, in every mode, so a
+  tf.function or XLA step fails while tracing, as Keras's own does (its shape inference raises
+  there), and an eager one before its first write;
+- what is known only when the step runs (the values of sparse indices): `index_guards` gives the
+  checks as ops that the step's writes are made to wait for (graphs), or raises at once (eager).
+  Under XLA they are not built: tf2xla compiles assertions to nothing, and the fused sparse op's
+  custom call checks the indices itself before it writes (the optimizers make the step's other
+  writes depend on it by data, _xla.after_updates).
+"""
+
+import tensorflow as tf
+
+from tf_adam_op import _xla
+
+
+def _name(var):
+  return getattr(var, "path", None) or getattr(var, "name", None) or repr(var)
+
+
+def broadcasts_to_variable(grad_shape, var_shape):
+  """Whether a dense gradient of `grad_shape` broadcasts to exactly `var_shape`, as Keras's update
+  needs (its `gradient - m` broadcasts, its `assign_add` to m needs m's shape). Unknown dimensions
+  pass: the step then broadcasts when it runs."""
+  try:
+    shape = tf.broadcast_static_shape(tf.TensorShape(grad_shape), tf.TensorShape(var_shape))
+  except ValueError:
+    return False
+  return shape.is_compatible_with(var_shape) and (
+      shape.rank is None or var_shape.rank is None or shape.rank == var_shape.rank)
+
+
+def check_dense_shapes(grads, variables, who):
+  """ValueError naming the variable and both shapes for a dense gradient that does not broadcast
+  to its variable's shape."""
+  for grad, var in zip(grads, variables):
+    if grad is None or isinstance(grad, tf.IndexedSlices):
+      continue
+    grad_shape = getattr(grad, "shape", None)
+    if grad_shape is None:
+      continue
+    if not broadcasts_to_variable(grad_shape, tf.TensorShape(var.shape)):
+      raise ValueError(
+          f"{who}: the gradient for variable {_name(var)!r} has shape {tf.TensorShape(grad_shape)}, "
+          f"which does not broadcast to the variable's shape {tf.TensorShape(var.shape)}")
+
+
+def as_variable_shape(grad, var):
+  """A dense gradient broadcast to its variable's shape, as Keras's arithmetic broadcasts it (the
+  gradient itself when the shapes are already equal)."""
+  if grad.shape == var.shape and grad.shape.is_fully_defined():
+    return grad
+  return tf.broadcast_to(grad, tf.shape(var))
+
+
+def index_guards(grads, variables, who):
+  """The runtime checks of the step's IndexedSlices indices (every index in [0, rows)).
+
+  Eager: raises InvalidArgumentError now, naming the variable and the index, and returns [].
+  A graph (tf.function, TF1): returns assertion ops, for the step's writes to wait for.
+  Under XLA: [] (see the module doc)."""
+  if _xla.in_xla_context():
+    return []
+  guards = []
+  for grad, var in zip(grads, variables):
+    if not isinstance(grad, tf.IndexedSlices):
+      continue
+    indices = grad.indices
+    rows = tf.shape(var, out_type=indices.dtype)[0] if var.shape.rank != 0 else None
+    if rows is None:
+      continue  # a scalar variable: the sparse op refuses it before it writes
+    in_range = tf.reduce_all(tf.logical_and(indices >= 0, indices < rows))
+    if tf.executing_eagerly():
+      if not bool(in_range):
+        bad = indices.numpy()[(indices.numpy() < 0) | (indices.numpy() >= int(rows))][0]
+        raise tf.errors.InvalidArgumentError(
+            None, None, f"{who}: an index of the IndexedSlices gradient for variable "
+            f"{_name(var)!r} is out of range: {bad} is not in [0, {int(rows)}); nothing was "
+            "updated")
+      continue
+    guards.append(tf.debugging.Assert(
+        in_range, [f"{who}: an index of the IndexedSlices gradient for variable {_name(var)!r} "
+                   "is out of range [0, rows); nothing was updated. rows:", rows,
+                   "indices:", indices], summarize=16))
+  return guards

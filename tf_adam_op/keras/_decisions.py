@@ -1,0 +1,51 @@
+"""The decisions Keras makes in an Adam/AdamW step, taken by Keras's own code (docs/keras.md).
+
+The fused optimizers replace Keras's arithmetic, never its decisions. Each function here asks
+Keras, with the arguments Keras's TensorFlow backend passes, and says what the fused update must
+then do:
+- which variables decay: `BaseOptimizer._use_weight_decay`, called (as the TF backend's
+  `_apply_weight_decay` calls it) with the tf.Variable behind the Keras variable, whose name is the
+  full path (`layer_norm/gamma:0`) that `exclude_from_weight_decay(var_names=...)` matches;
+- in which dtype each term is computed: Keras's `update_step` mixes three hyperparameters into its
+  arithmetic as they are (`... * (1 - beta_1)`, `... * (1 - beta_2)`, `sqrt(v) + epsilon`), and
+  keras.ops promotes by `keras.backend.result_type`: a Python float is weak (the variable's dtype),
+  a NumPy float64 or a float64 tensor is not (the term is computed in float64 and rounded when
+  assigned). The fused ops compute in the variable's dtype, so where Keras promotes, Keras's own
+  update_step runs for that variable (its numbers, its speed).
+"""
+
+import keras
+
+
+def tf_variable(variable):
+  """The tf.Variable behind a Keras variable (or the variable itself)."""
+  return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+def uses_weight_decay(opt, variable):
+  """Whether Keras's AdamW/Adam decays `variable` this step (weight_decay set, not excluded)."""
+  return opt.weight_decay is not None and bool(opt._use_weight_decay(tf_variable(variable)))  # pylint: disable=protected-access
+
+
+def _keras_dtype(value):
+  """What keras.ops takes as the dtype of `value` (a Python int or float is weak)."""
+  return getattr(value, "dtype", type(value))
+
+
+def promoted_terms(opt, dtype):
+  """The hyperparameter terms of Keras's update_step that keras.ops computes in another dtype than
+  the variable's `dtype` (e.g. ["1 - beta_1"] for a NumPy float64 beta_1 on a float32 variable)."""
+  dtype = keras.backend.standardize_dtype(dtype)
+  terms = (("1 - beta_1", 1 - opt.beta_1), ("1 - beta_2", 1 - opt.beta_2),
+           ("epsilon", opt.epsilon))
+  promoted = []
+  for name, value in terms:
+    if keras.backend.result_type(dtype, _keras_dtype(value)) != dtype:
+      promoted.append(name)
+  return promoted
+
+
+def keras_arithmetic_signature(opt):
+  """What promoted_terms depends on besides the dtype: a step plan made under other
+  hyperparameter types is not reused."""
+  return tuple(str(_keras_dtype(x)) for x in (opt.beta_1, opt.beta_2, opt.epsilon))
