@@ -114,8 +114,9 @@ def test_a_variable_with_no_rows_refuses_any_index_under_xla(optimizer):
   grad = tf.IndexedSlices(tf.ones([2, 4]), tf.constant([0, 1]), tf.constant([0, 4]))
   if optimizer == "v1":
     opt = tf_adam_op.AdamOptimizer(0.1)
-    step = tf.function(lambda: opt.apply_gradients([(grad, table), (tf.ones(3), dense)]),
-                       jit_compile=True)
+    def v1_step():
+      opt.apply_gradients([(grad, table), (tf.ones(3), dense)])
+    step = tf.function(v1_step, jit_compile=True)
   else:
     from tf_adam_op import keras as tk  # pylint: disable=g-import-not-at-top
     opt = tk.Adam(0.1)
