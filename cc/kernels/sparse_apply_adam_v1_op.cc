@@ -110,8 +110,9 @@ class SparseApplyAdamV1Op : public OpKernel {
                       ", grad ", grad.shape().DebugString())));
       v_term = v_terms[0].flat<T>().data();
     }
-    // The dense form's v term is g * g per gradient row, summed like grad: it must be given.
-    OP_REQUIRES(ctx, !variant_.dense_form || v_term != nullptr,
+    // The dense form's v term is g * g per gradient row, summed like grad: it must be given (as a
+    // tensor: with no gradient rows it is empty, and its data pointer may be null).
+    OP_REQUIRES(ctx, !variant_.dense_form || v_terms.size() == 1,
                 absl::InvalidArgumentError(
                     "dense_rule=true needs v_term: the square of each gradient row (the dense "
                     "form sums the duplicates' squares, as Keras 3 does)"));
