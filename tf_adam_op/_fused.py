@@ -51,12 +51,19 @@ def _never(unused_var):
 def group_updates(pairs, decays=_never):
   """[(grad, var)] -> [UpdateGroup], in order of first appearance; `decays(var)` says whether a
   variable's update includes the weight decay. The first item of a pair is carried along as it is
-  (the eager plan passes gradient positions)."""
-  groups = {}
+  (the eager plan passes gradient positions).
+
+  A variable given k times is in k groups, one per round (stock and Keras apply its updates in
+  turn): the k-th of its updates is in a group of round k, made after the group of its (k-1)-th,
+  and the ops run in that order (eagerly as made; in graphs ordered on the variable, _ordering.py;
+  under XLA by data)."""
+  groups, rounds = {}, {}
   for grad, var in pairs:
-    key = (var.device, var.dtype.base_dtype, bool(decays(var)))
+    round_of_var = rounds.get(id(var), 0)
+    rounds[id(var)] = round_of_var + 1
+    key = (var.device, var.dtype.base_dtype, bool(decays(var)), round_of_var)
     if key not in groups:
-      groups[key] = UpdateGroup(*key)
+      groups[key] = UpdateGroup(*key[:3])
     groups[key].variables.append(var)
     groups[key].grads.append(grad)
   return list(groups.values())

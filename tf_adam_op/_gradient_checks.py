@@ -47,6 +47,22 @@ def check_dense_shapes(grads, variables, who):
           f"which does not broadcast to the variable's shape {tf.TensorShape(var.shape)}")
 
 
+def check_same_shapes(grads, variables, who):
+  """For stock's rule (a dense gradient has its variable's shape, no broadcasting): an error naming
+  the variable and both shapes, of the type the ops raise it in this mode (InvalidArgumentError
+  eagerly, ValueError while a graph is built), before any of the step's ops."""
+  for grad, var in zip(grads, variables):
+    if grad is None or isinstance(grad, tf.IndexedSlices) or not hasattr(grad, "shape"):
+      continue
+    var_shape = tf.TensorShape(var.shape)
+    if not tf.TensorShape(grad.shape).is_compatible_with(var_shape):
+      message = (f"{who}: the gradient for variable {_name(var)!r} has shape "
+                 f"{tf.TensorShape(grad.shape)}, but the variable's is {var_shape}")
+      if tf.executing_eagerly():
+        raise tf.errors.InvalidArgumentError(None, None, message)
+      raise ValueError(message)
+
+
 def as_variable_shape(grad, var):
   """A dense gradient broadcast to its variable's shape, as Keras's arithmetic broadcasts it (the
   gradient itself when the shapes are already equal)."""

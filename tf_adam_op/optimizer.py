@@ -174,6 +174,8 @@ class AdamOptimizer(optimizer_lib.Optimizer):
   _beta1_t = _per_thread("beta1_t")
   _beta2_t = _per_thread("beta2_t")
   _epsilon_t = _per_thread("epsilon_t")
+  # The ids of the variables this thread's step gives more than once (apply_gradients).
+  _repeated_in_step = _per_thread("repeated_in_step")
 
   # --- state -------------------------------------------------------------------------------------
 
@@ -245,17 +247,51 @@ class AdamOptimizer(optimizer_lib.Optimizer):
       if result is not _NOT_TAKEN:
         return result
     _check_variable_dtypes(grads_and_vars, self._valid_dtypes())
+    # A dense gradient's shape, and every sparse index, are checked before any of the step's writes (eagerly now; in a graph every
+    # op of the step waits for the checks): a second sparse gradient's bad index must not leave the
+    # first one's update, nor a complex variable's (stock's scatters), written. Under a strategy the
+    # base class's merge_call builds the step elsewhere: there each sparse op checks its own.
+    _gradient_checks.check_same_shapes([g for g, _ in grads_and_vars],
+                                       [v for _, v in grads_and_vars], "tf_adam_op.AdamOptimizer")
+    guards = []
+    if not distribute_lib.has_strategy():
+      guards = _gradient_checks.index_guards([g for g, _ in grads_and_vars],
+                                             [v for _, v in grads_and_vars],
+                                             "tf_adam_op.AdamOptimizer")
     # The base class drives the step; _resource_apply_dense returns fusable updates as _HeldBack
     # markers and _finish turns them into multi-tensor ops (the markers travel in the base class's
     # list of the step's updates, so nothing of one call lives on the optimizer: threads share it).
-    return super().apply_gradients(grads_and_vars, global_step=global_step, name=name,
-                                   skip_gradients_aggregation=skip_gradients_aggregation)
+    # A variable given more than once is updated by one op per gradient, in the order given, as
+    # stock does (held back, its dense update would come after its sparse ones).
+    seen = set()
+    self._repeated_in_step = frozenset(
+        id(v) for _, v in grads_and_vars if id(v) in seen or seen.add(id(v)))
+    try:
+      with tf.control_dependencies(guards):
+        return super().apply_gradients(grads_and_vars, global_step=global_step, name=name,
+                                       skip_gradients_aggregation=skip_gradients_aggregation)
+    finally:
+      self._repeated_in_step = None
 
   def _fuses_here(self, variables):
     """Whether a step of `variables` built now uses the multi-tensor ops: they need a step built
     here, on one machine, and under XLA the ops' XLA kernels (see _xla.py)."""
     return (self._fused and not distribute_lib.has_strategy()
             and (not _xla.in_xla_context() or _xla.kernels_usable(variables)))
+
+  def _held_for_finish(self, variables):
+    """Whether dense updates of `variables` are made in _finish: grouped when fused; and under XLA
+    (with the kernels, no strategy) unfused too, one op per variable, because only there are they
+    made to depend by data on the step's sparse updates (_apply_groups), so that a sparse op
+    failing while it runs stops the step before any dense update is written. Not a variable the
+    step gives more than once: its updates are made in the order given."""
+    if any(id(v) in (self._repeated_in_step or ()) for v in variables):
+      return False
+    if any(map(_stock_dtypes.is_stock_dtype, variables)):  # stock's op, held back under XLA only
+      return _xla.in_xla_context() and not distribute_lib.has_strategy()
+    return self._fuses_here(variables) or (
+        _xla.in_xla_context() and not distribute_lib.has_strategy()
+        and _xla.kernels_usable(variables))
 
   # --- the fast path: eager steps, and tf.function traces over eager variables --------------------
 
@@ -276,6 +312,9 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     group_grads = plan.gradients(grads_and_vars)
     if group_grads is None:
       return _NOT_TAKEN
+    if len(plan.groups) > 1:  # one op is all or nothing by itself; several are checked first
+      _gradient_checks.check_same_shapes([g for g, _ in grads_and_vars],
+                                         [v for _, v in grads_and_vars], "tf_adam_op.AdamOptimizer")
     in_graph = not tf.executing_eagerly()
     with framework_ops.name_scope(name, self._name, skip_on_eager=True) as scope:
       if in_graph:
@@ -389,10 +428,12 @@ class AdamOptimizer(optimizer_lib.Optimizer):
 
   def _resource_apply_dense(self, grad, var):
     if _stock_dtypes.is_stock_dtype(var):
+      if self._held_for_finish([var]):  # under XLA: after the sparse updates, by data (_finish)
+        return _HeldBack(grad, var)
       return _stock_dtypes.resource_apply_dense(self, grad, var)
     if _xla.in_xla_context() and not _xla.kernels_usable([var]):
       return _xla.dense_update(self, grad, var)
-    if self._fuses_here([var]) and _fused.is_fusable(grad, var):
+    if self._held_for_finish([var]) and _fused.is_fusable(grad, var):
       return _HeldBack(grad, var)  # the update is made in _finish, in its group's multi-tensor op
     return ops.resource_apply_adam_v1(
         var.handle, self.get_slot(var, "m").handle, self.get_slot(var, "v").handle,
@@ -461,7 +502,18 @@ class AdamOptimizer(optimizer_lib.Optimizer):
   def _finish(self, update_ops, name_scope):
     held_back = [(u.grad, u.var) for u in update_ops if isinstance(u, _HeldBack)]
     update_ops = [u for u in update_ops if not isinstance(u, _HeldBack)]
-    groups = _fused.group_updates(held_back, self._decays)
+    stock_pairs = [(g, v) for g, v in held_back if _stock_dtypes.is_stock_dtype(v)]
+    if stock_pairs:  # under XLA: stock's op, its gradient made to depend on the sparse updates
+      held_back = [(g, v) for g, v in held_back if not _stock_dtypes.is_stock_dtype(v)]
+      with tf.control_dependencies(update_ops):
+        after_sparse = _xla.after_updates(update_ops)
+      grads = after_sparse(*[g for g, _ in stock_pairs])
+      update_ops += [_stock_dtypes.resource_apply_dense(self, g, v)
+                     for g, (_, v) in zip(grads, stock_pairs)]
+    if self._fused:
+      groups = _fused.group_updates(held_back, self._decays)
+    else:  # under XLA, unfused: one op per variable (_held_for_finish)
+      groups = [group for pair in held_back for group in _fused.group_updates([pair], self._decays)]
     beta_powers = self._get_beta_accumulators()
     advances = (len(groups) == 1 and not update_ops
                 and _fused.powers_on_device(beta_powers, groups[0].device))

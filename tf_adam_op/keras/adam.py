@@ -359,12 +359,12 @@ class _FusedAdamMixin:
     `iterations` (which Keras advances after this returns) on everything, so a sparse op that fails
     while it runs (an index out of range) stops the step before the rest is written
     (_xla.after_updates)."""
-    dense, first_updates = [], []
+    dense, keras_rule, first_updates = [], [], []
     for i, (grad, keras_var) in enumerate(zip(grads, trainable_variables)):
       var = _tf_variable(keras_var)
       self._check_dtype(var)
       if self._keras_computes(var):
-        super().update_step(grad, keras_var, learning_rate)
+        keras_rule.append(i)
       elif isinstance(grad, tf.IndexedSlices):
         first_updates.append(
             self._update_one(grad, keras_var, learning_rate, id(var) in repeated))
@@ -372,9 +372,12 @@ class _FusedAdamMixin:
         dense.append(((i, keras_var), var))
     after_sparse = _xla.after_updates(first_updates)
     grads = list(grads)
-    positions = [i for (i, _), _ in dense]
+    positions = [i for (i, _), _ in dense] + [
+        i for i in keras_rule if not isinstance(grads[i], tf.IndexedSlices)]
     for i, grad in zip(positions, after_sparse(*[grads[i] for i in positions])):
       grads[i] = grad
+    for i in keras_rule:
+      super().update_step(grads[i], trainable_variables[i], learning_rate)
     decays = {id(var): self._decays(var, id(var) in repeated) for _, var in dense}
     updates = list(first_updates)
     for group in _fused.group_updates(dense, lambda var: decays[id(var)]):
