@@ -36,11 +36,14 @@ NUMBER_TYPES = ("python", "numpy32", "numpy64")
 
 
 def as_type(value, kind):
+  if kind == "tensor32":
+    return tf.constant(value, tf.float32)
   return {"python": float, "numpy32": np.float32, "numpy64": np.float64}[kind](value)
 
 
 def number(values, types=NUMBER_TYPES):
-  """A hyperparameter from `values`, as a Python float, np.float32 or np.float64."""
+  """A hyperparameter from `values`, as a Python float, np.float32 or np.float64 (or, where `types`
+  says so, a float32 tensor)."""
   return st.builds(as_type, st.sampled_from(values), st.sampled_from(types))
 
 

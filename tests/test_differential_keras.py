@@ -23,26 +23,34 @@ import types
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import pytest  # noqa: E402
+
+keras = pytest.importorskip("keras")
+if not keras.__version__.startswith("3."):
+  pytest.skip(f"tf_adam_op.keras needs Keras 3, found {keras.__version__}", allow_module_level=True)
+
 from hypothesis import event as _event  # noqa: E402
 from hypothesis.errors import InvalidArgument  # noqa: E402
 from hypothesis import find  # noqa: E402
 from hypothesis import given  # noqa: E402
 from hypothesis import settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from differential import assert_state, bounded, compiled, gradient_spec  # noqa: E402
-from differential import make_gradient, number, variable_specs  # noqa: E402
+from differential import NUMBER_TYPES, make_gradient, number, variable_specs  # noqa: E402
 import tf_adam_op.keras as tk  # noqa: E402
 from tf_adam_op.keras import _decisions  # noqa: E402
 
 CLASSES = {"Adam": (keras.optimizers.Adam, tk.Adam), "AdamW": (keras.optimizers.AdamW, tk.AdamW)}
 SIXTEEN_BIT = ("float16", "bfloat16")
 KERAS_CODE_UNDER_XLA = ("clipnorm", "clipvalue", "global_clipnorm", "use_ema",
-                        "gradient_accumulation_steps")
+                        "gradient_accumulation_steps", "loss_scale_factor",
+                        "ema_overwrite_frequency")
+FEATURE_VALUES = {"use_ema": True, "gradient_accumulation_steps": 2, "loss_scale_factor": 4.0,
+                  "ema_overwrite_frequency": 2}
+HYPER_TYPES = NUMBER_TYPES + ("tensor32",)
 
 
 @st.composite
@@ -50,14 +58,17 @@ def configs(draw):
   config = {"class": draw(st.sampled_from(sorted(CLASSES))),
             "learning_rate": draw(st.one_of(number((0.01, 0.003)),
                                             st.sampled_from(("schedule", "callable")))),
-            "beta_1": draw(number((0.9, 0.8))), "beta_2": draw(number((0.999, 0.99))),
-            "epsilon": draw(number((1e-7, 1e-3))), "amsgrad": draw(st.booleans())}
+            "beta_1": draw(number((0.9, 0.8), HYPER_TYPES)),
+            "beta_2": draw(number((0.999, 0.99), HYPER_TYPES)),
+            "epsilon": draw(number((1e-7, 1e-3), HYPER_TYPES)), "amsgrad": draw(st.booleans())}
   if config["class"] == "AdamW" or draw(st.booleans()):
     config["weight_decay"] = draw(number((0.004, 0.1)))
     config["exclude"] = draw(st.sampled_from((None, "layer_norm", "first variable")))
   feature = draw(st.sampled_from((None,) * 8 + KERAS_CODE_UNDER_XLA))
   if feature:
-    config[feature] = {"use_ema": True, "gradient_accumulation_steps": 2}.get(feature, 0.5)
+    config[feature] = FEATURE_VALUES.get(feature, 0.5)
+    if feature == "ema_overwrite_frequency":
+      config["use_ema"] = True
   return config
 
 
@@ -158,6 +169,20 @@ def check(case, mode):
   if ours is None:  # refused at construction
     event("refused at construction")
     assert type(run(0, case, mode)[2]) is type(error), error
+    return
+  densified = [f for f in ("clipvalue", "global_clipnorm", "gradient_accumulation_steps")
+               if case[0].get(f)]
+  if any(g.kind == "bad_index" for g in case[3]) and mode == "xla" and densified:
+    # Keras's own code (its clipping, its accumulation) makes the IndexedSlices dense before the
+    # update; under XLA that densification ignores an index out of range (docs/errors.md), and
+    # no index is left for ours to check: the step is then Keras's.
+    event("xla: an index out of range, densified by Keras's own code")
+    expected, _, keras_error = run(0, case, "xla")
+    if error is not None:
+      assert_state(ours, before, label=f"after {error!r}")
+    else:
+      assert keras_error is None, f"Keras raised {keras_error!r}; ours did not"
+      assert_state(ours, expected, rtol=2e-2, label=f"against Keras's XLA step ({densified})")
     return
   if any(g.kind == "bad_index" for g in case[3]):  # ours is stricter than Keras under XLA
     event(f"{mode}: an index out of range")

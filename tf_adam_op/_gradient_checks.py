@@ -11,13 +11,55 @@ Two kinds, as the host framework has them:
   writes depend on it by data, _xla.after_updates).
 """
 
+import operator
+
 import tensorflow as tf
+from tensorflow.python.framework import ops as framework_ops
 
 from tf_adam_op import _xla
+
+_EAGER_TENSOR = framework_ops.EagerTensor
 
 
 def _name(var):
   return getattr(var, "path", None) or getattr(var, "name", None) or repr(var)
+
+
+def _dims(x):
+  """x's shape as a tuple (None for unknown dimensions), cheaply: the checks run every step, and an
+  eager tensor's TensorShape costs more than the rest of a small variable's update."""
+  if type(x) is _EAGER_TENSOR:  # pylint: disable=unidiomatic-typecheck
+    return x._shape_tuple()  # pylint: disable=protected-access
+  shape = x.shape
+  if type(shape) is tuple:  # pylint: disable=unidiomatic-typecheck
+    return shape
+  dims = getattr(shape, "_dims", False)  # TensorShape keeps a tuple of ints (None: unknown rank)
+  if dims is None or type(dims) is tuple:  # pylint: disable=unidiomatic-typecheck
+    return dims
+  return None if shape.rank is None else tuple(shape.as_list())
+
+
+def _same_known_shape(grad, var):
+  dims = _dims(grad)
+  return dims is not None and None not in dims and dims == _dims(var)
+
+
+_SHAPE_TUPLE = operator.methodcaller("_shape_tuple")
+
+
+def variable_dims(variables):
+  """The variables' shapes as tuples, for dense_shapes_equal (kept by the optimizer per variable
+  list)."""
+  return [_dims(v) for v in variables]
+
+
+def dense_shapes_equal(grads, dims):
+  """Whether every gradient is a tensor of exactly the shape in `dims` (variable_dims): one C-level
+  pass for a step's usual case, which then needs no other shape check and no broadcast."""
+  try:
+    return list(map(_SHAPE_TUPLE, grads)) == dims
+  except (AttributeError, TypeError, ValueError):  # an IndexedSlices, a None, an unknown rank
+    return False
 
 
 def broadcasts_to_variable(grad_shape, var_shape):
@@ -36,7 +78,7 @@ def check_dense_shapes(grads, variables, who):
   """ValueError naming the variable and both shapes for a dense gradient that does not broadcast
   to its variable's shape."""
   for grad, var in zip(grads, variables):
-    if grad is None or isinstance(grad, tf.IndexedSlices):
+    if grad is None or isinstance(grad, tf.IndexedSlices) or _same_known_shape(grad, var):
       continue
     grad_shape = getattr(grad, "shape", None)
     if grad_shape is None:
@@ -52,7 +94,8 @@ def check_same_shapes(grads, variables, who):
   the variable and both shapes, of the type the ops raise it in this mode (InvalidArgumentError
   eagerly, ValueError while a graph is built), before any of the step's ops."""
   for grad, var in zip(grads, variables):
-    if grad is None or isinstance(grad, tf.IndexedSlices) or not hasattr(grad, "shape"):
+    if (grad is None or isinstance(grad, tf.IndexedSlices) or not hasattr(grad, "shape")
+        or _same_known_shape(grad, var)):
       continue
     var_shape = tf.TensorShape(var.shape)
     if not tf.TensorShape(grad.shape).is_compatible_with(var_shape):
@@ -66,7 +109,7 @@ def check_same_shapes(grads, variables, who):
 def as_variable_shape(grad, var):
   """A dense gradient broadcast to its variable's shape, as Keras's arithmetic broadcasts it (the
   gradient itself when the shapes are already equal)."""
-  if grad.shape == var.shape and grad.shape.is_fully_defined():
+  if _same_known_shape(grad, var):
     return grad
   return tf.broadcast_to(grad, tf.shape(var))
 

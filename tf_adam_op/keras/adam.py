@@ -122,6 +122,7 @@ class _FusedAdamMixin:
     super().__init__(*args, **kwargs)
     self.lazy = bool(lazy)
     self._plans = {}  # see _step_plan
+    self._variable_dims = {}  # see _shapes_as_variables
 
   def get_config(self):
     """Keras's config; `lazy` only when True, so a default config is one Keras's own class reads
@@ -140,9 +141,11 @@ class _FusedAdamMixin:
     a dense gradient that does not broadcast to its variable is a ValueError now (while tracing,
     as Keras's own shape inference raises it); an IndexedSlices index out of range raises now
     (eager) or, in a graph, stops the step before any of its writes, `iterations` included."""
-    _gradient_checks.check_dense_shapes(grads, trainable_variables, self._WHO)
-    guards = _gradient_checks.index_guards(
-        grads, [_tf_variable(v) for v in trainable_variables], self._WHO)
+    if self._shapes_as_variables(grads, trainable_variables):
+      return super()._backend_apply_gradients(grads, trainable_variables)  # nothing to check
+    tf_variables = [_tf_variable(v) for v in trainable_variables]
+    _gradient_checks.check_dense_shapes(grads, tf_variables, self._WHO)
+    guards = _gradient_checks.index_guards(grads, tf_variables, self._WHO)
     if not guards:
       return super()._backend_apply_gradients(grads, trainable_variables)
     with tf.control_dependencies(guards):
@@ -166,9 +169,10 @@ class _FusedAdamMixin:
       # which calls update_step (one fused op each), with and without XLA.
       return super()._backend_update_step(grads, trainable_variables, learning_rate)
     repeated = _repeated(trainable_variables)
-    grads = [grad if isinstance(grad, tf.IndexedSlices)
-             else _gradient_checks.as_variable_shape(grad, _tf_variable(var))
-             for grad, var in zip(grads, trainable_variables)]
+    if not self._shapes_as_variables(grads, trainable_variables):
+      grads = [grad if isinstance(grad, tf.IndexedSlices)
+               else _gradient_checks.as_variable_shape(grad, _tf_variable(var))
+               for grad, var in zip(grads, trainable_variables)]
     for round_grads, round_vars in _rounds(grads, trainable_variables):
       self._update_round(round_grads, round_vars, learning_rate, repeated)
 
@@ -185,6 +189,19 @@ class _FusedAdamMixin:
         return super().update_step(gradient, variable, learning_rate)
       return _xla_step.update(self, gradient, variable, learning_rate)
     return self._update_one(gradient, variable, learning_rate)
+
+  def _shapes_as_variables(self, grads, trainable_variables):
+    """Whether every gradient is dense, of exactly its variable's shape: the usual step, checked in
+    one C-level pass against the variables' shapes (kept per variable list), which then needs
+    no shape check, no broadcast and no index check."""
+    key = tuple(map(id, trainable_variables))
+    dims = self._variable_dims.get(key)
+    if dims is None:
+      if len(self._variable_dims) >= _PLANS_KEPT:
+        self._variable_dims.pop(next(iter(self._variable_dims)))
+      dims = self._variable_dims[key] = _gradient_checks.variable_dims(
+          [_tf_variable(v) for v in trainable_variables])
+    return _gradient_checks.dense_shapes_equal(grads, dims)
 
   # --- decisions: Keras's, and where the fused op takes over -----------------------------------
 
