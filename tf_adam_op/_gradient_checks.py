@@ -127,9 +127,14 @@ def index_guards(grads, variables, who):
     if not isinstance(grad, tf.IndexedSlices):
       continue
     indices = grad.indices
-    rows = tf.shape(var, out_type=indices.dtype)[0] if var.shape.rank != 0 else None
-    if rows is None:
+    if var.shape.rank == 0:
       continue  # a scalar variable: the sparse op refuses it before it writes
+    # The static row count, else the variable's shape op: never tf.shape(var), which reads (and,
+    # for a variable in copy-on-read mode, as sparse updates leave it, copies) the whole variable.
+    rows = var.shape[0]
+    if rows is None:
+      rows = tf.raw_ops.VariableShape(input=var.handle, out_type=indices.dtype)[0]
+    rows = tf.cast(rows, indices.dtype)
     in_range = tf.reduce_all(tf.logical_and(indices >= 0, indices < rows))
     if tf.executing_eagerly():
       if not bool(in_range):

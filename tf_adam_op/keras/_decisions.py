@@ -45,6 +45,18 @@ def promoted_terms(opt, dtype):
   return promoted
 
 
+_PROMOTED = {}
+
+
+def promoted_terms_cached(opt, dtype):
+  """promoted_terms, kept per (dtype, the hyperparameters' types): asked per variable per step."""
+  key = (dtype, _keras_dtype(opt.beta_1), _keras_dtype(opt.beta_2), _keras_dtype(opt.epsilon))
+  terms = _PROMOTED.get(key)
+  if terms is None:
+    terms = _PROMOTED[key] = promoted_terms(opt, dtype)
+  return terms
+
+
 def keras_arithmetic_signature(opt):
   """What promoted_terms depends on besides the dtype: a step plan made under other
   hyperparameter types is not reused."""

@@ -85,12 +85,18 @@ def _as_keras_converts(value, dtype):
 
 
 def _repeated(variables):
-  """The ids of the tf.Variables given more than once in one step."""
+  """The ids of the tf.Variables given more than once in one step (a C-level check first: the
+  usual step gives each once)."""
+  if len(set(map(id, variables))) == len(variables):
+    return _NONE_REPEATED
   seen, repeated = set(), set()
   for var in variables:
     key = id(_tf_variable(var))
     (repeated if key in seen else seen).add(key)
   return frozenset(repeated)
+
+
+_NONE_REPEATED = frozenset()
 
 
 def _rounds(grads, variables):
@@ -157,6 +163,8 @@ class _FusedAdamMixin:
 
   def _apply_weight_decay(self, variables):
     """Keras's own pass, for the variables whose decay the fused op does not do itself."""
+    if self.weight_decay is None:
+      return super()._apply_weight_decay(variables)  # Keras's: nothing to do
     repeated = _repeated(variables)
     keras_pass = [v for v in variables
                   if not self._decays_in_op(_tf_variable(v), id(_tf_variable(v)) in repeated)]
@@ -173,8 +181,11 @@ class _FusedAdamMixin:
       grads = [grad if isinstance(grad, tf.IndexedSlices)
                else _gradient_checks.as_variable_shape(grad, _tf_variable(var))
                for grad, var in zip(grads, trainable_variables)]
+    if not repeated:
+      return self._update_round(grads, trainable_variables, learning_rate, repeated)
     for round_grads, round_vars in _rounds(grads, trainable_variables):
       self._update_round(round_grads, round_vars, learning_rate, repeated)
+    return None
 
   def update_step(self, gradient, variable, learning_rate):
     """One variable's update: the path under a strategy, and Keras's own where Keras's arithmetic
@@ -210,7 +221,9 @@ class _FusedAdamMixin:
     computes a hyperparameter term in another dtype (a NumPy float64 beta on a float32 variable;
     _decisions.promoted_terms). 16-bit variables are computed in float32 by the fused ops."""
     dtype = var.dtype.base_dtype
-    return dtype in (tf.float32, tf.float64) and bool(_decisions.promoted_terms(self, dtype))
+    if dtype not in (tf.float32, tf.float64):
+      return False
+    return bool(_decisions.promoted_terms_cached(self, dtype))
 
   @staticmethod
   def _fused_under_xla(variables):
