@@ -313,3 +313,20 @@ def test_two_replicas_sum_their_gradients_as_keras():
       step()
     results.append(_state(opt, variables))
   assert_same_state(results[1], results[0])
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_a_shape_known_only_when_the_step_runs_changes_nothing(name):
+  """A gradient traced as [None, 4] that arrives as (2, 4) for a (3, 4) variable: the error comes
+  from the step's checks, before any write (found by an outside check)."""
+  variables = _layer_norm_and_kernel()
+  opt = OURS[name](learning_rate=0.1)
+  opt.build(variables)
+  step = tf.function(lambda a, b: opt.apply([a, b], variables),
+                     input_signature=[tf.TensorSpec([3, 4]), tf.TensorSpec([None, 4])])
+  step(tf.ones([3, 4]), tf.ones([3, 4]))
+  before = _state(opt, variables)
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    step(tf.ones([3, 4]), tf.ones([2, 4]))
+  assert_same_state(_state(opt, variables), before)
+  step(tf.ones([3, 4]), tf.ones([1, 4]))  # one that broadcasts runs, as in Keras

@@ -4,7 +4,8 @@ Two kinds, as the host framework has them:
 - what is known while the step is built (shapes): a ValueError then, in every mode, so a
   tf.function or XLA step fails while tracing, as Keras's own does (its shape inference raises
   there), and an eager one before its first write;
-- what is known only when the step runs (the values of sparse indices): `index_guards` gives the
+- what is known only when the step runs (the values of sparse indices, a shape unknown while
+  tracing): `runtime_guards` gives the
   checks as ops that the step's writes are made to wait for (graphs), or raises at once (eager).
   Under XLA they are not built: tf2xla compiles assertions to nothing, and the fused sparse op's
   custom call checks the indices itself before it writes (the optimizers make the step's other
@@ -106,6 +107,35 @@ def check_same_shapes(grads, variables, who):
       raise ValueError(message)
 
 
+def _variable_shape(var, dtype=tf.int32):
+  """The variable's shape as a tensor: the static one where known, else its VariableShape op
+  (never tf.shape(var), which reads the variable)."""
+  if var.shape.is_fully_defined():
+    return tf.constant(var.shape.as_list(), dtype)
+  return tf.raw_ops.VariableShape(input=var.handle, out_type=dtype)
+
+
+def _dense_shape_guards(grads, variables, who, broadcast):
+  guards = []
+  for grad, var in zip(grads, variables):
+    if (grad is None or isinstance(grad, tf.IndexedSlices) or not hasattr(grad, "shape")
+        or _same_known_shape(grad, var)):
+      continue
+    var_shape = _variable_shape(var)
+    shape = tf.shape(grad, out_type=tf.int32)
+    if broadcast:  # raises itself when the shapes do not broadcast
+      shape = tf.broadcast_dynamic_shape(shape, var_shape)
+    rule = "broadcast to" if broadcast else "equal"
+    same = tf.cond(tf.equal(tf.size(shape), tf.size(var_shape)),
+                   lambda s=shape, v=var_shape: tf.reduce_all(tf.equal(s, v)),
+                   lambda: tf.constant(False))
+    guards.append(tf.debugging.Assert(
+        same,
+        [f"{who}: the gradient for variable {_name(var)!r} does not {rule} the variable's "
+         "shape; nothing was updated. gradient:", tf.shape(grad), "variable:", var_shape]))
+  return guards
+
+
 def as_variable_shape(grad, var):
   """A dense gradient broadcast to its variable's shape, as Keras's arithmetic broadcasts it (the
   gradient itself when the shapes are already equal)."""
@@ -114,15 +144,17 @@ def as_variable_shape(grad, var):
   return tf.broadcast_to(grad, tf.shape(var))
 
 
-def index_guards(grads, variables, who):
-  """The runtime checks of the step's IndexedSlices indices (every index in [0, rows)).
+def runtime_guards(grads, variables, who, broadcast=False):
+  """The checks of what only the running step knows: every IndexedSlices index in [0, rows), and
+  in a graph a dense gradient whose shape is not known while tracing has its variable's shape (or,
+  with `broadcast`, as Keras, broadcasts to it).
 
   Eager: raises InvalidArgumentError now, naming the variable and the index, and returns [].
   A graph (tf.function, TF1): returns assertion ops, for the step's writes to wait for.
   Under XLA: [] (see the module doc)."""
   if _xla.in_xla_context():
     return []
-  guards = []
+  guards = [] if tf.executing_eagerly() else _dense_shape_guards(grads, variables, who, broadcast)
   for grad, var in zip(grads, variables):
     if not isinstance(grad, tf.IndexedSlices):
       continue

@@ -76,7 +76,7 @@ def kernels_usable(variables):
 def after_updates(update_ops):
   """A function returning its tensors unchanged, but computed after every one of `update_ops` has
   run under XLA: a conditional whose predicate reads a value each op wrote (its first variable,
-  read after it), with the same identity in both branches.
+  read after it) and is always true, returning the tensors unchanged.
 
   Why: tf2xla drops control dependencies between ops, XLA orders only by data, and an optimization
   barrier does not help (XLA's CPU runtime orders by buffers, not by the control edges the barrier
@@ -95,11 +95,16 @@ def after_updates(update_ops):
   def after(*tensors):
     if not written:
       return tensors
-    # Is some first element finite: true or false, never folded away (XLA cannot know it).
+    # Always true (every number is finite, infinite or NaN), but not before the ops ran: XLA
+    # cannot fold it. The branches differ, so XLA cannot merge them and drop the predicate (with
+    # the same identity in both it may, and then order the rest before a failing op: found by an
+    # outside check with Keras's EMA in the step); the false one is never taken.
     first = tf.concat([tf.cast(w, tf.float32) for w in written], 0)
-    predicate = tf.reduce_any(tf.math.is_finite(first))
+    predicate = tf.reduce_all(tf.math.is_finite(first) | tf.math.is_inf(first)
+                              | tf.math.is_nan(first))
     same = lambda: [tf.identity(t) for t in tensors]
-    return tuple(tf.cond(predicate, same, same))
+    never = lambda: [tf.zeros_like(t) for t in tensors]
+    return tuple(tf.cond(predicate, same, never))
   return after
 
 

@@ -89,7 +89,7 @@ def _all_eager_variables(grads_and_vars):
   return all(not getattr(var, "_in_graph_mode", True) for _, var in grads_and_vars)
 
 
-def _check_variable_dtypes(grads_and_vars, supported):
+def _check_variable_dtypes(grads_and_vars, supported, who="tf_adam_op.AdamOptimizer"):
   """ValueError for a variable of a dtype this optimizer does not update (`supported`);
   InvalidArgumentError for a gradient whose dtype is not its variable's (stock's kernel aborts the
   process on a dense one)."""
@@ -103,7 +103,7 @@ def _check_variable_dtypes(grads_and_vars, supported):
         why = (" (complex variables take stock Adam's kernel, which has no AMSGrad and no weight "
                "decay)")
       raise ValueError(
-          f"tf_adam_op.AdamOptimizer cannot update variable {getattr(var, 'name', var)!r} of dtype "
+          f"{who} cannot update variable {getattr(var, 'name', var)!r} of dtype "
           f"{dtype.base_dtype.name}: supported dtypes are "
           f"{', '.join(d.name for d in supported)}{why}")
     grad_dtype = getattr(grad, "dtype", None)
@@ -238,6 +238,10 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     """Whether this optimizer applies a decoupled weight decay (AdamWOptimizer)."""
     return False
 
+  def _who(self):
+    """The optimizer's name in error messages."""
+    return f"tf_adam_op.{type(self).__name__}"
+
   def apply_gradients(self, grads_and_vars, global_step=None, name=None,
                       skip_gradients_aggregation=False):
     grads_and_vars = tuple(grads_and_vars)  # it may be a generator; it is read more than once
@@ -246,18 +250,17 @@ class AdamOptimizer(optimizer_lib.Optimizer):
       result = self._apply_on_fast_path(grads_and_vars, global_step, name)
       if result is not _NOT_TAKEN:
         return result
-    _check_variable_dtypes(grads_and_vars, self._valid_dtypes())
+    _check_variable_dtypes(grads_and_vars, self._valid_dtypes(), self._who())
     # A dense gradient's shape, and every sparse index, are checked before any of the step's writes (eagerly now; in a graph every
     # op of the step waits for the checks): a second sparse gradient's bad index must not leave the
     # first one's update, nor a complex variable's (stock's scatters), written. Under a strategy the
     # base class's merge_call builds the step elsewhere: there each sparse op checks its own.
     _gradient_checks.check_same_shapes([g for g, _ in grads_and_vars],
-                                       [v for _, v in grads_and_vars], "tf_adam_op.AdamOptimizer")
+                                       [v for _, v in grads_and_vars], self._who())
     guards = []
     if not distribute_lib.has_strategy():
-      guards = _gradient_checks.index_guards([g for g, _ in grads_and_vars],
-                                             [v for _, v in grads_and_vars],
-                                             "tf_adam_op.AdamOptimizer")
+      guards = _gradient_checks.runtime_guards([g for g, _ in grads_and_vars],
+                                               [v for _, v in grads_and_vars], self._who())
     # The base class drives the step; _resource_apply_dense returns fusable updates as _HeldBack
     # markers and _finish turns them into multi-tensor ops (the markers travel in the base class's
     # list of the step's updates, so nothing of one call lives on the optimizer: threads share it).
@@ -312,19 +315,22 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     group_grads = plan.gradients(grads_and_vars)
     if group_grads is None:
       return _NOT_TAKEN
+    guards = []
     if len(plan.groups) > 1:  # one op is all or nothing by itself; several are checked first
-      _gradient_checks.check_same_shapes([g for g, _ in grads_and_vars],
-                                         [v for _, v in grads_and_vars], "tf_adam_op.AdamOptimizer")
+      grads, variables = [g for g, _ in grads_and_vars], [v for _, v in grads_and_vars]
+      _gradient_checks.check_same_shapes(grads, variables, self._who())
+      guards = _gradient_checks.runtime_guards(grads, variables, self._who())
     in_graph = not tf.executing_eagerly()
     with framework_ops.name_scope(name, self._name, skip_on_eager=True) as scope:
       if in_graph:
         self._prepare()
       else:
         self._prepare_eagerly()
-      update_ops = self._apply_groups(
-          [(group.variables, group.dtype, grads, group.decays)
-           for group, grads in zip(plan.groups, group_grads)],
-          plan.beta_powers, [])
+      with tf.control_dependencies(guards):  # a shape known only when the step runs
+        update_ops = self._apply_groups(
+            [(group.variables, group.dtype, grads, group.decays)
+             for group, grads in zip(plan.groups, group_grads)],
+            plan.beta_powers, [])
       if global_step is not None:
         with tf.control_dependencies(update_ops if in_graph else []):
           update_ops = [resource_variable_ops.assign_add_variable_op(
@@ -342,7 +348,7 @@ class AdamOptimizer(optimizer_lib.Optimizer):
     var_list = [var for grad, var in grads_and_vars if grad is not None]
     if not var_list:
       return None  # the general path raises stock's ValueError
-    _check_variable_dtypes(grads_and_vars, self._valid_dtypes())
+    _check_variable_dtypes(grads_and_vars, self._valid_dtypes(), self._who())
     with framework_ops.init_scope():
       self._create_slots(var_list)
     # Grouped as (position, var) pairs: a group's "grads" are where its gradients will be.

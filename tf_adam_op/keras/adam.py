@@ -151,7 +151,7 @@ class _FusedAdamMixin:
       return super()._backend_apply_gradients(grads, trainable_variables)  # nothing to check
     tf_variables = [_tf_variable(v) for v in trainable_variables]
     _gradient_checks.check_dense_shapes(grads, tf_variables, self._WHO)
-    guards = _gradient_checks.index_guards(grads, tf_variables, self._WHO)
+    guards = _gradient_checks.runtime_guards(grads, tf_variables, self._WHO, broadcast=True)
     if not guards:
       return super()._backend_apply_gradients(grads, trainable_variables)
     with tf.control_dependencies(guards):
