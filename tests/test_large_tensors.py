@@ -14,6 +14,8 @@ import pytest
 
 from numpy_reference import adam_step
 
+pytestmark = pytest.mark.large
+
 REQUIRED_GIB = 18
 SCRIPT = """
 import numpy as np, tensorflow as tf

@@ -7,8 +7,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tf_adam_op import ps_cluster
+
+pytestmark = pytest.mark.cluster
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "multi_worker.py")
 TIMEOUT_S = 240

@@ -10,6 +10,8 @@ from helpers import OPTIMIZERS, assert_bitwise_equal
 import tf_adam_op
 from tf_adam_op import ps_cluster
 
+pytestmark = pytest.mark.cluster
+
 
 @pytest.mark.parametrize("use_resource", [False, True], ids=["ref", "resource"])
 def test_asynchronous_workers_with_locking_train(use_resource):
