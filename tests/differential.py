@@ -11,10 +11,12 @@ scales the number of examples (default 1: the CI budget; e.g. 10 for a longer se
 import dataclasses
 import os
 
+from hypothesis import event as _event
 from hypothesis import HealthCheck
 from hypothesis import Phase
 from hypothesis import settings
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 import numpy as np
 import tensorflow as tf
 
@@ -107,6 +109,26 @@ def make_gradient(spec, var_spec, rng, tf_dtype):
   rows = (len(spec.indices),) + tuple(var_spec.shape[1:])
   return tf.IndexedSlices(values(rows), tf.constant(spec.indices, tf.int32),
                           tf.constant(var_spec.shape, tf.int32))
+
+
+def run_steps(step, state, before, grads_of_step, steps):
+  """Runs `steps` steps, each on grads_of_step(): (the state after them or at the failure, the
+  state before, the error or None)."""
+  for _ in range(steps):
+    grads = grads_of_step()
+    try:
+      step(grads)
+    except Exception as error:  # pylint: disable=broad-except
+      return state(), before, error
+  return state(), before, None
+
+
+def event(text):
+  """hypothesis's statistics line (ignored when a check runs outside a search)."""
+  try:
+    _event(text)
+  except InvalidArgument:
+    pass
 
 
 def compiled(fn, mode):

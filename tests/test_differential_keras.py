@@ -29,8 +29,6 @@ keras = pytest.importorskip("keras")
 if not keras.__version__.startswith("3."):
   pytest.skip(f"tf_adam_op.keras needs Keras 3, found {keras.__version__}", allow_module_level=True)
 
-from hypothesis import event as _event  # noqa: E402
-from hypothesis.errors import InvalidArgument  # noqa: E402
 from hypothesis import find  # noqa: E402
 from hypothesis import given  # noqa: E402
 from hypothesis import settings  # noqa: E402
@@ -38,7 +36,8 @@ from hypothesis import strategies as st  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from differential import assert_state, bounded, compiled, gradient_spec  # noqa: E402
+from differential import assert_state, bounded, compiled, event, gradient_spec  # noqa: E402
+from differential import run_steps  # noqa: E402
 from differential import NUMBER_TYPES, make_gradient, number, variable_specs  # noqa: E402
 import tf_adam_op.keras as tk  # noqa: E402
 from tf_adam_op.keras import _decisions  # noqa: E402
@@ -116,14 +115,9 @@ def run(which, case, mode, steps=2):
   before = state()
   rng = np.random.default_rng(42)
   step = compiled(lambda grads: opt.apply(grads, [variables[i] for i in order]), mode)
-  for _ in range(steps):
-    grads = [make_gradient(g, specs[i], rng, tf.float32 if float32_grads else specs[i].dtype)
-             for g, i in zip(grad_specs, order)]
-    try:
-      step(grads)
-    except Exception as error:  # pylint: disable=broad-except
-      return state(), before, error
-  return state(), before, None
+  return run_steps(step, state, before, lambda: [
+      make_gradient(g, specs[i], rng, tf.float32 if float32_grads else specs[i].dtype)
+      for g, i in zip(grad_specs, order)], steps)
 
 
 def keras_code_under_xla(case):
@@ -141,14 +135,6 @@ def keras_code_under_xla(case):
   if len(order) != len(set(order)) and config.get("weight_decay"):
     return "a variable given twice: Keras's own weight decay pass"
   return None
-
-
-def event(text):
-  """hypothesis's statistics line (ignored when `check` runs outside a search)."""
-  try:
-    _event(text)
-  except InvalidArgument:
-    pass
 
 
 def _core_message(error):

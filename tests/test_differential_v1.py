@@ -16,14 +16,13 @@ gradients; the eager v term for sparse ones, as no grappler runs under XLA). Com
 run stock's own kernel, in every mode.
 """
 
-from hypothesis import event as _event
 from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.errors import InvalidArgument
 import numpy as np
 import tensorflow as tf
 
-from differential import assert_state, bounded, compiled, gradient_spec, make_gradient, number
+from differential import assert_state, bounded, compiled, event, gradient_spec, make_gradient
+from differential import number, run_steps
 from differential import variable_specs
 import tf_adam_op
 from tf_adam_op import _xla
@@ -31,13 +30,6 @@ from tf_adam_op import _xla
 STOCK = tf.compat.v1.train.AdamOptimizer
 SIXTEEN_BIT = ("float16", "bfloat16")
 DTYPES = ("float16", "bfloat16", "float32", "float64", "complex64", "complex128")
-
-
-def event(text):
-  try:
-    _event(text)
-  except InvalidArgument:
-    pass
 
 
 def hyperparameter(values):
@@ -102,15 +94,9 @@ def run(stock, case, mode, steps=2):
   rng = np.random.default_rng(42)
   def apply(grads):
     opt.apply_gradients(list(zip(grads, [variables[i] for i in order])))
-  step = compiled(apply, mode)
-  for _ in range(steps):
-    grads = [make_gradient(g, specs[i], rng, tf.as_dtype(specs[i].dtype))
-             for g, i in zip(grad_specs, order)]
-    try:
-      step(grads)
-    except Exception as error:  # pylint: disable=broad-except
-      return state(), before, error
-  return state(), before, None
+  return run_steps(compiled(apply, mode), state, before, lambda: [
+      make_gradient(g, specs[i], rng, tf.as_dtype(specs[i].dtype))
+      for g, i in zip(grad_specs, order)], steps)
 
 
 def _kind_per_value(case, count):
