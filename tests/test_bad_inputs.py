@@ -1,4 +1,4 @@
-"""BAD_INPUTS.md, dense and variable cases: each gets a clear error of the right type (or a correct
+"""docs/errors.md, dense and variable cases: each gets a clear error of the right type (or a correct
 result) and leaves every variable bit-identical."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""BAD_INPUTS 32: a missing op library, or one built for another TensorFlow, is an ImportError at
+"""docs/errors.md (loading): a missing op library, or one built for another TensorFlow, is an ImportError at
 import that names the file, both versions and how to rebuild."""
 
 import os

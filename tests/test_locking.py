@@ -1,4 +1,4 @@
-"""BAD_INPUTS 28-30: concurrent updates with use_locking=True equal a serial order exactly; without
+"""docs/errors.md ("Locking"): concurrent updates with use_locking=True equal a serial order exactly; without
 locks nothing crashes; opposite lock orders never deadlock."""
 
 import subprocess

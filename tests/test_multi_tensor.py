@@ -1,5 +1,5 @@
 """The multi-tensor ops (ResourceApplyAdamV1Multi, ...NoAdvance) against the NumPy reference and
-stock's per-variable kernel, and their all-or-nothing rule (BAD_INPUTS 27)."""
+stock's per-variable kernel, and their all-or-nothing rule (docs/errors.md, multi-tensor op)."""
 
 import numpy as np
 import pytest
@@ -114,7 +114,7 @@ def test_multi_op_in_a_tf1_graph(rng):
     assert_bitwise_equal(values, adam_step(*state, B1P, B2P, *HYPER.values()))
 
 
-# --- BAD_INPUTS 27: one bad tensor among N -> an error, and none of the N updated --------------
+# --- docs/errors.md, multi-tensor op: one bad tensor among N -> an error, and none of the N updated --------------
 
 def _bad_case(rng, corrupt):
   """Four good (var, m, v, grad), then `corrupt` edits one; returns the op call and a snapshot."""

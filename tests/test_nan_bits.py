@@ -139,7 +139,7 @@ def _sparse(cls, dtype, scalars):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_sparse_nan_bits_equal_stocks(dtype, scalars):
   """The optimizers' sparse steps (the beta powers are float32 variables, as stock keeps them;
-  NaN hyperparameters are ValueErrors in our constructor, as BAD_INPUTS asks)."""
+  NaN hyperparameters are ValueErrors in our constructor, as docs/errors.md says)."""
   chosen = _scalar_sets(dtype)[scalars]
   chosen = {k: (np.float32(x) if k.endswith("power") else float(x)) for k, x in chosen.items()}
   assert_bitwise_equal(_sparse(tf_adam_op.AdamOptimizer, dtype, chosen),

@@ -1,5 +1,5 @@
 """The fused sparse ops: stock parity (both index dtypes, both variable kinds, duplicates), lazy mode
-against a NumPy LazyAdam, BAD_INPUTS 13-21 and 26 with nothing changed, and locking."""
+against a NumPy LazyAdam, the sparse rows of docs/errors.md with nothing changed, and locking."""
 
 import threading
 
