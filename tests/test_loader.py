@@ -1,5 +1,5 @@
-"""docs/errors.md (loading): a missing op library, or one built for another TensorFlow, is an ImportError at
-import that names the file, both versions and how to rebuild."""
+"""docs/errors.md (loading): a missing op library, or one built for another TensorFlow, is an
+ImportError at import that names the file, both versions and how to rebuild."""
 
 import os
 import shutil
