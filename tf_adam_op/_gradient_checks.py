@@ -45,6 +45,12 @@ def _same_known_shape(grad, var):
   return dims is not None and None not in dims and dims == _dims(var)
 
 
+def _dense_to_check(grad, var):
+  """Whether `grad` is a dense gradient whose shape is not already known to be its variable's."""
+  return not (grad is None or isinstance(grad, tf.IndexedSlices) or not hasattr(grad, "shape")
+              or _same_known_shape(grad, var))
+
+
 _SHAPE_TUPLE = operator.methodcaller("_shape_tuple")
 
 
@@ -79,11 +85,9 @@ def check_dense_shapes(grads, variables, who):
   """ValueError naming the variable and both shapes for a dense gradient that does not broadcast
   to its variable's shape."""
   for grad, var in zip(grads, variables):
-    if grad is None or isinstance(grad, tf.IndexedSlices) or _same_known_shape(grad, var):
+    if not _dense_to_check(grad, var):
       continue
-    grad_shape = getattr(grad, "shape", None)
-    if grad_shape is None:
-      continue
+    grad_shape = grad.shape
     if not broadcasts_to_variable(grad_shape, tf.TensorShape(var.shape)):
       raise ValueError(
           f"{who}: the gradient for variable {_name(var)!r} has shape {tf.TensorShape(grad_shape)}, "
@@ -95,8 +99,7 @@ def check_same_shapes(grads, variables, who):
   the variable and both shapes, of the type the ops raise it in this mode (InvalidArgumentError
   eagerly, ValueError while a graph is built), before any of the step's ops."""
   for grad, var in zip(grads, variables):
-    if (grad is None or isinstance(grad, tf.IndexedSlices) or not hasattr(grad, "shape")
-        or _same_known_shape(grad, var)):
+    if not _dense_to_check(grad, var):
       continue
     var_shape = tf.TensorShape(var.shape)
     if not tf.TensorShape(grad.shape).is_compatible_with(var_shape):
@@ -118,8 +121,7 @@ def _variable_shape(var, dtype=tf.int32):
 def _dense_shape_guards(grads, variables, who, broadcast):
   guards = []
   for grad, var in zip(grads, variables):
-    if (grad is None or isinstance(grad, tf.IndexedSlices) or not hasattr(grad, "shape")
-        or _same_known_shape(grad, var)):
+    if not _dense_to_check(grad, var):
       continue
     var_shape = _variable_shape(var)
     shape = tf.shape(grad, out_type=tf.int32)

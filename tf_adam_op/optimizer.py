@@ -251,16 +251,16 @@ class AdamOptimizer(optimizer_lib.Optimizer):
       if result is not _NOT_TAKEN:
         return result
     _check_variable_dtypes(grads_and_vars, self._valid_dtypes(), self._who())
-    # A dense gradient's shape, and every sparse index, are checked before any of the step's writes (eagerly now; in a graph every
-    # op of the step waits for the checks): a second sparse gradient's bad index must not leave the
-    # first one's update, nor a complex variable's (stock's scatters), written. Under a strategy the
-    # base class's merge_call builds the step elsewhere: there each sparse op checks its own.
-    _gradient_checks.check_same_shapes([g for g, _ in grads_and_vars],
-                                       [v for _, v in grads_and_vars], self._who())
+    # A dense gradient's shape, and every sparse index, are checked before any of the step's
+    # writes (eagerly now; in a graph every op of the step waits for the checks): a second sparse
+    # gradient's bad index must not leave the first one's update, nor a complex variable's (stock's
+    # scatters), written. Under a strategy the base class's merge_call builds the step elsewhere:
+    # there each sparse op checks its own.
+    grads, variables = [g for g, _ in grads_and_vars], [v for _, v in grads_and_vars]
+    _gradient_checks.check_same_shapes(grads, variables, self._who())
     guards = []
     if not distribute_lib.has_strategy():
-      guards = _gradient_checks.runtime_guards([g for g, _ in grads_and_vars],
-                                               [v for _, v in grads_and_vars], self._who())
+      guards = _gradient_checks.runtime_guards(grads, variables, self._who())
     # The base class drives the step; _resource_apply_dense returns fusable updates as _HeldBack
     # markers and _finish turns them into multi-tensor ops (the markers travel in the base class's
     # list of the step's updates, so nothing of one call lives on the optimizer: threads share it).

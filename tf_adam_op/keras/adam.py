@@ -241,8 +241,7 @@ class _FusedAdamMixin:
     any update)."""
     if repeated or self._keras_computes(var):
       return False
-    return (_is_16_bit(var) or tf.executing_eagerly()
-            or (_xla.in_xla_context() and _xla.kernels_usable([var])))
+    return _is_16_bit(var) or tf.executing_eagerly() or self._fused_under_xla([var])
 
   def _decays(self, var, repeated=False):
     """Whether the op applies var's weight decay: Keras decays it, and the op does it."""
