@@ -1,4 +1,4 @@
-"""Complex variables take stock Adam's own code (tf_adam_op/_stock_dtypes.py): stock's numbers, bit
+"""Complex variables take stock Adam's own code (tf_adam_op/v1/stock_dtypes.py): stock's numbers, bit
 for bit, in eager, tf.function, XLA and TF1 sessions, dense and sparse, mixed with real variables
 in one step; AMSGrad and AdamWOptimizer refuse them (docs/errors.md)."""
 

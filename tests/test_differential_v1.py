@@ -25,7 +25,7 @@ from differential import assert_state, bounded, compiled, event, gradient_spec, 
 from differential import number, run_steps
 from differential import variable_specs
 import tf_adam_op
-from tf_adam_op import _xla
+from tf_adam_op._step import xla as _xla
 
 STOCK = tf.compat.v1.train.AdamOptimizer
 SIXTEEN_BIT = ("float16", "bfloat16")

@@ -16,7 +16,7 @@ if not keras.__version__.startswith("3."):
   pytest.skip(f"tf_adam_op.keras needs Keras 3, found {keras.__version__}", allow_module_level=True)
 
 import tf_adam_op.keras as tk  # noqa: E402  pylint: disable=g-import-not-at-top
-from tf_adam_op import _xla  # noqa: E402  pylint: disable=g-import-not-at-top
+from tf_adam_op._step import xla as _xla  # noqa: E402  pylint: disable=g-import-not-at-top
 from helpers import assert_bitwise_equal  # noqa: E402  pylint: disable=g-import-not-at-top
 
 PAIRS = {"Adam": (keras.optimizers.Adam, tk.Adam), "AdamW": (keras.optimizers.AdamW, tk.AdamW)}

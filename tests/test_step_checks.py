@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import tf_adam_op
-from tf_adam_op import _xla
+from tf_adam_op._step import xla as _xla
 
 STOCK = tf.compat.v1.train.AdamOptimizer
 

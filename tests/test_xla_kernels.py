@@ -18,7 +18,7 @@ import tensorflow as tf
 from helpers import OPTIMIZERS, assert_bitwise_equal
 import tf_adam_op
 from tf_adam_op import _loader
-from tf_adam_op import _xla
+from tf_adam_op._step import xla as _xla
 from tf_adam_op import ops
 
 pytestmark = pytest.mark.skipif(not _loader.xla_kernels()[0],

@@ -48,8 +48,8 @@ def _import_public_names():
   global AdamOptimizer, AdamWOptimizer, ops, load  # pylint: disable=global-statement
   ops = importlib.import_module("tf_adam_op.ops")
   load = importlib.import_module("tf_adam_op._loader").op_library
-  AdamOptimizer = importlib.import_module("tf_adam_op.optimizer").AdamOptimizer
-  AdamWOptimizer = importlib.import_module("tf_adam_op.adamw").AdamWOptimizer
+  AdamOptimizer = importlib.import_module("tf_adam_op.v1").AdamOptimizer
+  AdamWOptimizer = importlib.import_module("tf_adam_op.v1").AdamWOptimizer
 
 
 if not _started_as_the_command():

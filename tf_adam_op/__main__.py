@@ -51,8 +51,8 @@ def _info(_args):
   simd = tf_adam_op.ops._op_library.tf_adam_op_cpu_simd().numpy().decode()  # pylint: disable=protected-access
   print(f"CPU loop: {simd} (widest the CPU has; TF_ADAM_OP_CPU_SIMD=avx2|baseline picks a narrower one)")
   print(_build_summary.cuda_kernels())
-  from tf_adam_op import _xla  # pylint: disable=g-import-not-at-top
-  print(_xla.describe())
+  from tf_adam_op._step import xla  # pylint: disable=g-import-not-at-top
+  print(xla.describe())
   print(f"TensorFlow built with CUDA: {'yes' if tf.test.is_built_with_cuda() else 'no'}")
   gpus = tf.config.list_physical_devices("GPU")
   print(f"GPUs visible: {len(gpus)}" + "".join(f"\n  {gpu.name}" for gpu in gpus))

@@ -139,7 +139,7 @@ def xla_kernels():
 
   The XLA kernels are a second library, loaded after the op library: a build without them (an older
   TensorFlow, TF_ADAM_OP_XLA=OFF) or one that fails to load leaves the ops working and XLA steps on
-  the composite path (tf_adam_op/_xla.py), with the reason here for `tf-adam-op info`.
+  the composite path (tf_adam_op/_step/xla.py), with the reason here for `tf-adam-op info`.
   """
   op_library()
   from tf_adam_op import _build_info  # pylint: disable=g-import-not-at-top

@@ -1,85 +1,81 @@
-"""The update under XLA where Keras's own update_step is not what the fused ops compute.
+"""Keras steps under XLA: with the ops' XLA kernels (one custom call per op, ordered by data), and
+without them (Keras's own update_step where it is the rule, the shared composite for the rest).
 
-XLA cannot compile the custom ops. For float32/float64 variables without `lazy` Keras's own
-update_step is the fused ops' rule, op for op, so it runs as it is (Keras's XLA numbers). What Keras
-has no rule for is composed here from TF ops in the fused ops' order (core/adam_update_rule.h):
-float16/bfloat16 variables computed in float32 and rounded once (their weight decay in the same
-pass, as the op does it), and lazy IndexedSlices updates (the named rows only, in the dense form;
-for float32/float64 Keras's own weight decay pass has run before).
+Without the kernels: for float32/float64 variables without `lazy` Keras's own update_step is the
+fused ops' rule, op for op, so it runs as it is (Keras's XLA numbers). What Keras has no rule for
+is the composite (_step/composite.py): float16/bfloat16 variables computed in float32 and rounded
+once (their weight decay in the same pass, as the op does it), and lazy IndexedSlices rows.
 """
 
 import tensorflow as tf
 
-from tf_adam_op import ops
+from tf_adam_op._step import apply
+from tf_adam_op._step import composite
+from tf_adam_op._step import grouping
+from tf_adam_op._step import xla
+from tf_adam_op.keras import _inputs
 
 
-def keras_rule_applies(opt, grad, var):
+def keras_rule_applies(lazy, grad, var):
   """Whether Keras's own update_step computes what the fused ops would for (grad, var)."""
-  lazy_rows = opt.lazy and isinstance(grad, tf.IndexedSlices)
+  lazy_rows = lazy and isinstance(grad, tf.IndexedSlices)
   return var.dtype.base_dtype in (tf.float32, tf.float64) and not lazy_rows
 
 
-def _rule(g, g_squared, m_c, v_c, vhat_c, var_c, scalars, one_minus_beta, weight_decay):
-  """The dense form of the rule on compute-dtype tensors: returns m, v, vhat (or None), var.
-  With a weight decay, var first loses var * weight_decay * lr (Keras's expression), in the same
-  pass, as the op's kTimesVarLr rule does."""
-  beta1_power, beta2_power, lr, _, _, epsilon = scalars
-  if weight_decay is not None:
-    var_c = var_c - (var_c * weight_decay) * lr
-  alpha = lr * tf.sqrt(1 - beta2_power) / (1 - beta1_power)
-  m_c = m_c + (g - m_c) * one_minus_beta[0]
-  v_c = v_c + (g_squared - v_c) * one_minus_beta[1]
-  second = v_c
-  if vhat_c is not None:
-    vhat_c = tf.maximum(vhat_c, v_c)
-    second = vhat_c
-  var_c = var_c - (m_c * alpha) / (tf.sqrt(second) + epsilon)
-  return m_c, v_c, vhat_c, var_c
-
-
-def update(opt, grad, keras_var, learning_rate):
-  """One variable's update as the fused op computes it, from XLA-compilable ops."""
-  var = keras_var.value if hasattr(keras_var, "value") else keras_var
+def composite_update(var, slots, grad, scalars, decays, lazy):
+  """One variable's update as the fused op computes it, from XLA-compilable ops; `slots` are its
+  m, v and vhat (None without AMSGrad) tf.Variables."""
+  m, v, vhat = slots
   dtype = var.dtype.base_dtype
-  compute = ops.compute_dtype(dtype)
-  index = opt._get_variable_index(keras_var)  # pylint: disable=protected-access
-  m = opt._momentums[index].value  # pylint: disable=protected-access
-  v = opt._velocities[index].value  # pylint: disable=protected-access
-  vhat = opt._velocity_hats[index].value if opt.amsgrad else None  # pylint: disable=protected-access
-  scalars, one_minus_beta = opt._scalars(dtype, learning_rate)  # pylint: disable=protected-access
-  # The decay Keras's own pass leaves to the op (16-bit variables: _FusedAdamMixin._decays_in_op).
-  decay = opt._options(dtype, opt._decays(var)).get("weight_decay")  # pylint: disable=protected-access
-  c = lambda x: tf.cast(x, compute)
-  store = lambda x: tf.cast(x, dtype)
-  if isinstance(grad, tf.IndexedSlices) and opt.lazy:
-    values = tf.cast(grad.values, dtype)
-    # Duplicates summed as the sparse op sums them (in input order, as unsorted_segment_sum).
-    unique, positions = tf.unique(grad.indices)
-    count = tf.shape(unique)[0]
-    g = tf.math.unsorted_segment_sum(c(values), positions, count)
-    g_squared = tf.math.unsorted_segment_sum(c(tf.square(values)), positions, count)
-    gather = lambda x: c(tf.gather(x, unique))
-    m_c, v_c, vhat_c, var_c = _rule(g, g_squared, gather(m), gather(v),
-                                    gather(vhat) if vhat is not None else None, gather(var),
-                                    scalars, one_minus_beta, decay)
-    rows = lambda x: tf.IndexedSlices(store(x), unique)
-    updates = [m.scatter_update(rows(m_c)), v.scatter_update(rows(v_c)),
-               var.scatter_update(rows(var_c))]
-    if vhat is not None:
-      updates.append(vhat.scatter_update(rows(vhat_c)))
-    return tf.group(*updates)
-  if isinstance(grad, tf.IndexedSlices):  # 16 bits, Keras's rule: densified, squares summed
-    values = tf.cast(grad.values, dtype)
+  if isinstance(grad, tf.IndexedSlices):
+    values = tf.cast(grad.values, dtype)  # Keras casts the gradient to the variable's dtype
+    if lazy:
+      return composite.dense_rows_update(var, m, v, vhat, values, grad.indices, scalars, decays)
+    # 16 bits, Keras's rule: densified, the squares summed apart
     shape = tf.shape(var, out_type=grad.indices.dtype)
-    g = c(tf.convert_to_tensor(tf.IndexedSlices(values, grad.indices, shape)))
-    g_squared = c(tf.convert_to_tensor(tf.IndexedSlices(tf.square(values), grad.indices, shape)))
-  else:
-    g = c(tf.cast(grad, dtype))
-    g_squared = g * g
-  m_c, v_c, vhat_c, var_c = _rule(g, g_squared, c(m), c(v),
-                                  c(vhat) if vhat is not None else None, c(var), scalars,
-                                  one_minus_beta, decay)
-  updates = [m.assign(store(m_c)), v.assign(store(v_c)), var.assign(store(var_c))]
-  if vhat is not None:
-    updates.append(vhat.assign(store(vhat_c)))
-  return tf.group(*updates)
+    dense = tf.convert_to_tensor(tf.IndexedSlices(values, grad.indices, shape))
+    squares = tf.convert_to_tensor(tf.IndexedSlices(tf.square(values), grad.indices, shape))
+    return composite.dense_update(var, m, v, vhat, dense, scalars, decays, g_squared=squares)
+  return composite.dense_update(var, m, v, vhat, tf.cast(grad, dtype), scalars, decays)
+
+
+def fused_step(step, grads, trainable_variables, learning_rate):
+  """Under XLA with the ops' XLA kernels: a round's updates, each group's handles as lists
+  (ResourceApplyAdamV1MultiUnpacked; XLA reads no vector of handles). `step` is the optimizer's
+  _KerasStep (what each variable needs).
+
+  XLA orders by data only: the dense groups' gradients (and those of the variables Keras's own
+  update_step updates) depend on what the sparse ops wrote, and `iterations` (which Keras advances
+  after this returns) on everything, so a sparse op that fails while it runs (an index out of
+  range) stops the step before the rest is written (xla.after_updates)."""
+  dense, keras_rule, first_updates = [], [], []
+  for i, (grad, keras_var) in enumerate(zip(grads, trainable_variables)):
+    var = step.tf_variable(keras_var)
+    step.check_dtype(var)
+    if step.keras_computes(var):
+      keras_rule.append(i)
+    elif isinstance(grad, tf.IndexedSlices):
+      first_updates.append(step.update_one(grad, keras_var, learning_rate))
+    else:
+      dense.append(((i, keras_var), var))
+  after_sparse = xla.after_updates(first_updates)
+  grads = list(grads)
+  positions = [i for (i, _), _ in dense] + [
+      i for i in keras_rule if not isinstance(grads[i], tf.IndexedSlices)]
+  for i, grad in zip(positions, after_sparse(*[grads[i] for i in positions])):
+    grads[i] = grad
+  for i in keras_rule:
+    step.keras_update(grads[i], trainable_variables[i], learning_rate)
+  decays = {id(var): step.decays(var) for _, var in dense}
+  updates = list(first_updates)
+  for group in grouping.group_updates(dense, lambda var: decays[id(var)]):
+    keras_vars = [keras_var for _, keras_var in group.items]
+    slot_lists = zip(*(step.slots(kv) for kv in keras_vars))
+    handle_lists = [[var.handle for var in group.variables]] + [
+        [s.handle for s in slots] for slots in slot_lists if slots[0] is not None]
+    with tf.device(group.device):
+      updates.append(apply.group_unpacked(
+          handle_lists, _inputs.step_scalars(step.optimizer, group.dtype, learning_rate),
+          [_inputs.as_dtype(grads[i], group.dtype) for i, _ in group.items],
+          decays=group.decays))
+  step.iterations.assign(xla.after_updates(updates)(step.iterations.read_value())[0])

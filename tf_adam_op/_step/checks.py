@@ -9,7 +9,7 @@ Two kinds, as the host framework has them:
   checks as ops that the step's writes are made to wait for (graphs), or raises at once (eager).
   Under XLA they are not built: tf2xla compiles assertions to nothing, and the fused sparse op's
   custom call checks the indices itself before it writes (the optimizers make the step's other
-  writes depend on it by data, _xla.after_updates).
+  writes depend on it by data, xla.after_updates).
 """
 
 import operator
@@ -17,7 +17,7 @@ import operator
 import tensorflow as tf
 from tensorflow.python.framework import ops as framework_ops
 
-from tf_adam_op import _xla
+from tf_adam_op._step import xla
 
 _EAGER_TENSOR = framework_ops.EagerTensor
 
@@ -154,7 +154,7 @@ def runtime_guards(grads, variables, who, broadcast=False):
   Eager: raises InvalidArgumentError now, naming the variable and the index, and returns [].
   A graph (tf.function, TF1): returns assertion ops, for the step's writes to wait for.
   Under XLA: [] (see the module doc)."""
-  if _xla.in_xla_context():
+  if xla.in_xla_context():
     return []
   guards = [] if tf.executing_eagerly() else _dense_shape_guards(grads, variables, who, broadcast)
   for grad, var in zip(grads, variables):

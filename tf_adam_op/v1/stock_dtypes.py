@@ -43,3 +43,12 @@ def resource_apply_sparse(opt, grad, var, indices):
   _apply_sparse_shared is called here with stock's scatter-add)."""
   scatter_add = lambda x, i, v: _STOCK._resource_scatter_add(opt, x, i, v)  # pylint: disable=protected-access
   return _STOCK._apply_sparse_shared(opt, grad, var, indices, scatter_add)  # pylint: disable=protected-access
+
+
+def apply_held_back(opt, pairs, update_ops, after_updates):
+  """Under XLA: stock's dense updates of `pairs`, their gradients made to depend by data on the
+  step's other updates (`after_updates`: _step/xla.after_updates)."""
+  with tf.control_dependencies(update_ops):
+    after = after_updates(update_ops)
+  grads = after(*[g for g, _ in pairs])
+  return [resource_apply_dense(opt, g, v) for g, (_, v) in zip(grads, pairs)]

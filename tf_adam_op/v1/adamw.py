@@ -14,21 +14,12 @@ scatter_add before the update).
 
 import contextlib
 
-import tensorflow as tf
 from tensorflow.python.distribute import distribute_utils
 from tensorflow.python.saved_model import registration
 
-from tf_adam_op import ops
-from tf_adam_op.optimizer import AdamOptimizer
-from tf_adam_op.optimizer import _is_number
-from tf_adam_op.optimizer import _per_thread
+from tf_adam_op.v1.optimizer import AdamOptimizer
 
 __all__ = ["AdamWOptimizer"]
-
-
-def _check_weight_decay(weight_decay):
-  if _is_number(weight_decay) and not weight_decay >= 0:  # NaN fails the comparison too
-    raise ValueError(f"AdamWOptimizer: weight_decay must be >= 0, got {weight_decay!r}")
 
 
 def _variable_set(variables):
@@ -54,16 +45,10 @@ class AdamWOptimizer(AdamOptimizer):
   def __init__(self, weight_decay, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
                use_locking=False, name="AdamW", *, decay_var_list=None, amsgrad=False,
                lazy=False, fused=True):
-    _check_weight_decay(weight_decay)
     super().__init__(learning_rate, beta1, beta2, epsilon, use_locking, name, lazy=lazy,
                      fused=fused, amsgrad=amsgrad)
-    self._weight_decay = weight_decay
+    self._hyper.add("weight_decay", weight_decay, direct=True)
     self._decay_var_set = _variable_set(decay_var_list)
-
-  _weight_decay_t = _per_thread("weight_decay_t")
-  # The decay_var_list given to this thread's apply_gradients/minimize call, as a 1-tuple of
-  # _variable_set's result; None when the call gave none.
-  _call_decay_var_set = _per_thread("call_decay_var_set")
 
   # --- which variables decay ---------------------------------------------------------------------
 
@@ -87,18 +72,18 @@ class AdamWOptimizer(AdamOptimizer):
   @contextlib.contextmanager
   def _decaying(self, decay_var_list):
     """This thread's call decays `decay_var_list` if given (empty: every variable, as contrib's);
-    None leaves the constructor's."""
-    previous = self._call_decay_var_set
+    None leaves the constructor's. Kept per thread, as a 1-tuple of _variable_set's result."""
+    previous = getattr(self._this_step, "call_decay_var_set", None)
     if decay_var_list is not None:
-      self._call_decay_var_set = (_variable_set(decay_var_list),)
+      self._this_step.call_decay_var_set = (_variable_set(decay_var_list),)
     try:
       yield
     finally:
-      self._call_decay_var_set = previous
+      self._this_step.call_decay_var_set = previous
 
   def _effective_decay_set(self):
     """The variables that decay in this thread's call (by ref), or None for all of them."""
-    call = self._call_decay_var_set
+    call = getattr(self._this_step, "call_decay_var_set", None)
     return call[0] if call is not None else self._decay_var_set
 
   def _has_weight_decay(self):
@@ -121,37 +106,6 @@ class AdamWOptimizer(AdamOptimizer):
     # published one, (g * g) * (1 - beta2) as written, in every mode (eager runs contrib's that way;
     # in a graph grappler may reorder contrib's product, depending on the graph).
     return True
-
-  # --- the weight decay hyperparameter ------------------------------------------------------------
-
-  _HYPERPARAMETER_NAMES = AdamOptimizer._HYPERPARAMETER_NAMES + ("weight_decay",)
-
-  def _raw_hyperparameters(self):
-    return super()._raw_hyperparameters() + (self._weight_decay,)
-
-  def _set_hyperparameter_tensors(self, tensors):
-    *adam, self._weight_decay_t = tensors
-    super()._set_hyperparameter_tensors(adam)
-
-  @staticmethod
-  def _check_values(values):
-    AdamOptimizer._check_values(values[:-1])
-    _check_weight_decay(values[-1])
-
-  def _weight_decay_input(self, dtype):
-    compute = ops.compute_dtype(dtype)
-    cache = self._eager_hyper_cache if tf.executing_eagerly() else None
-    key = ("weight_decay", compute)
-    if cache is not None and key in cache:  # eager, plain numbers: cast once, not every step
-      return cache[key]
-    # A number is converted to the compute dtype directly, as contrib's `weight_decay * var` did
-    # (float64 for float64 variables), not through float32 as stock converts lr and the betas.
-    value = self._weight_decay
-    decay = (tf.constant(value, compute, name="weight_decay") if _is_number(value)
-             else tf.cast(self._weight_decay_t, compute))
-    if cache is not None:
-      cache[key] = decay
-    return decay
 
   @classmethod
   def _deserialize_from_proto(cls, **kwargs):

@@ -1,0 +1,59 @@
+"""The op layer: one update, or one group's multi-tensor update, from handles and StepScalars.
+
+Both optimizer families call these with values (handles, gradients, a StepScalars): which variables
+go to which op, and with which scalars, is decided above; how an op's inputs are assembled is
+written here once.
+"""
+
+from tf_adam_op import ops
+
+
+def _variant(scalars, decays, vhat_name, vhat):
+  options = scalars.options(decays)
+  if vhat is not None:
+    options[vhat_name] = vhat
+  return options
+
+
+def dense(var, m, v, scalars, grad, *, vhat=None, decays=False, use_locking=False, ref=False):
+  """One variable's dense update: ResourceApplyAdamV1 on handles, ApplyAdamV1 on ref variables."""
+  op = ops.apply_adam_v1 if ref else ops.resource_apply_adam_v1
+  return op(var, m, v, *scalars.inputs(), grad, use_locking=use_locking,
+            **_variant(scalars, decays, "vhat", vhat))
+
+
+def sparse(var, m, v, scalars, values, indices, *, vhat=None, decays=False, ref=False,
+           **sparse_options):
+  """One variable's IndexedSlices update ((Resource)SparseApplyAdamV1); `sparse_options` are the
+  op's rule options (lazy, dense_rule, v_term, scale_first, use_locking)."""
+  op = ops.sparse_apply_adam_v1 if ref else ops.resource_sparse_apply_adam_v1
+  return op(var, m, v, *scalars.inputs(), values, indices, **sparse_options,
+            **_variant(scalars, decays, "vhat", vhat))
+
+
+def group(handles, scalars, grads, *, decays, use_locking=False):
+  """A group's update with packed handle vectors (vars, ms, vs[, vhats]); the beta powers are
+  given as values (ResourceApplyAdamV1MultiNoAdvance)."""
+  var_handles, m_handles, v_handles, *vhats = handles
+  return ops.resource_apply_adam_v1_multi_no_advance(
+      var_handles, m_handles, v_handles, *scalars.inputs(), grads, use_locking=use_locking,
+      **_variant(scalars, decays, "vhats", vhats[0] if vhats else None))
+
+
+def group_advancing(handles, powers, scalars, grads, *, decays, use_locking=False):
+  """A group's update that reads and advances the beta power accumulators `powers` itself
+  (ResourceApplyAdamV1Multi): a step's only group, on the powers' device."""
+  var_handles, m_handles, v_handles, *vhats = handles
+  return ops.resource_apply_adam_v1_multi(
+      var_handles, m_handles, v_handles, *(p.handle for p in powers), *scalars.hyperparameters(),
+      grads, use_locking=use_locking, power_dtype=powers[0].dtype.base_dtype,
+      **_variant(scalars, decays, "vhats", vhats[0] if vhats else None))
+
+
+def group_unpacked(handle_lists, scalars, grads, *, decays, use_locking=False):
+  """A group's update with the handles as lists (ResourceApplyAdamV1MultiUnpacked): under XLA,
+  which reads no vector of handles."""
+  var_handles, m_handles, v_handles, *vhats = handle_lists
+  return ops.resource_apply_adam_v1_multi_unpacked(
+      var_handles, m_handles, v_handles, *scalars.inputs(), grads, use_locking=use_locking,
+      **_variant(scalars, decays, "vhats", vhats[0] if vhats else None))

@@ -1,0 +1,61 @@
+"""A Keras step's plan, and what the step layer needs to know of each variable.
+
+The plan (_step/plan.py, kept per variable list and sparse pattern) says which variables Keras's
+own update_step updates, which take one sparse op each, and the multi-tensor groups with their
+packed handles, so an eager step pays no per-variable lookup (which costs Keras's eager steps most
+of their time).
+"""
+
+import dataclasses
+from typing import Any, Callable
+
+from tf_adam_op._step import grouping
+from tf_adam_op._step import packed
+from tf_adam_op._step import plan as plan_lib
+from tf_adam_op.keras._decisions import tf_variable
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasStep:
+  """What one round of a Keras step needs per variable, as the optimizer (adam.py) decides it."""
+  optimizer: Any  # its public hyperparameters and `iterations` (_inputs.step_scalars)
+  iterations: Any  # the tf.Variable Keras advances after the step
+  slots: Callable  # Keras variable -> its m, v and vhat (None without AMSGrad) tf.Variables
+  keras_computes: Callable  # tf.Variable -> whether Keras's own update_step updates it
+  decays: Callable  # tf.Variable -> whether the op applies its weight decay
+  keras_update: Callable  # Keras's own update_step(grad, variable, learning_rate)
+  update_one: Callable  # one fused op: (grad, Keras variable, learning_rate) -> op
+
+  tf_variable = staticmethod(tf_variable)
+
+  @staticmethod
+  def check_dtype(var):
+    dtype = var.dtype.base_dtype
+    if dtype not in grouping.FUSED_DTYPES:
+      raise ValueError(
+          f"tf_adam_op.keras cannot update variable {var.name!r} of dtype {dtype.name}: supported "
+          f"dtypes are {', '.join(d.name for d in grouping.FUSED_DTYPES)}")
+
+
+def make_plan(step, trainable_variables, sparse):
+  """The plan of a round over `trainable_variables` (`sparse`: which gradients are IndexedSlices)."""
+  dense, keras_positions = [], []
+  for i, (keras_var, is_sparse) in enumerate(zip(trainable_variables, sparse)):
+    var = tf_variable(keras_var)
+    step.check_dtype(var)
+    if step.keras_computes(var):
+      keras_positions.append(i)
+    elif not is_sparse:
+      dense.append((i, var))
+    # (an IndexedSlices gradient: one sparse op, below)
+  decays = {id(var): step.decays(var) for _, var in dense}
+
+  groups = plan_lib.plan_groups(dense, lambda var: decays[id(var)])
+  for group in groups:
+    slot_lists = zip(*(step.slots(trainable_variables[i]) for i in group.positions))
+    lists = [group.variables] + [list(s) for s in slot_lists if s[0] is not None]
+    group.handles = packed.pack_eager(lists, grouping.host_device(group.device))[1]
+  sparse_positions = [i for i, is_sparse in enumerate(sparse)
+                      if is_sparse and i not in keras_positions]
+  return plan_lib.StepPlan(tuple(trainable_variables), groups, sparse_positions=sparse_positions,
+                           host_positions=keras_positions)

@@ -1,0 +1,27 @@
+"""Which path a v1 step's updates take: the multi-tensor ops, one op each, or stock's."""
+
+from tensorflow.python.distribute import distribute_lib
+
+from tf_adam_op._step import xla
+from tf_adam_op.v1 import stock_dtypes
+
+
+def fuses_here(fused, variables):
+  """Whether a step of `variables` built now uses the multi-tensor ops (`fused`, the option):
+  they need a step built here, on one machine, and under XLA the ops' XLA kernels."""
+  return (fused and not distribute_lib.has_strategy()
+          and (not xla.in_xla_context() or xla.kernels_usable(variables)))
+
+
+def held_for_finish(var, fused, repeated):
+  """Whether the dense update of `var` is made in _finish: grouped when fused; and under XLA (with
+  the kernels, no strategy) unfused too, because only there are the updates made to depend by
+  data on the step's sparse ones (step.apply_groups), so a failing sparse op stops the step before
+  any dense update is written. Not a variable the step gives more than once (its id in
+  `repeated`): its updates are made in the order given."""
+  if id(var) in repeated:
+    return False
+  under_xla = xla.in_xla_context() and not distribute_lib.has_strategy()
+  if stock_dtypes.is_stock_dtype(var):  # stock's op, held back under XLA only
+    return under_xla
+  return fuses_here(fused, [var]) or (under_xla and xla.kernels_usable([var]))

@@ -1,0 +1,32 @@
+"""What tf.saved_model needs of a v1 optimizer: its packed handle vectors saved, and a loaded one
+that re-creates its slots."""
+
+from tensorflow.python.trackable import base as trackable
+
+
+class SavedModelSupport:
+  """Mixed into AdamOptimizer (which has `_packed_handles`, a _step/packed.PackedHandleCache)."""
+
+  @classmethod
+  def _deserialize_from_proto(cls, **kwargs):
+    """The loaded optimizer: the state holder of the loaded train steps (their hyperparameters are
+    in the saved functions), default hyperparameters for anything new."""
+    return cls()
+
+  def add_slot(self, var, slot_name):
+    """Creates slot `slot_name` ("m", "v" or "vhat") for `var`, zeros; tf.saved_model.load
+    restores it."""
+    return self._zeros_slot(var, slot_name, self._name)
+
+  def _trackable_children(self, save_type=trackable.SaveType.CHECKPOINT, **kwargs):
+    children = super()._trackable_children(save_type, **kwargs)
+    if save_type == trackable.SaveType.SAVEDMODEL:
+      # The packed handle vectors that saved functions capture; checkpoints never see them.
+      # A loaded optimizer already has the vectors of its loaded steps as children: new ones are
+      # numbered after them.
+      first = sum(name.startswith("packed_handles_") and name.endswith("_vars")
+                  for name in children)
+      for i, resources in enumerate(self._packed_handles.resources(), start=first):
+        for name, resource in zip(("vars", "ms", "vs", "vhats"), resources):
+          children[f"packed_handles_{i}_{name}"] = resource
+    return children
