@@ -72,3 +72,24 @@ def test_verbose_leaves_tensorflow_logging_alone(tmp_path):
       capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.splitlines()[-1] == "0"
+
+
+@pytest.mark.parametrize("command,module", [("demo", "tqdm"), ("bench", "matplotlib")])
+def test_a_tool_without_the_tools_extra_says_how_to_install_it(command, module, tmp_path):
+  """The library installs TensorFlow and NumPy only; the demo and the benchmark need the `tools`
+  extra, and without it say so (exit 2) instead of a traceback."""
+  hide = (f"import sys; sys.modules[{module!r}] = None; from tf_adam_op.__main__ import main; "
+          f"sys.exit(main([{command!r}]))")
+  result = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert module in result.stderr and 'pip install "tf_adam_op[tools]"' in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_the_library_does_not_require_the_tools():
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  required = [r for r in metadata.requires("tf_adam_op") or [] if "extra ==" not in r]
+  names = {r.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower()
+           for r in required}
+  assert names == {"tensorflow", "numpy"}, required

@@ -7,6 +7,7 @@ the package is imported on the way to this CLI, which keeps `--help` instant.
 """
 
 import argparse
+import importlib
 import os
 import sys
 import warnings
@@ -57,6 +58,24 @@ def _info(_args):
   gpus = tf.config.list_physical_devices("GPU")
   print(f"GPUs visible: {len(gpus)}" + "".join(f"\n  {gpu.name}" for gpu in gpus))
   return 0
+
+
+# What the tools (the demo, the benchmark) need beyond the library: the `tools` extra installs it.
+_TOOL_MODULES = {"demo": ("tqdm",), "bench": ("tqdm", "matplotlib")}
+
+
+def _missing_tools(command):
+  """A message naming what `command` needs and how to install it, or None when all is there."""
+  missing = []
+  for module in _TOOL_MODULES[command]:
+    try:
+      importlib.import_module(module)
+    except ImportError:
+      missing.append(module)
+  if not missing:
+    return None
+  return (f"tf-adam-op {command} needs {' and '.join(missing)}, which the library itself does not "
+          "install: pip install \"tf_adam_op[tools]\" (in a checkout: pip install \".[tools]\")")
 
 
 def _demo(args):
@@ -129,6 +148,10 @@ def _parser():
 
 def main(argv=None):
   args = _parser().parse_args(argv)
+  missing = _missing_tools(args.command) if args.command in _TOOL_MODULES else None
+  if missing:
+    print(missing, file=sys.stderr)
+    return 2
   try:
     if not args.verbose:
       _quiet_tensorflow()

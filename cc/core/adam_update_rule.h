@@ -82,12 +82,12 @@ struct AdamStep {
 enum class WeightDecay : int { kNone = 0, kTimesVar = 1, kTimesVarLr = 2 };
 
 // The options of one update, as the ops receive them (attrs and optional inputs). `nesterov`
-// applies to the dense rule, `scale_first` and `dense_form` (see the sparse rule below) to the
+// applies to the dense rule, `scale_first` and `dense_rule` (see the sparse rule below) to the
 // sparse one.
 struct Variant {
   bool nesterov = false;
   bool scale_first = false;
-  bool dense_form = false;
+  bool dense_rule = false;
   bool amsgrad = false;
   WeightDecay weight_decay = WeightDecay::kNone;
 };
@@ -96,34 +96,33 @@ struct Variant {
 // WithDenseRule / WithSparseRule below): the rule's functions are instantiated per Rule, so a
 // flag that is off costs nothing (no load of vhat, no branch in the loop).
 template <bool kNesterov, bool kScaleFirst, bool kAmsgrad, WeightDecay kDecay,
-          bool kDenseForm = false>
+          bool kDenseRule = false>
 struct Rule {
   static constexpr bool nesterov = kNesterov;
   static constexpr bool scale_first = kScaleFirst;
-  static constexpr bool dense_form = kDenseForm;
+  static constexpr bool dense_rule = kDenseRule;
   static constexpr bool amsgrad = kAmsgrad;
   static constexpr WeightDecay weight_decay = kDecay;
 };
-using PlainRule = Rule<false, false, false, WeightDecay::kNone>;
 
 namespace internal {
-template <bool kNesterov, bool kScaleFirst, bool kAmsgrad, bool kDenseForm, typename Fn>
+template <bool kNesterov, bool kScaleFirst, bool kAmsgrad, bool kDenseRule, typename Fn>
 inline void WithDecay(WeightDecay decay, Fn&& fn) {
   switch (decay) {
     case WeightDecay::kTimesVar:
-      return fn(Rule<kNesterov, kScaleFirst, kAmsgrad, WeightDecay::kTimesVar, kDenseForm>());
+      return fn(Rule<kNesterov, kScaleFirst, kAmsgrad, WeightDecay::kTimesVar, kDenseRule>());
     case WeightDecay::kTimesVarLr:
-      return fn(Rule<kNesterov, kScaleFirst, kAmsgrad, WeightDecay::kTimesVarLr, kDenseForm>());
+      return fn(Rule<kNesterov, kScaleFirst, kAmsgrad, WeightDecay::kTimesVarLr, kDenseRule>());
     default:
-      return fn(Rule<kNesterov, kScaleFirst, kAmsgrad, WeightDecay::kNone, kDenseForm>());
+      return fn(Rule<kNesterov, kScaleFirst, kAmsgrad, WeightDecay::kNone, kDenseRule>());
   }
 }
-template <bool kNesterov, bool kScaleFirst, bool kDenseForm = false, typename Fn>
+template <bool kNesterov, bool kScaleFirst, bool kDenseRule = false, typename Fn>
 inline void WithAmsgrad(const Variant& v, Fn&& fn) {
   if (v.amsgrad) {
-    WithDecay<kNesterov, kScaleFirst, true, kDenseForm>(v.weight_decay, fn);
+    WithDecay<kNesterov, kScaleFirst, true, kDenseRule>(v.weight_decay, fn);
   } else {
-    WithDecay<kNesterov, kScaleFirst, false, kDenseForm>(v.weight_decay, fn);
+    WithDecay<kNesterov, kScaleFirst, false, kDenseRule>(v.weight_decay, fn);
   }
 }
 }  // namespace internal
@@ -142,7 +141,7 @@ inline void WithDenseRule(const Variant& v, Fn&& fn) {
 // amsgrad; weight decay: 18 rules).
 template <typename Fn>
 inline void WithSparseRule(const Variant& v, Fn&& fn) {
-  if (v.dense_form) {
+  if (v.dense_rule) {
     internal::WithAmsgrad<false, false, true>(v, fn);
   } else if (v.scale_first) {
     internal::WithAmsgrad<false, true>(v, fn);
@@ -257,14 +256,14 @@ inline void AdamUpdateRange(const Variant& variant, T* var, T* m, T* v,
 // term in, computed by TF ops written as stock writes them (`v_term`, summed over duplicates like the
 // gradient): whatever grappler does to stock's expression it then does to ours.
 
-// The dense form (R::dense_form): each row follows the dense rule, with g the row's gradient summed
+// The dense form (R::dense_rule): each row follows the dense rule, with g the row's gradient summed
 // over duplicate indices and g * g replaced by `v_term`, the sum of the duplicates' squares: what
 // Keras 3's Adam computes for an IndexedSlices gradient (it squares the slices, then densifies).
 // A row without a gradient (every row is updated unless lazy) takes g = g * g = 0 and its weight
 // decay, as the dense rule on Keras's densified gradient does. Both pointers are null for such a
 // row and both are given otherwise.
 template <typename R, typename T, typename C = OpMathT<T>>
-TF_ADAM_OP_HOST_DEVICE inline void AdamSparseDenseFormElement(T* var, T* m, T* v, T* vhat,
+TF_ADAM_OP_HOST_DEVICE inline void AdamSparseDenseRuleElement(T* var, T* m, T* v, T* vhat,
                                                               const C* grad, const C* grad_squared,
                                                               const AdamStep<C>& step) {
   const C g = grad != nullptr ? *grad : C(0);
@@ -288,8 +287,8 @@ TF_ADAM_OP_HOST_DEVICE inline void AdamSparseDenseFormElement(T* var, T* m, T* v
 template <typename R, typename T, typename C = OpMathT<T>>
 TF_ADAM_OP_HOST_DEVICE inline void AdamSparseElement(T* var, T* m, T* v, T* vhat, const C* grad,
                                                      const C* v_term, const AdamStep<C>& step) {
-  if (R::dense_form) {
-    AdamSparseDenseFormElement<R, T, C>(var, m, v, vhat, grad, v_term, step);
+  if (R::dense_rule) {
+    AdamSparseDenseRuleElement<R, T, C>(var, m, v, vhat, grad, v_term, step);
     return;
   }
   C m_c = ProductNaNFirst(step.beta1, static_cast<C>(*m));

@@ -71,7 +71,7 @@ std::string CopyDeviceToHostAndWait(void* stream, void* dst, const void* src, si
 // Returns when all work queued on the stream so far has run.
 std::string SynchronizeStream(void* stream);
 
-// The CUDA runtime this library was built with, e.g. "13.0", and the architectures compiled in.
+// The CUDA runtime this library was built with, e.g. "13.0".
 std::string CudaVersion();
 
 }  // namespace gpu

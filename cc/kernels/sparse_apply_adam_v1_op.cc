@@ -59,7 +59,7 @@ class SparseApplyAdamV1Op : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("lazy", &lazy_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("scale_first", &variant_.scale_first));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("dense_rule", &variant_.dense_form));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("dense_rule", &variant_.dense_rule));
     OP_REQUIRES_OK(ctx, ReadVariantAttrs(ctx, "n_vhat", &variant_));
     OP_REQUIRES_OK(ctx, OptionalInputIndex(*this, "vhat", &vhat_input_));
     OP_REQUIRES_OK(ctx, CheckScalarAttr<T>(ctx));
@@ -112,7 +112,7 @@ class SparseApplyAdamV1Op : public OpKernel {
     }
     // The dense form's v term is g * g per gradient row, summed like grad: it must be given (as a
     // tensor: with no gradient rows it is empty, and its data pointer may be null).
-    OP_REQUIRES(ctx, !variant_.dense_form || v_terms.size() == 1,
+    OP_REQUIRES(ctx, !variant_.dense_rule || v_terms.size() == 1,
                 absl::InvalidArgumentError(
                     "dense_rule=true needs v_term: the square of each gradient row (the dense "
                     "form sums the duplicates' squares, as Keras 3 does)"));

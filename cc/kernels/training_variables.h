@@ -44,7 +44,7 @@ enum class UpdateKind {
 using CopyBufferFn = absl::Status (*)(OpKernelContext* ctx, void* dst, const void* src,
                                       size_t bytes);
 
-// Specialised for each device: the CPU's below, the GPU's in gpu_support.h.
+// Specialised for each device: the CPU's below, the GPU's in gpu_functors.h.
 template <typename Device>
 absl::Status CopyDeviceBuffer(OpKernelContext* ctx, void* dst, const void* src, size_t bytes);
 

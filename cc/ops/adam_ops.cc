@@ -3,7 +3,7 @@
 // Inputs are in stock ApplyAdam's order. One deliberate difference: the six scalar hyperparameters
 // have their own type attr `Tscalar`, the type the update is computed in (float for half, bfloat16
 // and float; double for double), so that beta2 = 0.999 and epsilon = 1e-8 reach a half or bfloat16
-// kernel intact instead of being rounded to 1.0 and 0 (see README, "Numerics").
+// kernel intact instead of being rounded to 1.0 and 0 (see docs/numerics.md).
 // T is `numbertype` as in stock, so an integer variable gets stock's NotFound (no kernel registered)
 // rather than a different error; kernels exist for half, bfloat16, float and double.
 #include "absl/strings/str_cat.h"

@@ -132,7 +132,7 @@ inline ffi::Error DecodeSparse(const ffi::RemainingArgs& args, const ffi::Remain
                                int64_t has_v_term, SparseCall* call) {
   call->variant = MakeVariant(amsgrad, /*nesterov=*/0, weight_decay);
   call->variant.scale_first = scale_first != 0;
-  call->variant.dense_form = dense_rule != 0;
+  call->variant.dense_rule = dense_rule != 0;
   call->lazy = lazy != 0;
   void* out[4] = {nullptr, nullptr, nullptr, nullptr};
   const int variables = call->variant.amsgrad ? 4 : 3;
