@@ -3,7 +3,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import pytest  # noqa: E402
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INSTALL_HINT = f"install the package and its test extras first, from {ROOT}: pip install '.[test]'"
@@ -15,14 +15,14 @@ def _cannot_test():
   its build either way), the installed package is the one to test, so the checkout is taken off
   the path."""
   try:
-    import numpy  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-    import tensorflow  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+    import numpy  # noqa: F401
+    import tensorflow  # noqa: F401
   except ImportError as missing:
     return f"cannot import {missing.name}; {INSTALL_HINT}"
   if not os.path.isfile(os.path.join(ROOT, "tf_adam_op", "_build_info.py")):
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != ROOT]
   try:
-    import tf_adam_op  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+    import tf_adam_op  # noqa: F401
   except ImportError as error:
     return f"cannot import tf_adam_op ({str(error).splitlines()[0]}); {INSTALL_HINT}"
   return None
@@ -31,17 +31,17 @@ def _cannot_test():
 CANNOT_TEST = _cannot_test()
 
 
-def pytest_sessionstart(session):  # pylint: disable=unused-argument
+def pytest_sessionstart(session):
   """One line and exit status 4, instead of a traceback per test file (or INTERNALERROR)."""
   if CANNOT_TEST:
     pytest.exit(CANNOT_TEST, returncode=4)
 
 
 if CANNOT_TEST:
-  collect_ignore_glob = ["*.py"]  # pylint: disable=invalid-name
+  collect_ignore_glob = ["*.py"]
 else:
-  import numpy as np  # noqa: E402  pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # noqa: E402  pylint: disable=g-import-not-at-top
+  import numpy as np
+  import tensorflow as tf
 
   # Two logical CPU devices, so tests can place variables on different devices (the optimizer's
   # grouping by device, tf.distribute). Must happen before TensorFlow initializes its devices.
@@ -50,7 +50,7 @@ else:
       [tf.config.LogicalDeviceConfiguration()] * 2)
 
 
-def pytest_report_header(config):  # pylint: disable=unused-argument
+def pytest_report_header(config):
   if CANNOT_TEST:
     return []
   import tf_adam_op  # the installed package: its op library must load, or every test fails loudly

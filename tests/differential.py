@@ -118,7 +118,7 @@ def run_steps(step, state, before, grads_of_step, steps):
     grads = grads_of_step()
     try:
       step(grads)
-    except Exception as error:  # pylint: disable=broad-except
+    except Exception as error:
       return state(), before, error
   return state(), before, None
 

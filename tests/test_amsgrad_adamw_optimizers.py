@@ -430,7 +430,7 @@ def test_save_load_save_continues_bit_for_bit(tmp_path, rng, pair):
 def test_each_threads_decay_var_list_is_its_own():
   """Two threads inside apply_gradients at once, each with its own decay_var_list: each sees its
   own (the list lives per thread, as the step's hyperparameters do)."""
-  import threading  # pylint: disable=g-import-not-at-top
+  import threading
   a, b = tf.Variable(1.0), tf.Variable(2.0)
   opt = tf_adam_op.AdamWOptimizer(0.1, decay_var_list=[a, b])
   inside, seen = threading.Barrier(2), {}

@@ -49,8 +49,8 @@ def test_the_gpu_timing_and_copy_probe_run_on_any_device():
   """`--device gpu`'s own logic (queued steps timed with one sync per round, the bandwidth of a
   device-to-device copy, issue 5's targets), run here with the CPU standing in for the GPU: what a
   GPU adds is only where the tensors live."""
-  from tf_adam_op.bench import device, report  # pylint: disable=g-import-not-at-top
-  from tf_adam_op.bench.run import run  # pylint: disable=g-import-not-at-top
+  from tf_adam_op.bench import device, report
+  from tf_adam_op.bench.run import run
   stand_in = device.Device("gpu", "/CPU:0", "CPU:0", "cpu", "the CPU, standing in for a GPU")
   workload = _few_variables("many", 4)
   cases = run([workload], ["eager", "tf.function", "tf1-resource"], ["stock", "ours"], 2,
@@ -69,8 +69,8 @@ def test_the_gpu_timing_and_copy_probe_run_on_any_device():
 def test_adamw_and_amsgrad_rows_and_their_goals():
   """The variant rows: each "vs stock" against its stock equivalent, "vs ours" against our Adam,
   and their goals judged on `mixed` (stock has no AMSGrad for ref variables: no such row there)."""
-  from tf_adam_op.bench import device, report, workloads  # pylint: disable=g-import-not-at-top
-  from tf_adam_op.bench.run import STOCK_COUNTERPART, run  # pylint: disable=g-import-not-at-top
+  from tf_adam_op.bench import device, report
+  from tf_adam_op.bench.run import STOCK_COUNTERPART, run
   names = ["stock", "ours", "stock adamw", "ours adamw", "stock amsgrad", "ours amsgrad"]
   cases = run([_few_variables("mixed", 6)], ["tf.function", "tf1-ref"], names, 2,
               device.device("cpu"), quiet=True)
@@ -97,8 +97,8 @@ def test_adamw_and_amsgrad_rows_and_their_goals():
 
 
 def test_the_clis_implementations_are_the_benchmarks():
-  from tf_adam_op import __main__ as cli  # pylint: disable=g-import-not-at-top
-  from tf_adam_op.bench import IMPLEMENTATIONS, TORCH  # pylint: disable=g-import-not-at-top
+  from tf_adam_op import __main__ as cli
+  from tf_adam_op.bench import IMPLEMENTATIONS, TORCH
   bench = next(a for a in cli._parser()._subparsers._group_actions[0].choices.values()
                if "--impl" in a._option_string_actions)
   assert bench._option_string_actions["--impl"].choices == [*IMPLEMENTATIONS, TORCH]
@@ -106,7 +106,7 @@ def test_the_clis_implementations_are_the_benchmarks():
 
 def test_bench_on_the_gpu(tmp_path):
   """`--device gpu`: runs where TF sees a GPU; elsewhere it is refused with exit status 2."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   json_path = tmp_path / "bench.json"
   result = subprocess.run(
       [sys.executable, "-m", "tf_adam_op", "bench", "--device", "gpu", "--workload", "many",
@@ -127,7 +127,7 @@ def test_bench_on_the_gpu(tmp_path):
 def _few_variables(name, count):
   """A workload under its own name (so its goals apply) with its first `count` variables, scaled
   down: a bench case's cost is mostly tracing, per variable."""
-  from tf_adam_op.bench import workloads  # pylint: disable=g-import-not-at-top
+  from tf_adam_op.bench import workloads
   workload = workloads.WORKLOADS[name].scaled(0.01)
   return dataclasses.replace(workload, shapes=workload.shapes[:count])
 
@@ -135,8 +135,8 @@ def _few_variables(name, count):
 def test_bench_keras_rows():
   """Keras 3's Adam and ours for Keras in eager, tf.function, xla and Keras's fit steps: rows,
   ratios and goals, and XLA's launch timed alone in the xla case."""
-  from tf_adam_op.bench import device, report  # pylint: disable=g-import-not-at-top
-  from tf_adam_op.bench.run import run  # pylint: disable=g-import-not-at-top
+  from tf_adam_op.bench import device, report
+  from tf_adam_op.bench.run import run
   cases = run([_few_variables("many", 3)],
               ["eager", "tf.function", "xla", "fit", "fit-xla", "tf1-resource"],
               ["stock", "keras adam", "ours keras"], 2, device.device("cpu"), quiet=True)

@@ -88,7 +88,7 @@ def test_a_tool_without_the_tools_extra_says_how_to_install_it(command, module, 
 
 
 def test_the_library_does_not_require_the_tools():
-  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  from importlib import metadata
   required = [r for r in metadata.requires("tf_adam_op") or [] if "extra ==" not in r]
   names = {r.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower()
            for r in required}

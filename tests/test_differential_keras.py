@@ -23,24 +23,24 @@ import types
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import pytest  # noqa: E402
+import pytest
 
 keras = pytest.importorskip("keras")
 if not keras.__version__.startswith("3."):
   pytest.skip(f"tf_adam_op.keras needs Keras 3, found {keras.__version__}", allow_module_level=True)
 
-from hypothesis import find  # noqa: E402
-from hypothesis import given  # noqa: E402
-from hypothesis import settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from hypothesis import find
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+import numpy as np
+import tensorflow as tf
 
-from differential import assert_state, bounded, compiled, event, gradient_spec  # noqa: E402
-from differential import run_steps  # noqa: E402
-from differential import NUMBER_TYPES, make_gradient, number, variable_specs  # noqa: E402
-import tf_adam_op.keras as tk  # noqa: E402
-from tf_adam_op.keras import _decisions  # noqa: E402
+from differential import assert_state, bounded, compiled, event, gradient_spec
+from differential import run_steps
+from differential import NUMBER_TYPES, make_gradient, number, variable_specs
+import tf_adam_op.keras as tk
+from tf_adam_op.keras import _decisions
 
 CLASSES = {"Adam": (keras.optimizers.Adam, tk.Adam), "AdamW": (keras.optimizers.AdamW, tk.AdamW)}
 SIXTEEN_BIT = ("float16", "bfloat16")

@@ -80,7 +80,7 @@ def run(stock, case, mode, steps=2):
     return None, None, error
   with tf.init_scope():  # slots and beta powers made now: the state before the first step has them
     try:
-      opt._create_slots(variables)  # pylint: disable=protected-access
+      opt._create_slots(variables)
     except (ValueError, TypeError) as error:
       return None, None, error
 
@@ -88,7 +88,7 @@ def run(stock, case, mode, steps=2):
     values = [v.numpy() for v in variables]
     for v in variables:
       values += [s.numpy() for s in (opt.get_slot(v, "m"), opt.get_slot(v, "v")) if s is not None]
-    powers = [p.numpy() for p in opt._get_beta_accumulators()] if opt._non_slot_dict else []  # pylint: disable=protected-access
+    powers = [p.numpy() for p in opt._get_beta_accumulators()] if opt._non_slot_dict else []
     return values + powers
   before = state()
   rng = np.random.default_rng(42)

@@ -14,7 +14,7 @@ import tf_adam_op
 from helpers import assert_bitwise_equal
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu_kernels"))
-import reference  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
+import reference
 
 SCALARS = (np.float32(0.9**3), np.float32(0.999**3), 0.01, 0.9, 0.999, 1e-8)
 DTYPES = {"float16": np.float16, "bfloat16": reference.BFLOAT16, "float32": np.float32,

@@ -10,16 +10,16 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import pytest  # noqa: E402
+import pytest
 
 keras = pytest.importorskip("keras")
 if not keras.__version__.startswith("3."):
   pytest.skip(f"tf_adam_op.keras needs Keras 3, found {keras.__version__}", allow_module_level=True)
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
-import tf_adam_op.keras as tk  # noqa: E402
+import tf_adam_op.keras as tk
 
 MODES = ("eager", "tf.function", "xla")
 KERAS = {"Adam": keras.optimizers.Adam, "AdamW": keras.optimizers.AdamW}

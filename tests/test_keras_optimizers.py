@@ -15,9 +15,9 @@ keras = pytest.importorskip("keras")
 if not keras.__version__.startswith("3."):
   pytest.skip(f"tf_adam_op.keras needs Keras 3, found {keras.__version__}", allow_module_level=True)
 
-import tf_adam_op.keras as tk  # noqa: E402  pylint: disable=g-import-not-at-top
-from tf_adam_op._step import xla as _xla  # noqa: E402  pylint: disable=g-import-not-at-top
-from helpers import assert_bitwise_equal  # noqa: E402  pylint: disable=g-import-not-at-top
+import tf_adam_op.keras as tk
+from tf_adam_op._step import xla as _xla
+from helpers import assert_bitwise_equal
 
 PAIRS = {"Adam": (keras.optimizers.Adam, tk.Adam), "AdamW": (keras.optimizers.AdamW, tk.AdamW)}
 SHAPES = [(40, 8), (8,), (3, 5, 2)]
@@ -68,7 +68,7 @@ def assert_same_training(kind, dtype=np.float32, mode="eager", sparse=False, con
   try:
     expected, expected_names, _ = _train(lambda: keras_cls(**kwargs), dtype, mode, sparse,
                                          configure)
-  except Exception as keras_error:  # pylint: disable=broad-except
+  except Exception as keras_error:
     # What Keras itself cannot do (e.g. loss_scale_factor with IndexedSlices): ours fails alike.
     with pytest.raises(type(keras_error)):
       _train(lambda: ours_cls(**kwargs), dtype, mode, sparse, configure)

@@ -1,4 +1,5 @@
-"""docs/errors.md (sizes): a tensor of more than 2^31 elements is updated correctly everywhere (64-bit indexing).
+"""docs/errors.md (sizes): a tensor of more than 2^31 elements is updated correctly everywhere
+(64-bit indexing).
 
 float16 keeps it to 4 GiB a tensor, 16.5 GiB at peak for var, m, v and grad. It runs in a subprocess
 so the memory is returned at once, with oneDNN's CPU allocator off: that allocator refuses a single

@@ -32,7 +32,7 @@ def _run_concurrently(session, fetch):
     try:
       for _ in range(RUNS_PER_THREAD):
         session.run(fetch)
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       failures.append(e)
   threads = [threading.Thread(target=worker) for _ in range(THREADS)]
   for t in threads:

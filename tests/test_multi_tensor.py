@@ -8,7 +8,7 @@ from tensorflow.python.ops import gen_training_ops
 
 from helpers import assert_bitwise_equal
 from numpy_reference import BFLOAT16, adam_step
-import tf_adam_op
+import tf_adam_op  # noqa: F401  (registers the ops)
 from tf_adam_op import ops
 
 DTYPES = {"float16": np.float16, "bfloat16": BFLOAT16, "float32": np.float32, "float64": np.float64}
@@ -114,7 +114,7 @@ def test_multi_op_in_a_tf1_graph(rng):
     assert_bitwise_equal(values, adam_step(*state, B1P, B2P, *HYPER.values()))
 
 
-# --- docs/errors.md, multi-tensor op: one bad tensor among N -> an error, and none of the N updated --------------
+# --- docs/errors.md, multi-tensor op: one bad tensor among N -> an error, none of the N updated ---
 
 def _bad_case(rng, corrupt):
   """Four good (var, m, v, grad), then `corrupt` edits one; returns the op call and a snapshot."""

@@ -4,7 +4,6 @@ SyncReplicasOptimizer wrapping ours against the same synchronous run with stock 
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from helpers import OPTIMIZERS, assert_bitwise_equal
 import tf_adam_op
@@ -27,7 +26,7 @@ def test_asynchronous_workers_with_locking_train(use_resource):
 
 def test_our_ops_run_on_the_ps():
   spec, _ = ps_cluster.local_cluster(num_workers=2)
-  graph, _, train_op, _, _, _ = ps_cluster._build_worker_graph(  # pylint: disable=protected-access
+  graph, _, train_op, _, _, _ = ps_cluster._build_worker_graph(
       spec, 1, lambda: tf_adam_op.AdamOptimizer(0.05), sync_replicas=False, use_resource=True)
   ours = [op for op in graph.get_operations() if "AdamV1" in op.type]
   assert ours and all(op.device.startswith("/job:ps/task:0") for op in ours), [
@@ -47,7 +46,9 @@ def test_sync_replicas_wrapping_ours_matches_stock():
 
 
 def test_demo_cluster_command(tmp_path):
-  import os, subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  import os
+  import subprocess
+  import sys
   result = subprocess.run([sys.executable, "-m", "tf_adam_op", "demo", "--cluster", "--steps", "100",
                            "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})

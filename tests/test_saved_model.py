@@ -66,8 +66,8 @@ def test_loading_without_importing_the_package_says_to_import_it(tmp_path):
 
 def test_the_import_marker_precedes_this_packages_ops_in_every_saved_function(tmp_path):
   """What makes the message above hold for any saved function, not just this model's."""
-  from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-import-not-at-top
-  from tf_adam_op import ops  # pylint: disable=g-import-not-at-top
+  from tensorflow.core.protobuf import saved_model_pb2
+  from tf_adam_op import ops
   _weights(_run(tmp_path, "save", str(tmp_path / "ours"), "ours", "1"))
   saved_model = saved_model_pb2.SavedModel()
   with open(tmp_path / "ours" / "saved_model.pb", "rb") as f:
@@ -96,8 +96,8 @@ with tf.Graph().as_default():
 
 
 def test_a_tf1_meta_graph_imported_without_the_package_says_to_import_it(tmp_path):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import tf_adam_op  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  import tf_adam_op
   with tf.Graph().as_default():
     var = tf.compat.v1.Variable(np.ones(3, np.float32), use_resource=False)
     tf_adam_op.AdamOptimizer(0.1).minimize(tf.reduce_sum(var * var))
@@ -113,13 +113,13 @@ def test_a_tf1_meta_graph_imported_without_the_package_says_to_import_it(tmp_pat
 def test_a_model_with_more_variable_lists_than_the_optimizer_caches_still_saves(tmp_path):
   """Every packed handle vector a traced function captures stays tracked, however many lists the
   optimizer has seen since (its cache of eager-only ones is bounded)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import tf_adam_op  # pylint: disable=g-import-not-at-top
-  from tf_adam_op import optimizer as optimizer_module  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  import tf_adam_op
+  from tf_adam_op import optimizer as optimizer_module
   module = tf.Module()
   module.optimizer = tf_adam_op.AdamOptimizer(0.1)
   module.weights = [tf.Variable(np.full(3, float(i), np.float32)) for i in range(2, 40)]
-  lists = [module.weights[i:i + 2] for i in range(optimizer_module._PACKED_HANDLES_KEPT + 4)]  # pylint: disable=protected-access
+  lists = [module.weights[i:i + 2] for i in range(optimizer_module._PACKED_HANDLES_KEPT + 4)]
 
   @tf.function(input_signature=[])
   def train_first_list():

@@ -15,7 +15,7 @@ STOCK = tf.compat.v1.train.AdamOptimizer
 def _state(opt, variables):
   values = [v.numpy() for v in variables]
   values += [opt.get_slot(v, s).numpy() for v in variables for s in ("m", "v")]
-  return values + [p.numpy() for p in opt._get_beta_accumulators()]  # pylint: disable=protected-access
+  return values + [p.numpy() for p in opt._get_beta_accumulators()]
 
 
 @pytest.mark.parametrize("cls", [tf_adam_op.AdamOptimizer, tf_adam_op.AdamWOptimizer])

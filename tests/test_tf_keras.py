@@ -6,7 +6,7 @@ import pytest
 
 tf_keras = pytest.importorskip("tf_keras", reason="tf_keras is installed by the test extra")
 
-from helpers import OPTIMIZERS, assert_bitwise_equal  # noqa: E402
+from helpers import OPTIMIZERS, assert_bitwise_equal
 
 
 def _fit(cls, sparse):

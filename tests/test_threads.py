@@ -58,7 +58,7 @@ def _run_threads(cls, threads, layout):
       start.wait()
       for _ in range(STEPS - 1):
         opt.apply_gradients(thread_pairs)
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       errors.append(e)
 
   workers = [threading.Thread(target=train, args=(p,)) for p in pairs]

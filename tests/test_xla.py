@@ -1,6 +1,7 @@
 """The composite XLA path: training steps under tf.function(jit_compile=True) where the ops' XLA
 kernels are not used (TF_ADAM_OP_XLA_KERNELS=0 here; a build without them, or variables off the
-CPU). The optimizer then emits stock's XLA-compilable ops (tf_adam_op/v1/xla_composite.py), and its numbers are
+CPU). The optimizer then emits stock's XLA-compilable ops (tf_adam_op/v1/xla_composite.py), and its
+numbers are
 compared with stock under XLA. The kernel path is test_xla_kernels.py's."""
 
 import numpy as np

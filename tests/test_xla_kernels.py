@@ -118,7 +118,7 @@ def test_a_variable_with_no_rows_refuses_any_index_under_xla(optimizer):
       opt.apply_gradients([(grad, table), (tf.ones(3), dense)])
     step = tf.function(v1_step, jit_compile=True)
   else:
-    from tf_adam_op import keras as tk  # pylint: disable=g-import-not-at-top
+    from tf_adam_op import keras as tk
     opt = tk.Adam(0.1)
     opt.build([table, dense])
     step = tf.function(lambda: opt.apply([grad, tf.ones(3)], [table, dense]), jit_compile=True)
@@ -256,7 +256,7 @@ def test_a_bad_multi_tensor_step_under_xla_fails_to_compile_and_changes_nothing(
   @tf.function(jit_compile=True)
   def step():
     if case == "scalar_dtype":
-      ops._op_library.resource_apply_adam_v1_multi_unpacked(  # pylint: disable=protected-access
+      ops._op_library.resource_apply_adam_v1_multi_unpacked(
           *handles, *(tf.constant(s, tf.float64) for s in scalars), grads, vhats=[],
           weight_decay=[], one_minus_beta=[])
     else:
@@ -370,7 +370,7 @@ def test_the_composite_is_taken_when_the_kernels_are_turned_off(monkeypatch):
 
 
 def test_gpu_variables_take_the_kernels_only_with_the_cuda_handlers():
-  from tf_adam_op import _build_info  # pylint: disable=g-import-not-at-top
+  from tf_adam_op import _build_info
 
   class On:
     def __init__(self, device):
@@ -400,7 +400,7 @@ def test_kernels_register_when_xla_compiled_before_the_import(tmp_path):
   result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
-  moved = eval(result.stdout.strip().splitlines()[-1])  # pylint: disable=eval-used
+  moved = eval(result.stdout.strip().splitlines()[-1])
   np.testing.assert_allclose(moved, [-0.1, -0.1], rtol=1e-5)  # Adam's first step: -lr
 
 
@@ -439,7 +439,7 @@ def test_keras3_fit_with_xla_runs_the_kernels(monkeypatch):
   keras = pytest.importorskip("keras")
   if not keras.__version__.startswith("3"):
     pytest.skip("Keras 3 is not installed")
-  from tf_adam_op import keras as tk  # pylint: disable=g-import-not-at-top
+  from tf_adam_op import keras as tk
   calls = []
   real = ops.resource_apply_adam_v1_multi_unpacked
   monkeypatch.setattr(ops, "resource_apply_adam_v1_multi_unpacked",

@@ -45,7 +45,7 @@ def __getattr__(name):
 
 def _import_public_names():
   # import_module, not `from tf_adam_op import ops`: that form would ask __getattr__ for `ops` first.
-  global AdamOptimizer, AdamWOptimizer, ops, load  # pylint: disable=global-statement
+  global AdamOptimizer, AdamWOptimizer, ops, load
   ops = importlib.import_module("tf_adam_op.ops")
   load = importlib.import_module("tf_adam_op._loader").op_library
   AdamOptimizer = importlib.import_module("tf_adam_op.v1").AdamOptimizer

@@ -36,23 +36,23 @@ def _quiet_tensorflow():
   os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # TF's own C++ logs, where it applies (read at import)
   warnings.filterwarnings("ignore")  # e.g. deprecation warnings of the tf.compat.v1 APIs used
   _drop_native_stderr()
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   tf.get_logger().setLevel("ERROR")  # Python-side logs ("WARNING:tensorflow:...")
 
 
 def _info(_args):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import tf_adam_op  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  import tf_adam_op
   tf_adam_op.load()  # first: what to do when the package is not built, or for another TF
-  from tf_adam_op import _build_info, _build_summary, _core  # pylint: disable=g-import-not-at-top
+  from tf_adam_op import _build_info, _build_summary, _core
   facts = _core.build_info()
   print(f"tf_adam_op {tf_adam_op.__version__} at {os.path.dirname(tf_adam_op.__file__)}")
   print(f"TensorFlow: built against {_build_info.TF_VERSION}, running {tf.__version__}")
   print(f"compiler: {facts['compiler']}")
-  simd = tf_adam_op.ops._op_library.tf_adam_op_cpu_simd().numpy().decode()  # pylint: disable=protected-access
+  simd = tf_adam_op.ops._op_library.tf_adam_op_cpu_simd().numpy().decode()
   print(f"CPU loop: {simd} (widest the CPU has; TF_ADAM_OP_CPU_SIMD=avx2|baseline picks a narrower one)")
   print(_build_summary.cuda_kernels())
-  from tf_adam_op._step import xla  # pylint: disable=g-import-not-at-top
+  from tf_adam_op._step import xla
   print(xla.describe())
   print(f"TensorFlow built with CUDA: {'yes' if tf.test.is_built_with_cuda() else 'no'}")
   gpus = tf.config.list_physical_devices("GPU")
@@ -79,8 +79,8 @@ def _missing_tools(command):
 
 
 def _demo(args):
-  from tf_adam_op import demo  # pylint: disable=g-import-not-at-top
-  from tf_adam_op import _build_summary  # pylint: disable=g-import-not-at-top
+  from tf_adam_op import demo
+  from tf_adam_op import _build_summary
   if args.cluster:
     return 0 if demo.run_cluster(steps=args.steps, quiet=args.quiet) else 1
   print(_build_summary.cuda_kernels())
@@ -90,7 +90,7 @@ def _demo(args):
 
 
 def _bench(args):
-  from tf_adam_op import bench  # pylint: disable=g-import-not-at-top
+  from tf_adam_op import bench
   try:
     bench.main(args.workload, args.mode, args.impl, args.steps, args.scale, args.json, args.png,
                seed=args.seed, quiet=args.quiet, device_name=args.device)

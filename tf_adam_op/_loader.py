@@ -101,7 +101,8 @@ def _not_built_error():
     return _import_error(
         problem + " It is a source checkout installed in editable mode, whose built files are gone"
         " (a deleted build/ folder?).", path, None,
-        fix="Install it again, from the checkout: pip install scikit-build-core pybind11 cmake ninja && pip install --no-build-isolation -e .\n  (see the README, Developing)")
+        fix=("Install it again, from the checkout: pip install scikit-build-core pybind11 cmake "
+             "ninja && pip install --no-build-isolation -e .\n  (see the README, Developing)"))
   kind, where = installed
   used_instead = (f"the installed package, {where}," if kind == "folder" else
                   f"the editable install of tf_adam_op from {where}")
@@ -109,7 +110,8 @@ def _not_built_error():
       problem + " It is a source checkout, imported because Python puts the current directory "
       f"first; {used_instead} is not used.", path, None,
       fix="Run from another directory to use what is installed, or develop in this checkout with "
-          "an editable install of it:\n  pip install scikit-build-core pybind11 cmake ninja && pip install --no-build-isolation -e .\n  (see the README, Developing)")
+          "an editable install of it:\n  pip install scikit-build-core pybind11 cmake ninja && "
+          "pip install --no-build-isolation -e .\n  (see the README, Developing)")
 
 
 def built_files_dir(build_info):
@@ -121,7 +123,7 @@ def built_files_dir(build_info):
 def op_library():
   """The loaded op library module (its generated Python wrappers); loaded on first use."""
   try:
-    from tf_adam_op import _build_info  # pylint: disable=g-import-not-at-top
+    from tf_adam_op import _build_info
   except ImportError as e:
     raise _not_built_error() from e
   path = os.path.join(built_files_dir(_build_info), _build_info.OP_LIBRARY)
@@ -142,7 +144,7 @@ def xla_kernels():
   the composite path (tf_adam_op/_step/xla.py), with the reason here for `tf-adam-op info`.
   """
   op_library()
-  from tf_adam_op import _build_info  # pylint: disable=g-import-not-at-top
+  from tf_adam_op import _build_info
   if not getattr(_build_info, "XLA_KERNELS_BUILT", False):
     return False, "not built (TensorFlow older than 2.21, or TF_ADAM_OP_XLA=OFF)"
   path = os.path.join(built_files_dir(_build_info), _build_info.XLA_LIBRARY)

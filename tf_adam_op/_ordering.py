@@ -107,7 +107,7 @@ def _in_graph(graph, member):
   if not _is_function_graph(graph):
     return None
   root = _root(member)
-  internal = graph._function_captures.by_val_internal.get(id(root))  # pylint: disable=protected-access
+  internal = graph._function_captures.by_val_internal.get(id(root))
   return internal
 
 

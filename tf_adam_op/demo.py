@@ -118,7 +118,7 @@ def run_cluster(steps=200, quiet=False):
   tf_adam_op's ops live on the ps, each worker applies its own gradients (use_locking=True). Returns
   True when both workers' losses fell tenfold and the weights are finite.
   """
-  from tf_adam_op import ps_cluster  # pylint: disable=g-import-not-at-top
+  from tf_adam_op import ps_cluster
   spec, servers = ps_cluster.local_cluster(num_workers=2)
   print(f"Local cluster: ps {spec.job_tasks('ps')[0]}, workers {', '.join(spec.job_tasks('worker'))}; "
         f"asynchronous training for {steps} global steps with tf_adam_op.AdamOptimizer "

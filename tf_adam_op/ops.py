@@ -45,7 +45,7 @@ def _library():
       with tf.control_dependencies(None), graph.device(None), graph.colocate_with(
           None, ignore_existing=True):
         _op_library.import_tf_adam_op_before_loading_this_graph()
-      graph._tf_adam_op_import_marker = True  # pylint: disable=protected-access
+      graph._tf_adam_op_import_marker = True
   return _op_library
 
 
@@ -206,8 +206,8 @@ def stock_sparse_v_term(values, indices, beta2):
   evaluate it as written (when the gradient is constant-foldable); handing the sparse op a term
   built this way lets grappler do to ours whatever it does to stock's, so the two always agree.
   """
-  from tensorflow.python.training import optimizer as optimizer_lib  # pylint: disable=g-import-not-at-top
-  summed, unique = optimizer_lib._deduplicate_indexed_slices(values, indices)  # pylint: disable=protected-access
+  from tensorflow.python.training import optimizer as optimizer_lib
+  summed, unique = optimizer_lib._deduplicate_indexed_slices(values, indices)
   return summed, unique, (summed * summed) * (1 - beta2)
 
 

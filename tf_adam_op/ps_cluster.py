@@ -121,7 +121,7 @@ def train(spec, servers, make_optimizer, steps, sync_replicas=False, use_resourc
             losses[task_index].append(float(value))
             if on_step is not None:
               on_step(task_index, step + 1, float(value))
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
       errors.append((task_index, e))
       chief_ready.set()
       all_ready.abort()

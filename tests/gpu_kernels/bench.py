@@ -22,9 +22,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import gpu_support  # noqa: E402  pylint: disable=g-import-not-at-top
-import reference  # noqa: E402  pylint: disable=g-import-not-at-top
-from gpu_support import HARNESS, torch  # noqa: E402  pylint: disable=g-import-not-at-top
+import gpu_support
+import reference
+from gpu_support import HARNESS, torch
 
 
 def _resnet50_shapes():
@@ -220,9 +220,9 @@ def main(argv=None):
 
 
 def _chart(document, path):
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
   rows = document["dense"]
   labels = [f"{r['workload']}\n{r['dtype']}" for r in rows]
   x = np.arange(len(rows))

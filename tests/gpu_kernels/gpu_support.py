@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 HARNESS_DIR = os.environ.get("HARNESS_DIR", os.path.join(ROOT, "build", "gpu_kernels"))
 
 try:
-  import torch  # pylint: disable=g-import-not-at-top
+  import torch
 except ImportError:
   torch = None
 
@@ -40,7 +40,7 @@ TORCH_DTYPES = {} if torch is None else {
 
 
 def numpy_dtype(name):
-  from reference import BFLOAT16  # pylint: disable=g-import-not-at-top
+  from reference import BFLOAT16
   return BFLOAT16 if name == "bfloat16" else np.dtype(name)
 
 

@@ -232,7 +232,7 @@ def test_a_launch_stays_on_its_stream(rng):
   torch.cuda.synchronize()
   busy, ours = torch.cuda.Stream(), torch.cuda.Stream()
   with torch.cuda.stream(busy):
-    torch.cuda._sleep(2_000_000_000)  # about a second of spinning  pylint: disable=protected-access
+    torch.cuda._sleep(2_000_000_000)  # about a second of spinning
   assert HARNESS.launch_dense(ours.cuda_stream, "float32", False, *(x.data_ptr() for x in d),
                               var.size, scalars.pointers()) == ""
   assert HARNESS.synchronize_stream(ours.cuda_stream) == ""
@@ -260,7 +260,7 @@ print("next launch:", repr(h.launch_dense(0, "float32", False, bad, bad, bad, ba
 @needs_gpu
 def test_a_bad_pointer_comes_back_as_a_message_not_a_crash():
   """In a child process (an illegal address poisons the CUDA context for the rest of it)."""
-  from gpu_support import HARNESS_DIR  # pylint: disable=g-import-not-at-top
+  from gpu_support import HARNESS_DIR
   result = subprocess.run([sys.executable, "-c", _BAD_POINTER.format(harness_dir=HARNESS_DIR)],
                           capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]

@@ -31,7 +31,7 @@ def train(strategy, cls, steps=6):
 
 
 def main(out_path):
-  import tf_adam_op  # pylint: disable=g-import-not-at-top
+  import tf_adam_op
   strategy = tf.distribute.MultiWorkerMirroredStrategy()
   results = {"ours": train(strategy, tf_adam_op.AdamOptimizer),
              "stock": train(strategy, tf.compat.v1.train.AdamOptimizer)}

@@ -43,7 +43,7 @@ def weights(model):
 def main(argv):
   if argv[1] == "save":
     export_dir, which, steps = argv[2], argv[3], int(argv[4])
-    import tf_adam_op  # pylint: disable=g-import-not-at-top
+    import tf_adam_op
     optimizer = {"ours": lambda: tf_adam_op.AdamOptimizer(0.05),
                  "adamw": lambda: tf_adam_op.AdamWOptimizer(0.01, 0.05, amsgrad=True),
                  "stock": lambda: tf.compat.v1.train.AdamOptimizer(0.05)}[which]()
@@ -53,7 +53,7 @@ def main(argv):
   else:
     export_dir, steps, do_import = argv[2], int(argv[3]), argv[4] == "import"
     if do_import:
-      import tf_adam_op  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+      import tf_adam_op  # noqa: F401
     model = tf.saved_model.load(export_dir)
     if argv[1] == "ordered":
       check_loaded_step_is_ordered(model)

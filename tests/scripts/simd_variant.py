@@ -8,9 +8,9 @@ import numpy as np
 import tensorflow as tf
 
 sys.path.insert(0, sys.argv[1])  # the tests directory, for the reference
-from numpy_reference import adam_step, variant_step  # noqa: E402
-import tf_adam_op  # noqa: E402
-from tf_adam_op import ops  # noqa: E402
+from numpy_reference import adam_step, variant_step
+import tf_adam_op  # noqa: F401  (registers the ops)
+from tf_adam_op import ops
 
 SCALARS = (np.float32(0.9)**3, np.float32(0.999)**3, 0.01, 0.9, 0.999, 1e-8)
 SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-45, 3.4e38, 1e-300]
@@ -31,7 +31,7 @@ def same_bits(a, b):
 
 
 def main():
-  print(ops._op_library.tf_adam_op_cpu_simd().numpy().decode())  # pylint: disable=protected-access
+  print(ops._op_library.tf_adam_op_cpu_simd().numpy().decode())
   rng = np.random.default_rng(5)
   for dtype in (np.float32, np.float64):
     compute = ops.compute_dtype(dtype)

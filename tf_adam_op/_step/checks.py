@@ -29,13 +29,13 @@ def _name(var):
 def _dims(x):
   """x's shape as a tuple (None for unknown dimensions), cheaply: the checks run every step, and an
   eager tensor's TensorShape costs more than the rest of a small variable's update."""
-  if type(x) is _EAGER_TENSOR:  # pylint: disable=unidiomatic-typecheck
-    return x._shape_tuple()  # pylint: disable=protected-access
+  if type(x) is _EAGER_TENSOR:
+    return x._shape_tuple()
   shape = x.shape
-  if type(shape) is tuple:  # pylint: disable=unidiomatic-typecheck
+  if type(shape) is tuple:
     return shape
   dims = getattr(shape, "_dims", False)  # TensorShape keeps a tuple of ints (None: unknown rank)
-  if dims is None or type(dims) is tuple:  # pylint: disable=unidiomatic-typecheck
+  if dims is None or type(dims) is tuple:
     return dims
   return None if shape.rank is None else tuple(shape.as_list())
 

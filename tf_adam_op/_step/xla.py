@@ -44,7 +44,7 @@ def describe():
   if not kernels_enabled():
     return (f"XLA kernels: loaded, turned off by {KERNELS_ENVIRONMENT_VARIABLE}=0; XLA steps use "
             "the composite path")
-  from tf_adam_op import _build_info  # pylint: disable=g-import-not-at-top
+  from tf_adam_op import _build_info
   gpu = ("GPU custom calls built, not yet run on a GPU" if _build_info.CUDA_KERNELS_BUILT
          else "no GPU custom calls: GPU variables take the composite path")
   return f"XLA kernels: loaded (CPU custom calls; {gpu}); XLA steps run the fused ops"
@@ -57,7 +57,7 @@ def _has_handler(var):
   device_type = tf.DeviceSpec.from_string(device).device_type
   if device_type in (None, "CPU"):
     return True
-  from tf_adam_op import _build_info  # pylint: disable=g-import-not-at-top
+  from tf_adam_op import _build_info
   return device_type == "GPU" and _build_info.CUDA_KERNELS_BUILT
 
 

@@ -26,7 +26,8 @@ def main(workload_names, modes, implementations, steps, scale, json_path, png_pa
   reference = ("a device-to-device copy of as many bytes" if device.is_gpu
                else "the probe's 4-read/3-write stream")
   print(f"\nmedian of {steps} steps per implementation; 'of BW': 28 bytes per parameter per step "
-        f"(36 with AMSGrad's vhat) over the bandwidth of {reference}; 'vs stock': speed-up over its stock equivalent "
+        f"(36 with AMSGrad's vhat) over the bandwidth of {reference}; "
+        "'vs stock': speed-up over its stock equivalent "
         "(stock adamw / amsgrad: over stock Adam); 'vs torch': time ratio; 'vs ours': time ratio "
         "to our Adam; "
         "'peak MiB': peak memory a step allocates beyond variables and slots (TF's allocator "

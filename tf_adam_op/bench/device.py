@@ -35,7 +35,7 @@ class Device:
     """Waits until the device has done what was queued (TF's and torch's work alike)."""
     if self.is_gpu:
       tf.test.experimental.sync_devices()
-      from tf_adam_op.bench import torch_step  # pylint: disable=g-import-not-at-top
+      from tf_adam_op.bench import torch_step
       torch_step.synchronize_cuda()
 
   def time_steps(self, step, count):
@@ -61,7 +61,7 @@ def cpu_model():
       return next(line.split(":", 1)[1].strip() for line in cpuinfo
                   if line.startswith("model name"))
   except (OSError, StopIteration):
-    import platform  # pylint: disable=g-import-not-at-top
+    import platform
     return platform.processor() or platform.machine()
 
 

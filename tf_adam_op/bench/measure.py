@@ -32,7 +32,7 @@ def probe_bandwidth(num_parameters, repeats=10):
   """Bytes per second the machine moves with an Adam step's traffic: the best of `repeats` passes
   (STREAM's convention) of a vectorised 4-read/3-write stream over num_parameters float32, on
   every core. The best pass, not the median: the fraction of bandwidth is then conservative."""
-  from tf_adam_op import _core  # pylint: disable=g-import-not-at-top
+  from tf_adam_op import _core
   seconds = _core.bandwidth_probe(num_parameters, os.cpu_count() or 1, repeats)
   return BYTES_PER_PARAMETER * num_parameters / min(seconds)
 

@@ -10,7 +10,6 @@ import tensorflow as tf
 
 from tf_adam_op.bench import torch_step
 from tf_adam_op.bench.device import cpu_model
-from tf_adam_op.bench.run import TORCH
 
 # The goals ours is held to, as (workload, modes, what, check, wording): on the CPU against the
 # bandwidth probe and torch's fused Adam; on a GPU against a device-to-device copy and stock.
@@ -223,9 +222,9 @@ def write_json(path, cases, targets, notes, device):
 
 def write_png(path, cases, device):
   """Two panels: speed-up over stock per case, and fraction of bandwidth for dense cases."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
   labels = [f"{c.workload}\n{c.mode}" for c in cases]
   names = []
   for case in cases:

@@ -40,12 +40,12 @@ KERAS_IMPLEMENTATIONS = ("keras adam", "ours keras")
 
 
 def _keras():
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   return keras
 
 
 def _tf_adam_op_keras():
-  import tf_adam_op.keras  # pylint: disable=g-import-not-at-top
+  import tf_adam_op.keras
   return tf_adam_op.keras
 TORCH = "torch fused"
 WARMUP_STEPS = 2

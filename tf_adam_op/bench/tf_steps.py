@@ -1,12 +1,13 @@
 """One optimizer step of a workload, built in each TensorFlow mode the benchmark measures.
 
 Each builder takes the workload, a function making the optimizer, a seed and the TF device to build
-on ("/CPU:0", "/GPU:0"), and returns (step, close): `step()` runs one apply_gradients (on the CPU
-it returns when done; on a GPU when queued: see device.py); `close()` frees what it built. The gradients are fixed, made once, so a step times the optimizer
-alone, not a gradient computation. They reach the optimizer as a training step's gradients would:
-eager tensors in eager mode; in tf.function and TF1 graphs, constants of the graph (a gradient
-computed inside the graph is neither a per-call capture nor a variable read, which would add a
-per-variable cost that real training does not pay).
+on ("/CPU:0", "/GPU:0"), and returns (step, close): `step()` runs one apply_gradients (on the CPU it
+returns when done; on a GPU when queued: see device.py); `close()` frees what it built. The
+gradients are fixed, made once, so a step times the optimizer alone, not a gradient computation.
+They reach the optimizer as a training step's gradients would: eager tensors in eager mode; in
+tf.function and TF1 graphs, constants of the graph (a gradient computed inside the graph is neither
+a per-call capture nor a variable read, which would add a per-variable cost that real training does
+not pay).
 """
 
 import numpy as np
@@ -143,7 +144,7 @@ def _fit_step(workload, make_optimizer, seed, device, jit_compile):
   """One Keras 3 training step (model.train_on_batch) whose gradients are the workload's: the model
   is the sum over its weights w of reduce_sum(w * g), so d loss / d w = g. Forward and backward
   cost a pass over each weight, the same for every optimizer. Keras 3 optimizers only."""
-  import keras  # pylint: disable=g-import-not-at-top
+  import keras
   arrays = _gradient_arrays(workload, seed)
 
   class Weights(keras.layers.Layer):

@@ -6,20 +6,20 @@ import os
 def torch_available(device="cpu"):
   """Whether torch is installed (and, for "cuda", sees a GPU)."""
   try:
-    import torch  # pylint: disable=g-import-not-at-top
+    import torch
   except ImportError:
     return False
   return device != "cuda" or torch.cuda.is_available()
 
 
 def torch_version():
-  import torch  # pylint: disable=g-import-not-at-top
+  import torch
   return torch.__version__
 
 
 def synchronize_cuda():
   """Waits for torch's CUDA work, when torch is loaded and has CUDA; otherwise nothing."""
-  import sys  # pylint: disable=g-import-not-at-top
+  import sys
   torch = sys.modules.get("torch")
   if torch is not None and torch.cuda.is_available():
     torch.cuda.synchronize()
@@ -28,7 +28,7 @@ def synchronize_cuda():
 def torch_fused_step(workload, seed, device="cpu"):
   """(step, close) for torch.optim.Adam(fused=True) over the workload's shapes on `device` ("cpu":
   all CPU threads, or "cuda")."""
-  import torch  # pylint: disable=g-import-not-at-top
+  import torch
   torch.set_num_threads(os.cpu_count() or 1)
   generator = torch.Generator().manual_seed(seed)
   params = []

@@ -18,7 +18,7 @@ if _keras.backend.backend() != "tensorflow":
   raise ImportError(f"tf_adam_op.keras needs Keras's TensorFlow backend, not "
                     f"{_keras.backend.backend()!r} (set KERAS_BACKEND=tensorflow)")
 
-from tf_adam_op.keras.adam import Adam  # noqa: E402  pylint: disable=g-import-not-at-top
-from tf_adam_op.keras.adam import AdamW  # noqa: E402  pylint: disable=g-import-not-at-top
+from tf_adam_op.keras.adam import Adam  # noqa: E402
+from tf_adam_op.keras.adam import AdamW  # noqa: E402
 
 __all__ = ["Adam", "AdamW"]

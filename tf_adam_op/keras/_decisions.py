@@ -24,7 +24,7 @@ def tf_variable(variable):
 
 def uses_weight_decay(opt, variable):
   """Whether Keras's AdamW/Adam decays `variable` this step (weight_decay set, not excluded)."""
-  return opt.weight_decay is not None and bool(opt._use_weight_decay(tf_variable(variable)))  # pylint: disable=protected-access
+  return opt.weight_decay is not None and bool(opt._use_weight_decay(tf_variable(variable)))
 
 
 def _keras_dtype(value):

@@ -192,7 +192,8 @@ class _FusedAdamMixin:
 
   def _step(self, repeated):
     return _plan.KerasStep(
-        optimizer=self, iterations=self._iterations.value, slots=self._slots, keras_computes=self._keras_computes,
+        optimizer=self, iterations=self._iterations.value, slots=self._slots,
+        keras_computes=self._keras_computes,
         decays=lambda var: self._decays(var, id(var) in repeated),
         keras_update=super().update_step,
         update_one=lambda grad, keras_var, lr: self._update_one(

@@ -62,7 +62,7 @@ class _HeldBack(collections.namedtuple("_HeldBack", ["grad", "var"])):
 
 def _hyperparameter_tensor(name):
   """Stock's attribute for this thread's tensor of a hyperparameter (stock's methods read them)."""
-  return property(lambda self: self._hyper.tensor(name))  # pylint: disable=protected-access
+  return property(lambda self: self._hyper.tensor(name))
 
 
 # Registered so tf.saved_model.load revives it as an AdamOptimizer (with add_slot), not a plain object.
@@ -141,7 +141,7 @@ class AdamOptimizer(sparse.SparseUpdates, saved_model.SavedModelSupport,
 
   # --- what AdamWOptimizer varies ----------------------------------------------------------------
 
-  def _decays(self, var):  # pylint: disable=unused-argument
+  def _decays(self, var):
     """Whether `var`'s update includes the decoupled weight decay (AdamWOptimizer)."""
     return False
 

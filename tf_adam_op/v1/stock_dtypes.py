@@ -24,25 +24,25 @@ def is_stock_dtype(var):
 
 
 def apply_dense(opt, grad, var):
-  return _STOCK._apply_dense(opt, grad, var)  # pylint: disable=protected-access
+  return _STOCK._apply_dense(opt, grad, var)
 
 
 def resource_apply_dense(opt, grad, var):
-  return _STOCK._resource_apply_dense(opt, grad, var)  # pylint: disable=protected-access
+  return _STOCK._resource_apply_dense(opt, grad, var)
 
 
 def apply_sparse(opt, grad, var):
   """Stock's sparse update of a ref variable (stock's _apply_sparse, with its scatter-add; the
   indices deduplicated by the base class, as stock's are)."""
-  scatter_add = lambda x, i, v: tf.compat.v1.scatter_add(x, i, v, use_locking=opt._use_locking)  # pylint: disable=protected-access
-  return _STOCK._apply_sparse_shared(opt, grad.values, var, grad.indices, scatter_add)  # pylint: disable=protected-access
+  scatter_add = lambda x, i, v: tf.compat.v1.scatter_add(x, i, v, use_locking=opt._use_locking)
+  return _STOCK._apply_sparse_shared(opt, grad.values, var, grad.indices, scatter_add)
 
 
 def resource_apply_sparse(opt, grad, var, indices):
   """Stock's sparse update of a resource variable (stock's _resource_apply_sparse, whose helper
   _apply_sparse_shared is called here with stock's scatter-add)."""
-  scatter_add = lambda x, i, v: _STOCK._resource_scatter_add(opt, x, i, v)  # pylint: disable=protected-access
-  return _STOCK._apply_sparse_shared(opt, grad, var, indices, scatter_add)  # pylint: disable=protected-access
+  scatter_add = lambda x, i, v: _STOCK._resource_scatter_add(opt, x, i, v)
+  return _STOCK._apply_sparse_shared(opt, grad, var, indices, scatter_add)
 
 
 def apply_held_back(opt, pairs, update_ops, after_updates):

@@ -28,7 +28,7 @@ def dense_update(var, slots, scalars, grad, decays, use_locking):
 
 def sparse_update(var, slots, scalars, values, indices, decays, use_locking, lazy):
   """A sparse step: stock's rule (decay every row, add the summed rows) or LazyAdam's rows."""
-  summed, unique = optimizer_lib._deduplicate_indexed_slices(values, indices)  # pylint: disable=protected-access
+  summed, unique = optimizer_lib._deduplicate_indexed_slices(values, indices)
   m, v, vhat = slots
   if lazy:
     return composite.stock_form_rows_update(var, m, v, vhat, summed, unique, scalars, decays)
