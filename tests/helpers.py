@@ -1,5 +1,7 @@
 """Shared helpers: running stock and tf_adam_op side by side and comparing every state tensor."""
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -25,3 +27,22 @@ def assert_bitwise_equal(actual, expected, names=("var", "m", "v", "beta1_power"
 
 def random_grads(rng, shape, dtype, steps):
   return [rng.standard_normal(shape).astype(dtype) for _ in range(steps)]
+
+
+def gpu_emulation():
+  """The test-only module `_gpu_emulation` (tests/gpu/emulation: the CUDA kernels' bodies run on
+  the CPU), built beside the package and never installed: loaded from the folder CMake built the
+  package in. Its absence is an error, not a skip: every build from this checkout makes it."""
+  import glob
+  import importlib.util
+  from tf_adam_op import _build_info
+  found = glob.glob(os.path.join(_build_info.BUILD_DIR, "_gpu_emulation*.so"))
+  if not found:
+    raise RuntimeError(
+        f"no _gpu_emulation module in {_build_info.BUILD_DIR}: the tests need the package built "
+        "from this checkout (pip install \".[test]\", or the editable install of README, "
+        "Developing), whose build folder keeps it")
+  spec = importlib.util.spec_from_file_location("_gpu_emulation", found[0])
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module

@@ -42,6 +42,11 @@ def test_bench_writes_table_json_and_png(tmp_path):
   # only the cases run are judged: none of large / mixed
   assert all(t["target"].split(" / ")[0] in ("many", "sparse") for t in document["targets"])
   assert document["machine"]["tensorflow"]
+  # what the numbers are: the scale run, the sizes as run, each row's baseline
+  assert document["scale"] == 0.01
+  assert document["workloads"]["many"]["parameters"] == 200 * 41  # 4096 scaled to 41
+  assert document["speedup_baseline"]["ours"] == "stock"
+  assert document["speedup_baseline"]["ours keras"] == "keras adam"
   assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

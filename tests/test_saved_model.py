@@ -115,11 +115,11 @@ def test_a_model_with_more_variable_lists_than_the_optimizer_caches_still_saves(
   optimizer has seen since (its cache of eager-only ones is bounded)."""
   import tensorflow as tf
   import tf_adam_op
-  from tf_adam_op import optimizer as optimizer_module
+  from tf_adam_op._step import packed
   module = tf.Module()
   module.optimizer = tf_adam_op.AdamOptimizer(0.1)
   module.weights = [tf.Variable(np.full(3, float(i), np.float32)) for i in range(2, 40)]
-  lists = [module.weights[i:i + 2] for i in range(optimizer_module._PACKED_HANDLES_KEPT + 4)]
+  lists = [module.weights[i:i + 2] for i in range(packed.LISTS_KEPT + 4)]
 
   @tf.function(input_signature=[])
   def train_first_list():

@@ -9,6 +9,7 @@ import tensorflow as tf
 from helpers import assert_bitwise_equal
 from numpy_reference import BFLOAT16, sparse_variant_step, variant_step
 import tf_adam_op
+from helpers import gpu_emulation
 from tf_adam_op import _core
 
 DTYPES = {"float16": np.float16, "bfloat16": BFLOAT16, "float32": np.float32, "float64": np.float64}
@@ -192,6 +193,7 @@ def test_sparse_ops_match_the_rule(rng, dtype, variant, lazy):
 @pytest.mark.parametrize("dtype", DTYPES.values(), ids=DTYPES.keys())
 def test_gpu_bodies_match_the_rule(rng, dtype, variant, threads):
   """The CUDA kernels' bodies, emulated on the CPU: dense, multi-tensor (two launches) and sparse."""
+  emulation = gpu_emulation()
   amsgrad, decay, times_lr = _options(variant)
   hyper = list(SCALARS.values())
   extra = dict(weight_decay=decay, weight_decay_times_lr=times_lr, threads=threads)
@@ -199,13 +201,13 @@ def test_gpu_bodies_match_the_rule(rng, dtype, variant, threads):
   state = [x.copy() for x in _state(rng, 300, dtype)]
   grad = rng.standard_normal(300).astype(dtype)
   expected = _expected(*state, grad, variant)
-  _core.emulate_gpu_dense(*state[:3], grad, *hyper, vhat=state[3] if amsgrad else None, **extra)
+  emulation.emulate_gpu_dense(*state[:3], grad, *hyper, vhat=state[3] if amsgrad else None, **extra)
   assert_bitwise_equal(state[:len(expected)], expected, NAMES)
 
   states, grads = _multi_state(rng, dtype, sizes=[3, 0, 70] * 20)  # 60 tensors: two launches
   states = [[x.copy() for x in s] for s in states]
   expected = [_expected(*s, g, variant) for s, g in zip(states, grads)]
-  _core.emulate_gpu_multi([s[0] for s in states], [s[1] for s in states], [s[2] for s in states],
+  emulation.emulate_gpu_multi([s[0] for s in states], [s[1] for s in states], [s[2] for s in states],
                           grads, *hyper, vhats=[s[3] for s in states] if amsgrad else None, **extra)
   for s, e in zip(states, expected):
     assert_bitwise_equal(s[:len(e)], e, NAMES)
@@ -217,7 +219,7 @@ def test_gpu_bodies_match_the_rule(rng, dtype, variant, threads):
     expected = [x for x in sparse_variant_step(
         *state[:3], state[3] if amsgrad else None, grad, indices, *hyper, lazy=lazy,
         weight_decay=decay, times_lr=times_lr) if x is not None]
-    _core.emulate_gpu_sparse(*state[:3], grad, indices, *hyper, lazy=lazy,
+    emulation.emulate_gpu_sparse(*state[:3], grad, indices, *hyper, lazy=lazy,
                              vhat=state[3] if amsgrad else None, **extra)
     assert_bitwise_equal(state[:len(expected)], expected, NAMES)
 

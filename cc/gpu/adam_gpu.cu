@@ -240,6 +240,17 @@ std::string CopyHostToDevice(void* stream, void* dst, const void* src, size_t by
                                static_cast<cudaStream_t>(stream)));
 }
 
+std::string UploadSegments(void* stream, const std::vector<int64_t>& packed, int64_t* device,
+                           int64_t n, int64_t unique, SparseSegments* out) {
+  if (!packed.empty()) {
+    const std::string copied =
+        CopyHostToDevice(stream, device, packed.data(), packed.size() * sizeof(int64_t));
+    if (!copied.empty()) return copied;
+  }
+  *out = PackedSegmentsAt(device, n, unique);
+  return "";
+}
+
 std::string CopyDeviceToHostAndWait(void* stream, void* dst, const void* src, size_t bytes) {
   const std::string queued = Error(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost,
                                                    static_cast<cudaStream_t>(stream)));

@@ -62,6 +62,19 @@ std::string LaunchSparse(void* stream, Dtype dtype, bool lazy, const Variant& va
                          const void* grad, const void* v_term, const SparseSegments& segments,
                          void* summed, const Scalars& scalars);
 
+// The host-side segments (PackSegments in adam_gpu_bodies.h: order, segment starts, unique rows)
+// copied into `device` (device int64, packed.size() of them) on the stream, and *out their view
+// there. `n` is the number of gradient rows, `unique` of segments.
+std::string UploadSegments(void* stream, const std::vector<int64_t>& packed, int64_t* device,
+                           int64_t n, int64_t unique, SparseSegments* out);
+
+// The message of the error a caller reports for a launcher's `error` ("" on success): the same
+// words whether an op kernel or an XLA custom call made the launch.
+inline std::string FailureMessage(const std::string& error, const char* what) {
+  if (error.empty()) return error;
+  return "tf_adam_op: " + std::string(what) + " failed on the GPU: " + error;
+}
+
 // Asynchronous copies on the stream. A host source may be freed when the call returns (pageable
 // memory is staged before the call returns).
 std::string CopyDeviceToDevice(void* stream, void* dst, const void* src, size_t bytes);

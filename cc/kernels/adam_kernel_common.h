@@ -12,6 +12,7 @@
 #include "core/update_arguments.h"
 #include "kernels/cpu_updates.h"  // ShardedFor
 #include "kernels/training_variables.h"
+#include "ops/op_contract.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/framework/tensor_types.h"
@@ -19,37 +20,19 @@
 
 namespace tf_adam_op {
 
-// Inputs 0-2 are var, m, v; then these six scalars, in stock ApplyAdam's order; then grad.
-constexpr int kFirstScalarInput = 3;
-constexpr std::array<const char*, 6> kScalarNames = {"beta1_power", "beta2_power", "lr",
-                                                     "beta1",       "beta2",       "epsilon"};
-constexpr int kGradInput = kFirstScalarInput + static_cast<int>(kScalarNames.size());
-
-// The Tscalar attr must be the type T is computed in (float for half/bfloat16/float, double).
+// The Tscalar attr must be the type T is computed in (ops/op_contract.h).
 template <typename T>
 absl::Status CheckScalarAttr(tensorflow::OpKernelConstruction* ctx) {
   tensorflow::DataType scalar_type;
   TF_RETURN_IF_ERROR(ctx->GetAttr("Tscalar", &scalar_type));
-  const tensorflow::DataType compute_type = tensorflow::DataTypeToEnum<OpMathT<T>>::value;
-  if (scalar_type != compute_type) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "The hyperparameters of an Adam update of ",
-        tensorflow::DataTypeString(tensorflow::DataTypeToEnum<T>::value), " variables must be ",
-        tensorflow::DataTypeString(compute_type), ", got ",
-        tensorflow::DataTypeString(scalar_type)));
-  }
-  return absl::OkStatus();
+  return CheckScalarType(tensorflow::DataTypeToEnum<T>::value, scalar_type);
 }
 
 // `first` is where the six scalars start (3; 3N for the unpacked multi-tensor op).
 inline absl::Status CheckScalarInputs(tensorflow::OpKernelContext* ctx,
                                       int first = kFirstScalarInput) {
-  for (int i = 0; i < static_cast<int>(kScalarNames.size()); ++i) {
-    const tensorflow::Tensor& scalar = ctx->input(first + i);
-    if (!tensorflow::TensorShapeUtils::IsScalar(scalar.shape())) {
-      return absl::InvalidArgumentError(absl::StrCat(kScalarNames[i], " is not a scalar: ",
-                                                     scalar.shape().DebugString()));
-    }
+  for (int i = 0; i < kScalarCount; ++i) {
+    TF_RETURN_IF_ERROR(CheckScalarShape(kScalarNames[i], ctx->input(first + i).shape()));
   }
   return absl::OkStatus();
 }
@@ -115,10 +98,7 @@ inline absl::Status WeightDecayPointer(tensorflow::OpKernelContext* ctx, const v
   TF_RETURN_IF_ERROR(ctx->input_list("weight_decay", &decay));
   *pointer = nullptr;
   if (decay.size() == 0) return absl::OkStatus();
-  if (!tensorflow::TensorShapeUtils::IsScalar(decay[0].shape())) {
-    return absl::InvalidArgumentError(absl::StrCat("weight_decay is not a scalar: ",
-                                                   decay[0].shape().DebugString()));
-  }
+  TF_RETURN_IF_ERROR(CheckScalarShape("weight_decay", decay[0].shape()));
   *pointer = decay[0].data();
   return absl::OkStatus();
 }
@@ -136,10 +116,8 @@ inline absl::Status OneMinusBetaPointers(tensorflow::OpKernelContext* ctx, Scala
         one_minus_beta.size()));
   }
   for (int i = 0; i < 2; ++i) {
-    if (!tensorflow::TensorShapeUtils::IsScalar(one_minus_beta[i].shape())) {
-      return absl::InvalidArgumentError(absl::StrCat("one_minus_beta[", i, "] is not a scalar: ",
-                                                     one_minus_beta[i].shape().DebugString()));
-    }
+    TF_RETURN_IF_ERROR(CheckScalarShape(absl::StrCat("one_minus_beta[", i, "]"),
+                                        one_minus_beta[i].shape()));
   }
   scalars->one_minus_beta1 = one_minus_beta[0].data();
   scalars->one_minus_beta2 = one_minus_beta[1].data();

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "gpu/adam_gpu.h"
 #include "gpu/adam_gpu_bodies.h"
+#include "gpu/dtype_of.h"
 #include "kernels/apply_adam_v1.h"
 #include "kernels/sparse_apply_adam_v1.h"
 #include "kernels/training_variables.h"
@@ -31,15 +32,12 @@ inline void* CudaStream(tensorflow::OpKernelContext* ctx) {
 // A launcher's error message as a TF status (Internal: a CUDA failure is no bad input).
 inline absl::Status CudaStatus(const std::string& error, const char* what) {
   if (error.empty()) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat("tf_adam_op: ", what, " failed on the GPU: ", error));
+  return absl::InternalError(gpu::FailureMessage(error, what));
 }
 
 template <typename T>
 constexpr gpu::Dtype GpuDtype() {
-  if (std::is_same<T, Eigen::half>::value) return gpu::Dtype::kHalf;
-  if (std::is_same<T, Eigen::bfloat16>::value) return gpu::Dtype::kBfloat16;
-  if (std::is_same<T, float>::value) return gpu::Dtype::kFloat;
-  return gpu::Dtype::kDouble;
+  return gpu::DtypeOf<T>();
 }
 
 template <>
@@ -102,14 +100,12 @@ struct SparseApplyAdamV1<GpuDevice, T> {
     TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DataTypeToEnum<C>::value,
                                           tensorflow::TensorShape({(v_term ? 2 : 1) * unique * row_size}),
                                           &summed));
-    int64_t* device_segments = on_device.flat<int64_t>().data();
     void* stream = CudaStream(ctx);
-    if (!packed.empty()) {
-      TF_RETURN_IF_ERROR(CudaStatus(gpu::CopyHostToDevice(stream, device_segments, packed.data(),
-                                                          packed.size() * sizeof(int64_t)),
-                                    "copying the sparse segments"));
-    }
-    const gpu::SparseSegments device = gpu::PackedSegmentsAt(device_segments, n, unique);
+    gpu::SparseSegments device;
+    TF_RETURN_IF_ERROR(CudaStatus(gpu::UploadSegments(stream, packed,
+                                                      on_device.flat<int64_t>().data(), n,
+                                                      unique, &device),
+                                  "copying the sparse segments"));
     return CudaStatus(gpu::LaunchSparse(stream, GpuDtype<T>(), lazy, variant, var, m, v, vhat,
                                         rows, row_size, grad, v_term, device, summed.data(),
                                         scalars),

@@ -30,7 +30,6 @@ using ::tensorflow::TensorShapeUtils;
 
 namespace {
 
-constexpr int kIndicesInput = kGradInput + 1;
 
 }  // namespace
 
@@ -74,29 +73,9 @@ class SparseApplyAdamV1Op : public OpKernel {
     OP_REQUIRES_OK(ctx, CheckScalarInputs(ctx));
     OP_REQUIRES_OK(ctx, CheckSameShapeAsVar(vars));
     const Tensor& var = vars.tensor(0);
-    OP_REQUIRES(ctx, TensorShapeUtils::IsVectorOrHigher(var.shape()),
-                absl::InvalidArgumentError(absl::StrCat(
-                    "var must be at least 1 dimensional for a sparse update, got shape ",
-                    var.shape().DebugString())));
     const Tensor& grad = ctx->input(kGradInput);
     const Tensor& indices = ctx->input(kIndicesInput);
-    OP_REQUIRES(ctx, TensorShapeUtils::IsVector(indices.shape()),
-                absl::InvalidArgumentError(absl::StrCat("indices must be a vector, got shape ",
-                                                        indices.shape().DebugString())));
-    OP_REQUIRES(ctx, grad.dims() == var.dims(),
-                absl::InvalidArgumentError(absl::StrCat(
-                    "var and grad must have the same rank: var ", var.shape().DebugString(),
-                    ", grad ", grad.shape().DebugString())));
-    OP_REQUIRES(ctx, grad.dim_size(0) == indices.dim_size(0),
-                absl::InvalidArgumentError(absl::StrCat(
-                    "grad must have one row per index: grad ", grad.shape().DebugString(), ", ",
-                    indices.dim_size(0), " indices")));
-    for (int d = 1; d < var.dims(); ++d) {
-      OP_REQUIRES(ctx, var.dim_size(d) == grad.dim_size(d),
-                  absl::InvalidArgumentError(absl::StrCat(
-                      "var and grad must have the same row shape (all but the first dimension): "
-                      "var ", var.shape().DebugString(), ", grad ", grad.shape().DebugString())));
-    }
+    OP_REQUIRES_OK(ctx, CheckSparseShapes(var.shape(), grad.shape(), indices.shape()));
     tensorflow::OpInputList v_terms;
     OP_REQUIRES_OK(ctx, ctx->input_list("v_term", &v_terms));
     OP_REQUIRES(ctx, v_terms.size() <= 1,

@@ -10,6 +10,7 @@
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "ops/op_contract.h"
 
 namespace tensorflow {
 namespace {
@@ -17,11 +18,10 @@ namespace {
 using shape_inference::InferenceContext;
 using shape_inference::ShapeHandle;
 
+using ::tf_adam_op::kFirstScalarInput;
+using ::tf_adam_op::kGradInput;
+using ::tf_adam_op::kIndicesInput;
 constexpr int kVarInput = 0;
-constexpr int kFirstScalarInput = 3;
-constexpr int kNumScalarInputs = 6;
-constexpr int kGradInput = kFirstScalarInput + kNumScalarInputs;
-constexpr int kIndicesInput = kGradInput + 1;
 
 // The shape of a resource variable from its handle data; unknown when the handle carries none (the
 // handle's own shape is a scalar and says nothing about the variable).
@@ -37,14 +37,7 @@ absl::Status CheckScalarType(InferenceContext* c) {
   DataType t, tscalar;
   TF_RETURN_IF_ERROR(c->GetAttr("T", &t));
   TF_RETURN_IF_ERROR(c->GetAttr("Tscalar", &tscalar));
-  const DataType expected = t == DT_DOUBLE ? DT_DOUBLE : DT_FLOAT;
-  if (tscalar != expected) {
-    return absl::InvalidArgumentError(absl::StrCat("The hyperparameters of an Adam update of ", DataTypeString(t),
-                                   " variables must be ", DataTypeString(expected),
-                                   " (the type the update is computed in), got ",
-                                   DataTypeString(tscalar)));
-  }
-  return absl::OkStatus();
+  return ::tf_adam_op::CheckScalarType(t, tscalar);
 }
 
 // The checks both op families share: Tscalar is the compute type, var/m/v merge into *var, and the

@@ -13,7 +13,6 @@
 #include "core/adam_update_rule.h"
 #include "core/low_precision.h"
 #include "python/bandwidth_probe.h"
-#include "python/gpu_emulation.h"
 
 namespace py = pybind11;
 
@@ -147,7 +146,6 @@ PYBIND11_MODULE(_core, module) {
       },
       py::arg("num_elements"), py::arg("threads"), py::arg("repeats") = 5,
       "Seconds per pass of a stream with an Adam step's traffic (28 bytes per float32 element).");
-  tf_adam_op::DefineGpuEmulation(module);
   module.def("build_info", []() {
     py::dict info;
     info["tf_version"] = TF_ADAM_OP_TF_VERSION;

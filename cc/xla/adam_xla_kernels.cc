@@ -20,6 +20,7 @@
 #include "tensorflow/core/framework/types.h"
 #include "xla/hlo/builder/xla_builder.h"
 #include "xla/shape_util.h"
+#include "ops/op_contract.h"
 #include "xla/custom_calls.h"
 
 namespace tf_adam_op {
@@ -31,9 +32,6 @@ using ::tensorflow::TensorShape;
 using ::tensorflow::XlaOpKernel;
 using ::tensorflow::XlaOpKernelContext;
 
-constexpr const char* kScalarNames[] = {"beta1_power", "beta2_power", "lr",
-                                        "beta1",       "beta2",       "epsilon"};
-constexpr int kSingleScalarInput = 3;
 constexpr char kImportMarker[] = "Import_tf_adam_op_before_loading_this_graph";
 
 // The flags every Adam op carries the same way (see TF_ADAM_OP_VARIANT_INPUTS in adam_ops.cc).
@@ -52,15 +50,7 @@ struct Options {
     TF_RETURN_IF_ERROR(ctx->GetAttr("n_weight_decay", &n_weight_decay));
     TF_RETURN_IF_ERROR(ctx->GetAttr("weight_decay_times_lr", &weight_decay_times_lr));
     TF_RETURN_IF_ERROR(ctx->GetAttr("n_one_minus_beta", &n_one_minus_beta));
-    const DataType compute = dtype == tensorflow::DT_DOUBLE ? tensorflow::DT_DOUBLE
-                                                            : tensorflow::DT_FLOAT;
-    if (scalar_type != compute) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "The hyperparameters of an Adam update of ", tensorflow::DataTypeString(dtype),
-          " variables must be ", tensorflow::DataTypeString(compute), ", got ",
-          tensorflow::DataTypeString(scalar_type)));
-    }
-    return absl::OkStatus();
+    return CheckScalarType(dtype, scalar_type);
   }
   int weight_decay_mode() const {
     return n_weight_decay == 0 ? 0 : weight_decay_times_lr ? 2 : 1;
@@ -71,11 +61,7 @@ struct Options {
 // scalars and appended to `operands`.
 absl::Status ScalarOperands(XlaOpKernelContext* ctx, int first, std::vector<xla::XlaOp>* operands) {
   for (int i = 0; i < xla_calls::kScalars; ++i) {
-    const TensorShape shape = ctx->InputShape(first + i);
-    if (shape.dims() != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(kScalarNames[i], " is not a scalar: ", shape.DebugString()));
-    }
+    TF_RETURN_IF_ERROR(CheckScalarShape(kScalarNames[i], ctx->InputShape(first + i)));
     operands->push_back(ctx->Input(first + i));
   }
   for (const char* list : {"weight_decay", "one_minus_beta"}) {
@@ -83,10 +69,7 @@ absl::Status ScalarOperands(XlaOpKernelContext* ctx, int first, std::vector<xla:
     std::vector<TensorShape> shapes;
     TF_RETURN_IF_ERROR(ctx->InputList(list, &values, &shapes));
     for (size_t i = 0; i < values.size(); ++i) {
-      if (shapes[i].dims() != 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(list, " is not a scalar: ", shapes[i].DebugString()));
-      }
+      TF_RETURN_IF_ERROR(CheckScalarShape(list, shapes[i]));
       operands->push_back(values[i]);
     }
   }
@@ -179,7 +162,7 @@ class DenseAdamXlaOp : public XlaOpKernel {
 
   void Compile(XlaOpKernelContext* ctx) override {
     const bool amsgrad = options_.n_vhat > 0;
-    const int first_scalar = unpacked_ ? 3 * n_ : kSingleScalarInput;
+    const int first_scalar = unpacked_ ? 3 * n_ : kFirstScalarInput;
     const int first_grad = first_scalar + xla_calls::kScalars;
     int vhat_start = 0, vhat_stop = 0;
     OP_REQUIRES_OK(ctx, ctx->op_kernel().InputRange(unpacked_ ? "vhats" : "vhat", &vhat_start,
@@ -243,10 +226,10 @@ class SparseAdamXlaOp : public XlaOpKernel {
   }
 
   void Compile(XlaOpKernelContext* ctx) override {
-    const int grad_input = kSingleScalarInput + xla_calls::kScalars;
+    const int grad_input = kFirstScalarInput + xla_calls::kScalars;
     const int indices_input = grad_input + 1;
     std::vector<xla::XlaOp> operands;
-    OP_REQUIRES_OK(ctx, ScalarOperands(ctx, kSingleScalarInput, &operands));
+    OP_REQUIRES_OK(ctx, ScalarOperands(ctx, kFirstScalarInput, &operands));
     int vhat_start = 0, vhat_stop = 0;
     OP_REQUIRES_OK(ctx, ctx->op_kernel().InputRange("vhat", &vhat_start, &vhat_stop));
     std::vector<std::pair<int, std::string>> inputs = {{0, "var"}, {1, "m"}, {2, "v"}};
@@ -265,33 +248,13 @@ class SparseAdamXlaOp : public XlaOpKernel {
     }
     const TensorShape grad = ctx->InputShape(grad_input);
     const TensorShape indices = ctx->InputShape(indices_input);
-    OP_REQUIRES(ctx, var.dims() >= 1,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "var must be at least 1 dimensional for a sparse update, got shape ",
-                    var.DebugString())));
-    OP_REQUIRES(ctx, indices.dims() == 1,
-                absl::InvalidArgumentError(absl::StrCat("indices must be a vector, got shape ",
-                                                        indices.DebugString())));
-    OP_REQUIRES(ctx, grad.dims() == var.dims(),
-                absl::InvalidArgumentError(absl::StrCat(
-                    "var and grad must have the same rank: var ", var.DebugString(), ", grad ",
-                    grad.DebugString())));
-    OP_REQUIRES(ctx, grad.dim_size(0) == indices.dim_size(0),
-                absl::InvalidArgumentError(absl::StrCat(
-                    "grad must have one row per index: grad ", grad.DebugString(), ", ",
-                    indices.dim_size(0), " indices")));
+    OP_REQUIRES_OK(ctx, CheckSparseShapes(var, grad, indices));
     // XLA drops a custom call whose results are all empty before it runs, and so its index check:
     // a variable with no rows has no valid index, which is known here, while compiling.
     OP_REQUIRES(ctx, var.dim_size(0) > 0 || indices.dim_size(0) == 0,
                 absl::InvalidArgumentError(absl::StrCat(
                     "indices[0] is not in [0, 0): var has no rows (shape ", var.DebugString(),
                     ") but ", indices.dim_size(0), " indices were given")));
-    for (int d = 1; d < var.dims(); ++d) {
-      OP_REQUIRES(ctx, var.dim_size(d) == grad.dim_size(d),
-                  absl::InvalidArgumentError(absl::StrCat(
-                      "var and grad must have the same row shape (all but the first dimension): "
-                      "var ", var.DebugString(), ", grad ", grad.DebugString())));
-    }
     operands.push_back(ctx->Input(grad_input));
     operands.push_back(ctx->Input(indices_input));
     if (n_v_term_ == 1) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "Eigen/Core"
 #include "core/adam_update_rule.h"
 #include "core/update_arguments.h"
 #include "xla/custom_calls.h"
@@ -22,6 +23,19 @@ namespace ffi = ::xla::ffi;
 
 inline ffi::Error Internal(const std::string& what) {
   return ffi::Error::Internal(absl::StrCat("tf_adam_op custom call: ", what));
+}
+
+// Calls fn(T{}) with the C++ element type of an XLA element type the Adam calls update (Eigen's
+// half and bfloat16); false for any other.
+template <typename Fn>
+bool WithElementType(ffi::DataType type, Fn fn) {
+  switch (type) {
+    case ffi::DataType::F16: fn(Eigen::half{}); return true;
+    case ffi::DataType::BF16: fn(Eigen::bfloat16{}); return true;
+    case ffi::DataType::F32: fn(float{}); return true;
+    case ffi::DataType::F64: fn(double{}); return true;
+    default: return false;
+  }
 }
 
 inline Variant MakeVariant(int64_t amsgrad, int64_t nesterov, int64_t weight_decay) {

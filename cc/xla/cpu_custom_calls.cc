@@ -43,12 +43,8 @@ template <typename Fn>
 ffi::Error OnPool(ffi::ThreadPool& pool, ffi::DataType type, Fn fn) {
   FfiThreadPool adapter(&pool);
   Eigen::ThreadPoolDevice device(&adapter, std::max(1, adapter.NumThreads()));
-  switch (type) {
-    case ffi::DataType::F16: fn(device, Eigen::half{}); break;
-    case ffi::DataType::BF16: fn(device, Eigen::bfloat16{}); break;
-    case ffi::DataType::F32: fn(device, float{}); break;
-    case ffi::DataType::F64: fn(device, double{}); break;
-    default: return Internal("unsupported variable type");
+  if (!xla_calls::WithElementType(type, [&](auto t) { fn(device, t); })) {
+    return Internal("unsupported variable type");
   }
   return ffi::Error::Success();
 }

@@ -10,6 +10,7 @@
 #include "core/update_arguments.h"
 #include "gpu/adam_gpu.h"
 #include "gpu/adam_gpu_bodies.h"
+#include "gpu/dtype_of.h"
 #include "kernels/sparse_segments.h"
 #include "xla/call_operands.h"
 #include "xla/custom_calls.h"
@@ -24,17 +25,12 @@ using xla_calls::Internal;
 
 ffi::Error CudaError(const std::string& error, const char* what) {
   if (error.empty()) return ffi::Error::Success();
-  return ffi::Error::Internal(absl::StrCat("tf_adam_op: ", what, " failed on the GPU: ", error));
+  return ffi::Error::Internal(gpu::FailureMessage(error, what));
 }
 
+// The variables' storage type, from their XLA element type (xla_calls::WithElementType).
 bool GpuDtype(ffi::DataType type, gpu::Dtype* out) {
-  switch (type) {
-    case ffi::DataType::F16: *out = gpu::Dtype::kHalf; return true;
-    case ffi::DataType::BF16: *out = gpu::Dtype::kBfloat16; return true;
-    case ffi::DataType::F32: *out = gpu::Dtype::kFloat; return true;
-    case ffi::DataType::F64: *out = gpu::Dtype::kDouble; return true;
-    default: return false;
-  }
+  return xla_calls::WithElementType(type, [out](auto t) { *out = gpu::DtypeOf<decltype(t)>(); });
 }
 
 ffi::Error DenseAdam(void* stream, ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t n,
@@ -95,15 +91,13 @@ ffi::Error SparseAdam(void* stream, ffi::ScratchAllocator scratch, ffi::Remainin
   if (!device_segments.has_value() || !summed.has_value()) {
     return Internal("no scratch memory for the sparse update");
   }
-  if (!packed.empty()) {
-    ffi::Error copied = CudaError(gpu::CopyHostToDevice(stream, *device_segments, packed.data(),
-                                                        packed.size() * sizeof(int64_t)),
-                                  "copying the sparse segments");
-    if (copied.failure()) return copied;
-  }
-  const gpu::SparseSegments on_device = gpu::PackedSegmentsAt(
-      static_cast<const int64_t*>(*device_segments), static_cast<int64_t>(segments.order.size()),
-      segments.unique());
+  gpu::SparseSegments on_device;
+  ffi::Error copied = CudaError(
+      gpu::UploadSegments(stream, packed, static_cast<int64_t*>(*device_segments),
+                          static_cast<int64_t>(segments.order.size()), segments.unique(),
+                          &on_device),
+      "copying the sparse segments");
+  if (copied.failure()) return copied;
   ffi::Error launched = CudaError(
       gpu::LaunchSparse(stream, dtype, call.lazy, call.variant, call.var, call.m, call.v,
                         call.vhat, call.rows, call.row_size, call.grad, call.v_term, on_device,

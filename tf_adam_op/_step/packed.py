@@ -81,11 +81,15 @@ class PackedHandles(resource.CapturableResource):
     return [self.resource_handle]
 
 
+# How many variable lists' packed handle vectors a cache keeps (a model usually has one or two).
+LISTS_KEPT = 16
+
+
 class PackedHandleCache:
   """The packed handle vectors of eager variable lists, kept per list (by identity) so that a
   step packs nothing and a tf.function captures the same vectors every trace."""
 
-  def __init__(self, size=16):
+  def __init__(self, size=LISTS_KEPT):
     self._entries = BoundedCache(size)
 
   def handles(self, variables, variable_lists, device):

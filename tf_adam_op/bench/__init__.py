@@ -37,8 +37,8 @@ def main(workload_names, modes, implementations, steps, scale, json_path, png_pa
   where = "this GPU" if device.is_gpu else "this CPU"
   print(f"\nours against its goals on {where}:" if targets else "\nno goal applies to these cases")
   print(report.targets_text(targets, notes))
-  report.write_json(json_path, cases, targets, notes, device)
-  report.write_png(png_path, cases, device)
+  report.write_json(json_path, cases, targets, notes, device, scale, workloads)
+  report.write_png(png_path, cases, device, scale)
   print(f"\nwrote {json_path} and {png_path}")
   return cases, targets
 

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tf_adam_op.bench import torch_step
 from tf_adam_op.bench.device import cpu_model
+from tf_adam_op.bench.run import STOCK_COUNTERPART
 
 # The goals ours is held to, as (workload, modes, what, check, wording): on the CPU against the
 # bandwidth probe and torch's fused Adam; on a GPU against a device-to-device copy and stock.
@@ -209,9 +210,20 @@ def machine(device):
           "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
-def write_json(path, cases, targets, notes, device):
+def baselines():
+  """What each implementation's "vs stock" speed-up is measured against (run.STOCK_COUNTERPART)."""
+  return dict(STOCK_COUNTERPART)
+
+
+def write_json(path, cases, targets, notes, device, scale=1.0, workloads=()):
+  """The run as JSON: the machine, the scale and the workloads' sizes as run, what each speed-up is
+  measured against, every case's records, the goals."""
   document = {
       "machine": machine(device),
+      "scale": scale,
+      "workloads": {w.name: {"description": w.description, "parameters": w.num_parameters}
+                    for w in workloads},
+      "speedup_baseline": baselines(),
       "cases": [dataclasses.asdict(case) for case in cases],
       "targets": [{"target": n, "status": s, "detail": d} for n, s, d in targets],
       "notes": notes,
@@ -220,8 +232,10 @@ def write_json(path, cases, targets, notes, device):
     json.dump(document, f, indent=1)
 
 
-def write_png(path, cases, device):
-  """Two panels: speed-up over stock per case, and fraction of bandwidth for dense cases."""
+def write_png(path, cases, device, scale=1.0):
+  """Two panels: each implementation's speed-up over its baseline (the legend names it: stock v1
+  Adam, stock's AdamW/AMSGrad composition, or Keras's Adam) per case, and the fraction of bandwidth
+  for dense cases; the title says the machine, TF and the scale."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -242,7 +256,9 @@ def write_png(path, cases, device):
         fraction_xs.append(i + k * width)
         fractions.append(rows[name].bandwidth_fraction)
     color = f"C{k}"  # one color per implementation in both panels
-    speed.bar(xs, speedups, width, label=name, color=color)
+    baseline = STOCK_COUNTERPART.get(name)
+    label = name if baseline in (None, name) else f"{name} (vs {baseline})"
+    speed.bar(xs, speedups, width, label=label, color=color)
     if fractions:
       bandwidth.bar(fraction_xs, fractions, width, label=name, color=color)
   for axis in (speed, bandwidth):
@@ -251,14 +267,16 @@ def write_png(path, cases, device):
     axis.legend(fontsize=8)
   speed.set_yscale("log")
   speed.axhline(1.0, color="gray", linewidth=0.8)
-  speed.set_ylabel("speed-up over stock v1 Adam")
+  speed.set_ylabel("speed-up over its baseline (legend)")
   bandwidth.axhline(1.0, color="gray", linewidth=0.8)
   bandwidth.set_ylabel("fraction of copy bandwidth" if device.is_gpu
                        else "fraction of probed bandwidth")
   info = machine(device)
   where = (f"{info['device_description']}" if device.is_gpu
            else f"{info['cpu']}, {info['cores']} cores")
-  fig.suptitle(f"tf_adam_op bench: {where}, TF {info['tensorflow']}, {info['date']}", fontsize=9)
+  scaled = "" if scale == 1 else f", workloads scaled by {scale:g}"
+  fig.suptitle(f"tf_adam_op bench: {where}, TF {info['tensorflow']}, {info['date']}{scaled}",
+               fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

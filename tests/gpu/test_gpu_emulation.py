@@ -1,16 +1,20 @@
-"""The CUDA kernels' bodies, run on the CPU by `_core.emulate_gpu_*` over whole grids (one thread
-after another, with the launchers' own chunking and packed sparse segments), against the CPU
-kernels, bit for bit. This checks every GPU kernel's index arithmetic on any machine: grid-stride
-loops with fewer and more threads than elements, the multi-tensor offsets across 48-tensor launches
-and empty tensors, the segment sums of duplicate indices and the row search of the all-rows update.
-What it cannot check, the launches on a real GPU, is tests/test_gpu.py's."""
+"""The CUDA kernels' bodies, run on the CPU by `_gpu_emulation.emulate_gpu_*` (a test-only module) over
+whole grids (one thread after another, with the launchers' own chunking and packed sparse segments),
+against the CPU kernels, bit for bit. This checks every GPU kernel's index arithmetic on any
+machine: grid-stride loops with fewer and more threads than elements, the multi-tensor offsets
+across 48-tensor launches and empty tensors, the segment sums of duplicate indices and the row
+search of the all-rows update. What it cannot check, the launches on a real GPU, is
+tests/test_gpu.py's."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from numpy_reference import BFLOAT16
+from helpers import gpu_emulation
 from tf_adam_op import _core, ops
+
+emulation = gpu_emulation()
 
 DTYPES = {"float16": np.float16, "bfloat16": BFLOAT16, "float32": np.float32,
           "float64": np.float64}
@@ -41,7 +45,7 @@ def test_dense_kernel_body_equals_the_cpu_rule(rng, dtype_name, nesterov, thread
   var, m, v, grad = _arrays(rng, (37, 29), dtype)
   expected = [a.copy() for a in (var, m, v)]
   _core.apply_adam(*expected, grad, *POWERS, *HYPER, use_nesterov=nesterov)
-  _core.emulate_gpu_dense(var, m, v, grad, *POWERS, *HYPER, use_nesterov=nesterov,
+  emulation.emulate_gpu_dense(var, m, v, grad, *POWERS, *HYPER, use_nesterov=nesterov,
                           powers_are_double=dtype_name == "float64", threads=threads)
   for actual, want in zip((var, m, v), expected):
     _assert_bits_equal(actual, want)
@@ -63,7 +67,7 @@ def test_multi_tensor_launches_equal_the_cpu_rule(rng, dtype_name, nesterov, thr
     _core.apply_adam(*copies, grad, *POWERS, *HYPER, use_nesterov=nesterov)
     expected.append(copies)
   vars_, ms, vs, grads = (list(group) for group in zip(*tensors))
-  _core.emulate_gpu_multi(vars_, ms, vs, grads, *POWERS, *HYPER, use_nesterov=nesterov,
+  emulation.emulate_gpu_multi(vars_, ms, vs, grads, *POWERS, *HYPER, use_nesterov=nesterov,
                           powers_are_double=False, threads=threads)
   for (var, m, v, _), want in zip(tensors, expected):
     for actual, expected_array in zip((var, m, v), want):
@@ -73,7 +77,7 @@ def test_multi_tensor_launches_equal_the_cpu_rule(rng, dtype_name, nesterov, thr
 def test_multi_tensor_launch_with_only_empty_tensors_changes_nothing(rng):
   tensors = [_arrays(rng, (0,), np.float32) for _ in range(50)]
   vars_, ms, vs, grads = (list(group) for group in zip(*tensors))
-  _core.emulate_gpu_multi(vars_, ms, vs, grads, *POWERS, *HYPER, threads=3)
+  emulation.emulate_gpu_multi(vars_, ms, vs, grads, *POWERS, *HYPER, threads=3)
   assert all(var.size == 0 for var in vars_)
 
 
@@ -104,7 +108,7 @@ def test_sparse_kernels_equal_the_cpu_op(rng, dtype_name, lazy, v_term_order, th
   scale_first = v_term_order == "scale-first"
   v_term = np.abs(rng.standard_normal(grad.shape)).astype(dtype) if v_term_order == "v-term-given" else None
   expected = _cpu_sparse_op(var, m, v, grad, indices, lazy, scale_first, v_term)
-  _core.emulate_gpu_sparse(var, m, v, grad, indices, *POWERS, *HYPER, lazy=lazy,
+  emulation.emulate_gpu_sparse(var, m, v, grad, indices, *POWERS, *HYPER, lazy=lazy,
                            scale_first=scale_first, powers_are_double=dtype_name == "float64",
                            v_term=v_term, threads=threads)
   for actual, want in zip((var, m, v), expected):
@@ -117,6 +121,6 @@ def test_the_emulation_sees_a_wrong_kernel():
   var, m, v, grad = _arrays(rng, (64,), np.float32)
   expected = [a.copy() for a in (var, m, v)]
   _core.apply_adam(*expected, grad, *POWERS, *HYPER)
-  _core.emulate_gpu_dense(var, m, v, grad, *POWERS, 0.02, *HYPER[1:], threads=3)
+  emulation.emulate_gpu_dense(var, m, v, grad, *POWERS, 0.02, *HYPER[1:], threads=3)
   with pytest.raises(AssertionError):
     _assert_bits_equal(var, expected[0])

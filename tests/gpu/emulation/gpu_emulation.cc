@@ -1,8 +1,9 @@
-// _core.emulate_gpu_*: the CUDA kernels' bodies (gpu/adam_gpu_bodies.h) run on the CPU over NumPy
-// arrays, a whole grid of `threads` threads one after another, with the launchers' own argument
-// arrangement (multi-tensor chunks, packed sparse segments) and their order of launches. For the
-// tests: the GPU kernels' index arithmetic, checked against the CPU kernels on any machine.
-#include "python/gpu_emulation.h"
+// _gpu_emulation.emulate_gpu_*: the CUDA kernels' bodies (gpu/adam_gpu_bodies.h) run on the CPU over
+// NumPy arrays, a whole grid of `threads` threads one after another, with the launchers' own
+// argument arrangement (multi-tensor chunks, packed sparse segments) and their order of launches.
+// A test-only module: the GPU kernels' index arithmetic, checked against the CPU kernels on any
+// machine. Built beside the package (CMakeLists.txt), never installed; tests/helpers.py loads it.
+#include <pybind11/pybind11.h>
 
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
@@ -248,3 +249,8 @@ void DefineGpuEmulation(py::module_& module) {
 }
 
 }  // namespace tf_adam_op
+
+PYBIND11_MODULE(_gpu_emulation, module) {
+  module.doc() = "The CUDA kernels' bodies run on the CPU (tests only)";
+  tf_adam_op::DefineGpuEmulation(module);
+}

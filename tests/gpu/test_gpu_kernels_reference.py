@@ -13,7 +13,7 @@ import tensorflow as tf
 import tf_adam_op
 from helpers import assert_bitwise_equal
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu_kernels"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gpu_kernels"))
 import reference
 
 SCALARS = (np.float32(0.9**3), np.float32(0.999**3), 0.01, 0.9, 0.999, 1e-8)
