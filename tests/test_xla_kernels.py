@@ -3,7 +3,7 @@ custom call into the fused CPU loop, so a step gives the bits it gives outside X
 
 Each test checks both that the kernel path was taken (the compiled HLO has our custom call, and no
 other path could have compiled the op) and the numbers against the op outside XLA, bit for bit.
-The composite path (TF_ADAM_OP_XLA_KERNELS=0, or no XLA kernels in the build) is test_xla.py's.
+The composite path (TF_ADAM_OP_XLA_KERNELS=0, or no XLA kernels in the build) is test_xla_composite.py's.
 """
 
 import os

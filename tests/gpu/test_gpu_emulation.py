@@ -4,7 +4,7 @@ against the CPU kernels, bit for bit. This checks every GPU kernel's index arith
 machine: grid-stride loops with fewer and more threads than elements, the multi-tensor offsets
 across 48-tensor launches and empty tensors, the segment sums of duplicate indices and the row
 search of the all-rows update. What it cannot check, the launches on a real GPU, is
-tests/test_gpu.py's."""
+tests/gpu/test_gpu.py's."""
 
 import numpy as np
 import pytest
