@@ -41,12 +41,17 @@ def test_help_imports_no_tensorflow(launcher, tmp_path):
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
-def test_info_and_demo_print_only_their_own_output(launcher, tmp_path):
+def test_info_prints_only_its_own_output(launcher, tmp_path):
   info = _run(launcher, "info", cwd=tmp_path)
   assert info.returncode == 0, info.stderr[-2000:]
   assert info.stderr == ""
   assert "GPU kernels:" in info.stdout and "TensorFlow: built against" in info.stdout
   assert "XLA kernels:" in info.stdout
+
+
+def test_demo_prints_only_its_own_output(tmp_path):
+  """As the README runs it (the console script; both launchers start the same way: info)."""
+  launcher = "tf-adam-op" if "tf-adam-op" in LAUNCHERS else "python -m tf_adam_op"
   demo = _run(launcher, "demo", "--steps", "5", "--quiet", cwd=tmp_path)
   assert demo.returncode == 0, demo.stderr[-2000:]
   assert demo.stderr == ""

@@ -24,30 +24,42 @@ def _weights(result):
   return [np.array(w, np.float32) for w in json.loads(result.stdout.strip().splitlines()[-1])]
 
 
-def test_saved_model_loads_in_a_fresh_process_and_trains_on_exactly(tmp_path):
-  _weights(_run(tmp_path, "save", str(tmp_path / "ours3"), "ours", "3"))
-  resumed = _weights(_run(tmp_path, "load", str(tmp_path / "ours3"), "4", "import"))
-  # Uninterrupted: 7 steps in one process (saved too, so both runs trace the same functions).
-  straight = _weights(_run(tmp_path, "save", str(tmp_path / "ours7"), "ours", "7"))
-  for a, b in zip(resumed, straight):
+# Saved models several tests load, each saved once (a fresh process costs seconds): the model after
+# 1 and 3 steps, and uninterrupted runs of 7 steps (saved too, so that every run traces the same
+# functions) whose weights a resumed run must equal.
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+  folder = tmp_path_factory.mktemp("saved")
+  made = {}
+
+  def get(which, steps):
+    key = (which, steps)
+    if key not in made:
+      path = folder / f"{which}{steps}"
+      made[key] = (path, _weights(_run(folder, "save", str(path), which, str(steps))))
+    return made[key]
+  return get
+
+
+def test_saved_model_loads_in_a_fresh_process_and_trains_on_exactly(tmp_path, saved):
+  resumed = _weights(_run(tmp_path, "load", str(saved("ours", 3)[0]), "4", "import"))
+  for a, b in zip(resumed, saved("ours", 7)[1]):
     np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
 @pytest.mark.parametrize("which", ["ours", "adamw"], ids=["adam", "adamw_amsgrad"])
-def test_save_load_train_save_load_train_trains_on_exactly(tmp_path, which):
+def test_save_load_train_save_load_train_trains_on_exactly(tmp_path, saved, which):
   """A loaded model saves again (its packed handle vectors revive as ours, vhat's too), and the
   twice-loaded model trains on exactly as an uninterrupted run."""
-  _weights(_run(tmp_path, "save", str(tmp_path / "first"), which, "3"))
-  _weights(_run(tmp_path, "load", str(tmp_path / "first"), "2", "import", str(tmp_path / "second")))
+  first = saved(which, 3)[0]
+  _weights(_run(tmp_path, "load", str(first), "2", "import", str(tmp_path / "second")))
   resumed = _weights(_run(tmp_path, "load", str(tmp_path / "second"), "2", "import"))
-  straight = _weights(_run(tmp_path, "save", str(tmp_path / "straight"), which, "7"))
-  for a, b in zip(resumed, straight):
+  for a, b in zip(resumed, saved(which, 7)[1]):
     np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
-def test_a_loaded_step_is_ordered_with_other_ops_on_its_variables(tmp_path):
-  _weights(_run(tmp_path, "save", str(tmp_path / "ours"), "ours", "1"))
-  _weights(_run(tmp_path, "ordered", str(tmp_path / "ours"), "0", "import"))
+def test_a_loaded_step_is_ordered_with_other_ops_on_its_variables(tmp_path, saved):
+  _weights(_run(tmp_path, "ordered", str(saved("ours", 1)[0]), "0", "import"))
 
 
 def test_stock_v1_adam_cannot_be_loaded_but_ours_can(tmp_path):
@@ -56,21 +68,19 @@ def test_stock_v1_adam_cannot_be_loaded_but_ours_can(tmp_path):
   assert result.returncode != 0 and "add_slot" in result.stderr
 
 
-def test_loading_without_importing_the_package_says_to_import_it(tmp_path):
+def test_loading_without_importing_the_package_says_to_import_it(tmp_path, saved):
   """TF fails on the first unregistered op it meets, and the import marker comes first."""
-  _weights(_run(tmp_path, "save", str(tmp_path / "ours"), "ours", "1"))
-  result = _run(tmp_path, "load", str(tmp_path / "ours"), "1", "no-import")
+  result = _run(tmp_path, "load", str(saved("ours", 1)[0]), "1", "no-import")
   assert result.returncode != 0
   assert "Op type not registered 'Import_tf_adam_op_before_loading_this_graph'" in result.stderr
 
 
-def test_the_import_marker_precedes_this_packages_ops_in_every_saved_function(tmp_path):
+def test_the_import_marker_precedes_this_packages_ops_in_every_saved_function(saved):
   """What makes the message above hold for any saved function, not just this model's."""
   from tensorflow.core.protobuf import saved_model_pb2
   from tf_adam_op import ops
-  _weights(_run(tmp_path, "save", str(tmp_path / "ours"), "ours", "1"))
   saved_model = saved_model_pb2.SavedModel()
-  with open(tmp_path / "ours" / "saved_model.pb", "rb") as f:
+  with open(saved("ours", 1)[0] / "saved_model.pb", "rb") as f:
     saved_model.ParseFromString(f.read())
   ours = set(ops.OP_NAMES) | {"Import_tf_adam_op_before_loading_this_graph"}
   functions_using_ours = 0
