@@ -1,5 +1,6 @@
 """Shared helpers: running stock and tf_adam_op side by side and comparing every state tensor."""
 
+import functools
 import os
 
 import numpy as np
@@ -29,6 +30,7 @@ def random_grads(rng, shape, dtype, steps):
   return [rng.standard_normal(shape).astype(dtype) for _ in range(steps)]
 
 
+@functools.lru_cache(maxsize=None)
 def gpu_emulation():
   """The test-only module `_gpu_emulation` (tests/gpu/emulation: the CUDA kernels' bodies run on
   the CPU), built beside the package and never installed: loaded from the folder CMake built the

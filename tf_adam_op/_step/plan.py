@@ -37,15 +37,11 @@ class StepPlan:
   advancing_powers: Optional[tuple] = None
 
 
-def plan_groups(positioned_variables, decays, pack=None):
-  """[(position, var)] -> [PlannedGroup]: grouping.group_updates, with each group's handles
-  packed by `pack(variables)` when given."""
-  planned = []
-  for group in grouping.group_updates(positioned_variables, decays):
-    handles = pack(group.variables) if pack is not None else None
-    planned.append(PlannedGroup(group.device, group.dtype, group.decays, list(group.items),
-                                group.variables, handles))
-  return planned
+def plan_groups(positioned_variables, decays):
+  """[(position, var)] -> [PlannedGroup]: grouping.group_updates, by position (the caller packs
+  handles where it keeps them)."""
+  return [PlannedGroup(group.device, group.dtype, group.decays, list(group.items), group.variables)
+          for group in grouping.group_updates(positioned_variables, decays)]
 
 
 class BoundedCache:

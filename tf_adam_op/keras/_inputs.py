@@ -20,15 +20,15 @@ def as_keras_converts(value, dtype):
   return tf.cast(value, dtype)
 
 
-def step_scalars(opt, dtype, learning_rate):
+def step_scalars(opt, dtype, learning_rate, decays=False):
   """The StepScalars of a Keras Adam/AdamW step of `dtype` variables (`opt`'s iterations, beta_1,
-  beta_2, epsilon and weight_decay, all public Keras attributes)."""
+  beta_2, epsilon and, for an update that decays, weight_decay: all public Keras attributes)."""
   compute = ops.compute_dtype(dtype)
   local_step = tf.cast(opt.iterations + 1, compute)
   beta_1, beta_2 = tf.cast(opt.beta_1, compute), tf.cast(opt.beta_2, compute)
   one_minus_beta = tuple(as_keras_converts(1 - b, compute) for b in (opt.beta_1, opt.beta_2))
   weight_decay = None
-  if opt.weight_decay is not None:
+  if decays:
     weight_decay = tf.cast(opt.weight_decay, compute)
   return StepScalars(tf.pow(beta_1, local_step), tf.pow(beta_2, local_step),
                      tf.cast(learning_rate, compute), beta_1, beta_2,

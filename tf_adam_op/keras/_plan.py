@@ -37,6 +37,12 @@ class KerasStep:
           f"dtypes are {', '.join(d.name for d in grouping.FUSED_DTYPES)}")
 
 
+def slot_lists(step, keras_variables):
+  """The m, v (and, with AMSGrad, vhat) tf.Variables of `keras_variables`, one list per slot."""
+  by_slot = zip(*(step.slots(keras_var) for keras_var in keras_variables))
+  return [list(slots) for slots in by_slot if slots[0] is not None]
+
+
 def make_plan(step, trainable_variables, sparse):
   """The plan of a round over `trainable_variables` (`sparse`: which gradients are IndexedSlices)."""
   dense, keras_positions = [], []
@@ -52,8 +58,7 @@ def make_plan(step, trainable_variables, sparse):
 
   groups = plan_lib.plan_groups(dense, lambda var: decays[id(var)])
   for group in groups:
-    slot_lists = zip(*(step.slots(trainable_variables[i]) for i in group.positions))
-    lists = [group.variables] + [list(s) for s in slot_lists if s[0] is not None]
+    lists = [group.variables] + slot_lists(step, [trainable_variables[i] for i in group.positions])
     group.handles = packed.pack_eager(lists, grouping.host_device(group.device))[1]
   sparse_positions = [i for i, is_sparse in enumerate(sparse)
                       if is_sparse and i not in keras_positions]

@@ -14,6 +14,7 @@ from tf_adam_op._step import composite
 from tf_adam_op._step import grouping
 from tf_adam_op._step import xla
 from tf_adam_op.keras import _inputs
+from tf_adam_op.keras import _plan
 
 
 def keras_rule_applies(lazy, grad, var):
@@ -70,12 +71,12 @@ def fused_step(step, grads, trainable_variables, learning_rate):
   updates = list(first_updates)
   for group in grouping.group_updates(dense, lambda var: decays[id(var)]):
     keras_vars = [keras_var for _, keras_var in group.items]
-    slot_lists = zip(*(step.slots(kv) for kv in keras_vars))
-    handle_lists = [[var.handle for var in group.variables]] + [
-        [s.handle for s in slots] for slots in slot_lists if slots[0] is not None]
+    handle_lists = [[v.handle for v in variables]
+                    for variables in [group.variables] + _plan.slot_lists(step, keras_vars)]
     with tf.device(group.device):
       updates.append(apply.group_unpacked(
-          handle_lists, _inputs.step_scalars(step.optimizer, group.dtype, learning_rate),
+          handle_lists, _inputs.step_scalars(step.optimizer, group.dtype, learning_rate,
+                                             group.decays),
           [_inputs.as_dtype(grads[i], group.dtype) for i, _ in group.items],
           decays=group.decays))
   step.iterations.assign(xla.after_updates(updates)(step.iterations.read_value())[0])

@@ -136,9 +136,10 @@ class _FusedAdamMixin:
     if xla.in_xla_context() and not xla.kernels_usable([var]):
       if _xla_step.keras_rule_applies(self.lazy, gradient, var):
         return super().update_step(gradient, variable, learning_rate)
+      decays = self._decays(var)
       return _xla_step.composite_update(
           var, self._slots(variable), gradient,
-          _inputs.step_scalars(self, var.dtype.base_dtype, learning_rate), self._decays(var),
+          _inputs.step_scalars(self, var.dtype.base_dtype, learning_rate, decays), decays,
           self.lazy)
     return self._update_one(gradient, variable, learning_rate)
 
@@ -223,7 +224,8 @@ class _FusedAdamMixin:
                        id(_tf_variable(trainable_variables[i])) in repeated)
     for group in plan.groups:
       with tf.device(group.device):
-        apply.group(group.handles, _inputs.step_scalars(self, group.dtype, learning_rate),
+        apply.group(group.handles,
+                    _inputs.step_scalars(self, group.dtype, learning_rate, group.decays),
                     [_inputs.as_dtype(grads[i], group.dtype) for i in group.positions],
                     decays=group.decays)
     return None
@@ -234,8 +236,8 @@ class _FusedAdamMixin:
     _plan.KerasStep.check_dtype(var)
     dtype = var.dtype.base_dtype
     m, v, vhat = (s.handle if s is not None else None for s in self._slots(keras_var))
-    scalars = _inputs.step_scalars(self, dtype, learning_rate)
     decays = self._decays(var, repeated)
+    scalars = _inputs.step_scalars(self, dtype, learning_rate, decays)
     if isinstance(grad, tf.IndexedSlices):
       values = tf.cast(grad.values, dtype)  # Keras casts the gradient to the variable's dtype
       return apply.sparse(var.handle, m, v, scalars, values, grad.indices, vhat=vhat,

@@ -64,9 +64,6 @@ class Hyperparameters:
     if direct:
       self._direct.add(name)
 
-  def has(self, name):
-    return name in self._given
-
   def tensor(self, name):
     """This thread's tensor of `name` (as converted by prepare), or None before any step."""
     tensors = getattr(self._this_step, "tensors", None)
