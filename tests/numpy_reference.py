@@ -121,8 +121,9 @@ def variant_step(var, m, v, vhat, grad, beta1_power, beta2_power, lr, beta1, bet
     numerator = (g * (one - beta1) + beta1 * m_c) if use_nesterov else m_c
     var_c = _decayed(var.astype(c), weight_decay, lr, times_lr)
     var_c = var_c - (numerator * alpha) / (np.sqrt(second) + epsilon)
-  return (var_c.astype(storage), m_c.astype(storage), v_c.astype(storage),
-          None if vhat is None else second.astype(storage))
+  # The states keep their own dtype: var's, or the compute dtype for decoded 8-bit states.
+  return (var_c.astype(storage), m_c.astype(m.dtype), v_c.astype(v.dtype),
+          None if vhat is None else second.astype(vhat.dtype))
 
 
 def sparse_variant_step(var, m, v, vhat, grad, indices, beta1_power, beta2_power, lr, beta1, beta2,
@@ -155,6 +156,6 @@ def sparse_variant_step(var, m, v, vhat, grad, indices, beta1_power, beta2_power
       out.append(None)
       continue
     kept = old.copy()
-    kept[chosen] = new[chosen].astype(storage)
+    kept[chosen] = new[chosen].astype(old.dtype)  # states: var's dtype, or decoded 8-bit ones'
     out.append(kept)
   return tuple(out)

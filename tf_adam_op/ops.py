@@ -15,7 +15,7 @@ from tf_adam_op import _loader
 __all__ = ["apply_adam_v1", "resource_apply_adam_v1", "sparse_apply_adam_v1",
            "resource_sparse_apply_adam_v1", "resource_apply_adam_v1_multi",
            "resource_apply_adam_v1_multi_no_advance", "resource_apply_adam_v1_multi_unpacked",
-           "compute_dtype"]
+           "resource_apply_adam_8bit", "resource_sparse_apply_adam_8bit", "compute_dtype"]
 
 # Loaded at import, so a missing library or a TF version mismatch is an ImportError right away.
 _op_library = _loader.op_library()
@@ -24,7 +24,8 @@ _loader.xla_kernels()
 
 OP_NAMES = ("ApplyAdamV1", "ResourceApplyAdamV1", "SparseApplyAdamV1", "ResourceSparseApplyAdamV1",
             "ResourceApplyAdamV1Multi", "ResourceApplyAdamV1MultiNoAdvance",
-            "ResourceApplyAdamV1MultiUnpacked")
+            "ResourceApplyAdamV1MultiUnpacked", "ResourceApplyAdam8bit",
+            "ResourceSparseApplyAdam8bit")
 for _op_name in OP_NAMES:
   tf.no_gradient(_op_name)
 
@@ -188,6 +189,46 @@ def resource_sparse_apply_adam_v1(var, m, v, beta1_power, beta2_power, lr, beta1
       var, m, v, *scalars, grad, indices, _v_terms(grad, v_term, dense_rule),
       use_locking=use_locking, lazy=lazy, scale_first=scale_first, dense_rule=bool(dense_rule),
       name=name, **extra)
+
+
+def _8bit_state_inputs(m_states, v_states, vhat_states):
+  """The 8-bit ops' state handles: (codes, absmax) pairs of m and v, and AMSGrad's as a list."""
+  vhat = [] if vhat_states is None else list(vhat_states)
+  if len(vhat) not in (0, 2):
+    raise ValueError(f"vhat_states is (codes, absmax), got {len(vhat)} values")
+  return [*m_states, *v_states], vhat
+
+
+def resource_apply_adam_8bit(var, m_states, v_states, beta1_power, beta2_power, lr, beta1, beta2,
+                             epsilon, grad, use_locking=False, use_nesterov=False, name=None, *,
+                             vhat_states=None, weight_decay=None, weight_decay_times_lr=False,
+                             one_minus_beta=None):
+  """resource_apply_adam_v1 with 8-bit states: m_states and v_states (and AMSGrad's vhat_states)
+  are (codes, absmax) handle pairs: uint8 codes of var's shape and float32 scales, one per block of
+  256 elements (tf_adam_op.state_8bit). Returns the op."""
+  scalars, extra = _single_variable_inputs(var, grad, (beta1_power, beta2_power, lr, beta1, beta2,
+                                                        epsilon), None, weight_decay,
+                                          weight_decay_times_lr, one_minus_beta)
+  states, extra["vhat"] = _8bit_state_inputs(m_states, v_states, vhat_states)
+  return _library().resource_apply_adam8bit(
+      var, *states, *scalars, grad, use_locking=use_locking, use_nesterov=use_nesterov, name=name,
+      **extra)
+
+
+def resource_sparse_apply_adam_8bit(var, m_states, v_states, beta1_power, beta2_power, lr, beta1,
+                                    beta2, epsilon, grad, indices, use_locking=False, lazy=False,
+                                    name=None, *, vhat_states=None, weight_decay=None,
+                                    weight_decay_times_lr=False, one_minus_beta=None,
+                                    dense_rule=False, v_term=None):
+  """resource_sparse_apply_adam_v1 (stock's sparse rule, lazy, or Keras's dense_rule) with the
+  8-bit states of resource_apply_adam_8bit. Returns the op."""
+  scalars, extra = _single_variable_inputs(var, grad, (beta1_power, beta2_power, lr, beta1, beta2,
+                                                        epsilon), None, weight_decay,
+                                          weight_decay_times_lr, one_minus_beta)
+  states, extra["vhat"] = _8bit_state_inputs(m_states, v_states, vhat_states)
+  return _library().resource_sparse_apply_adam8bit(
+      var, *states, *scalars, grad, indices, _v_terms(grad, v_term, dense_rule),
+      use_locking=use_locking, lazy=lazy, dense_rule=bool(dense_rule), name=name, **extra)
 
 
 def _v_terms(grad, v_term, dense_rule):

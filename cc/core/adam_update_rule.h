@@ -188,10 +188,11 @@ TF_ADAM_OP_HOST_DEVICE inline C SecondMoment(T* vhat, C v_c) {
   return max_c;
 }
 
-// One element of the dense rule. T is the storage type, C = OpMathT<T> the arithmetic type; vhat is
-// read only when R::amsgrad (it may be null otherwise).
-template <typename R, typename T, typename C = OpMathT<T>>
-TF_ADAM_OP_HOST_DEVICE inline void AdamUpdateElement(T* var, T* m, T* v, T* vhat, const T grad,
+// One element of the dense rule. T is the storage type, C = OpMathT<T> the arithmetic type, S the
+// type m, v and vhat are kept in (T; C where an 8-bit state was decoded, core/blockwise_8bit.h);
+// vhat is read only when R::amsgrad (it may be null otherwise).
+template <typename R, typename T, typename C = OpMathT<T>, typename S = T>
+TF_ADAM_OP_HOST_DEVICE inline void AdamUpdateElement(T* var, S* m, S* v, S* vhat, const T grad,
                                                      const AdamStep<C>& step) {
   const C g = static_cast<C>(grad);
   C m_c = static_cast<C>(*m);
@@ -213,8 +214,8 @@ TF_ADAM_OP_HOST_DEVICE inline void AdamUpdateElement(T* var, T* m, T* v, T* vhat
   }
   const C var_c = DecayedVar<R>(static_cast<C>(*var), step) -
                   ProductNaNFirst(step.alpha, numerator) / denominator;
-  *m = static_cast<T>(m_c);
-  *v = static_cast<T>(v_c);
+  *m = static_cast<S>(m_c);
+  *v = static_cast<S>(v_c);
   *var = static_cast<T>(var_c);
 }
 
@@ -262,8 +263,8 @@ inline void AdamUpdateRange(const Variant& variant, T* var, T* m, T* v,
 // A row without a gradient (every row is updated unless lazy) takes g = g * g = 0 and its weight
 // decay, as the dense rule on Keras's densified gradient does. Both pointers are null for such a
 // row and both are given otherwise.
-template <typename R, typename T, typename C = OpMathT<T>>
-TF_ADAM_OP_HOST_DEVICE inline void AdamSparseDenseRuleElement(T* var, T* m, T* v, T* vhat,
+template <typename R, typename T, typename C = OpMathT<T>, typename S = T>
+TF_ADAM_OP_HOST_DEVICE inline void AdamSparseDenseRuleElement(T* var, S* m, S* v, S* vhat,
                                                               const C* grad, const C* grad_squared,
                                                               const AdamStep<C>& step) {
   const C g = grad != nullptr ? *grad : C(0);
@@ -275,8 +276,8 @@ TF_ADAM_OP_HOST_DEVICE inline void AdamSparseDenseRuleElement(T* var, T* m, T* v
   const C second = SecondMoment<R>(vhat, v_c);
   const C var_c = DecayedVar<R>(static_cast<C>(*var), step) -
                   ProductNaNFirst(step.alpha, m_c) / SumNaNFirst(step.epsilon, Sqrt(second));
-  *m = static_cast<T>(m_c);
-  *v = static_cast<T>(v_c);
+  *m = static_cast<S>(m_c);
+  *v = static_cast<S>(v_c);
   *var = static_cast<T>(var_c);
 }
 
@@ -284,11 +285,11 @@ TF_ADAM_OP_HOST_DEVICE inline void AdamSparseDenseRuleElement(T* var, T* m, T* v
 // mode updates; the weight decay only on the rows with a gradient (TF Addons decays the batch's
 // rows: a gather, a multiply and a scatter_add before the update), once per row however often
 // its index repeats in the batch.
-template <typename R, typename T, typename C = OpMathT<T>>
-TF_ADAM_OP_HOST_DEVICE inline void AdamSparseElement(T* var, T* m, T* v, T* vhat, const C* grad,
+template <typename R, typename T, typename C = OpMathT<T>, typename S = T>
+TF_ADAM_OP_HOST_DEVICE inline void AdamSparseElement(T* var, S* m, S* v, S* vhat, const C* grad,
                                                      const C* v_term, const AdamStep<C>& step) {
   if (R::dense_rule) {
-    AdamSparseDenseRuleElement<R, T, C>(var, m, v, vhat, grad, v_term, step);
+    AdamSparseDenseRuleElement<R, T, C, S>(var, m, v, vhat, grad, v_term, step);
     return;
   }
   C m_c = ProductNaNFirst(step.beta1, static_cast<C>(*m));
@@ -308,8 +309,8 @@ TF_ADAM_OP_HOST_DEVICE inline void AdamSparseElement(T* var, T* m, T* v, T* vhat
   }
   const C second = SecondMoment<R>(vhat, v_c);
   var_c = var_c - ProductNaNFirst(step.alpha, m_c) / SumNaNFirst(step.epsilon, Sqrt(second));
-  *m = static_cast<T>(m_c);
-  *v = static_cast<T>(v_c);
+  *m = static_cast<S>(m_c);
+  *v = static_cast<S>(v_c);
   *var = static_cast<T>(var_c);
 }
 

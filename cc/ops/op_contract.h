@@ -24,6 +24,10 @@ constexpr std::array<const char*, 6> kScalarNames = {"beta1_power", "beta2_power
 constexpr int kScalarCount = static_cast<int>(kScalarNames.size());
 constexpr int kGradInput = kFirstScalarInput + kScalarCount;
 constexpr int kIndicesInput = kGradInput + 1;
+// The 8-bit-state ops (adam_8bit_ops.cc): var, then the codes and scales of m and v, then the same
+// six scalars and grad.
+constexpr int kFirst8bitScalarInput = 5;
+constexpr int k8bitGradInput = kFirst8bitScalarInput + kScalarCount;
 
 // The type an update of `var_type` variables is computed in, and its hyperparameters' (Tscalar).
 inline tensorflow::DataType ComputeType(tensorflow::DataType var_type) {

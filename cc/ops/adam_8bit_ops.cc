@@ -1,0 +1,113 @@
+// The 8-bit-state Adam ops: ApplyAdamV1's rule with m, v (and AMSGrad's vhat) kept as codes and
+// per-block scales (core/blockwise_8bit.h). Their own family beside the float-state ops: the state
+// inputs differ in number and type, everything else (scalars, variant inputs, checks) is the same.
+#include "absl/strings/str_cat.h"
+#include "tensorflow/core/framework/common_shape_fns.h"
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "ops/op_contract.h"
+
+namespace tensorflow {
+namespace {
+
+using shape_inference::InferenceContext;
+using shape_inference::ShapeHandle;
+
+// The handle data's shape of a resource input, unknown without one.
+ShapeHandle HandleShape(InferenceContext* c, int input) {
+  const auto* data = c->input_handle_shapes_and_types(input);
+  if (data != nullptr && !data->empty() && (*data)[0].dtype != DT_INVALID) return (*data)[0].shape;
+  return c->UnknownShape();
+}
+
+// var merged with the codes (inputs 1 and 3) and the scalars checked; *var is the variable's shape.
+absl::Status StatesAndScalars(InferenceContext* c, ShapeHandle* var) {
+  DataType t, tscalar;
+  TF_RETURN_IF_ERROR(c->GetAttr("T", &t));
+  TF_RETURN_IF_ERROR(c->GetAttr("Tscalar", &tscalar));
+  TF_RETURN_IF_ERROR(::tf_adam_op::CheckScalarType(t, tscalar));
+  *var = HandleShape(c, 0);
+  TF_RETURN_IF_ERROR(c->Merge(*var, HandleShape(c, 1), var));
+  TF_RETURN_IF_ERROR(c->Merge(*var, HandleShape(c, 3), var));
+  ShapeHandle unused;
+  for (int i = ::tf_adam_op::kFirst8bitScalarInput; i < ::tf_adam_op::k8bitGradInput; ++i) {
+    TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+#define TF_ADAM_OP_8BIT_INPUTS                                                      \
+  Input("var: resource")                                                           \
+      .Input("m_codes: resource")                                                  \
+      .Input("m_absmax: resource")                                                 \
+      .Input("v_codes: resource")                                                  \
+      .Input("v_absmax: resource")                                                 \
+      .Input("beta1_power: Tscalar")                                               \
+      .Input("beta2_power: Tscalar")                                               \
+      .Input("lr: Tscalar")                                                        \
+      .Input("beta1: Tscalar")                                                     \
+      .Input("beta2: Tscalar")                                                     \
+      .Input("epsilon: Tscalar")                                                   \
+      .Input("grad: T")
+
+#define TF_ADAM_OP_8BIT_VARIANT_INPUTS                                              \
+  Input("vhat: n_vhat * resource")                                                 \
+      .Input("weight_decay: n_weight_decay * Tscalar")                             \
+      .Input("one_minus_beta: n_one_minus_beta * Tscalar")                         \
+      .Attr("T: {half, bfloat16, float, double}")                                  \
+      .Attr("Tscalar: {float, double}")                                            \
+      .Attr("n_vhat: int >= 0 = 0")                                                \
+      .Attr("n_weight_decay: int >= 0 = 0")                                        \
+      .Attr("weight_decay_times_lr: bool = false")                                 \
+      .Attr("n_one_minus_beta: int >= 0 = 0")                                      \
+      .Attr("use_locking: bool = false")
+
+REGISTER_OP("ResourceApplyAdam8bit")
+    .TF_ADAM_OP_8BIT_INPUTS
+    .TF_ADAM_OP_8BIT_VARIANT_INPUTS
+    .Attr("use_nesterov: bool = false")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle var;
+      TF_RETURN_IF_ERROR(StatesAndScalars(c, &var));
+      return c->Merge(var, c->input(::tf_adam_op::k8bitGradInput), &var);
+    })
+    .Doc(R"doc(
+ResourceApplyAdamV1's update with 8-bit states: m, v (and vhat) are uint8 codes of var's shape
+(m_codes, v_codes) with one float32 scale per block of 256 elements of the flat tensor (m_absmax,
+v_absmax, of ceil(size / 256) elements), bitsandbytes' block-wise layout and dynamic maps (signed
+for m, unsigned for v and vhat). Each block is decoded, updated by ApplyAdamV1's rule in the
+compute type and re-encoded (nearest code). vhat: none, or two handles (codes, absmax): AMSGrad.
+weight_decay, one_minus_beta, use_nesterov: as ResourceApplyAdamV1's.
+Every input, scales included, is checked before anything is written: a scale must be >= 0 or NaN
+(a block whose state turned non-finite).
+)doc");
+
+REGISTER_OP("ResourceSparseApplyAdam8bit")
+    .TF_ADAM_OP_8BIT_INPUTS
+    .Input("indices: Tindices")
+    .Input("v_term: n_v_term * T")
+    .TF_ADAM_OP_8BIT_VARIANT_INPUTS
+    .Attr("Tindices: {int32, int64}")
+    .Attr("n_v_term: int >= 0 = 0")
+    .Attr("lazy: bool = false")
+    .Attr("dense_rule: bool = false")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle var, unused;
+      TF_RETURN_IF_ERROR(StatesAndScalars(c, &var));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(::tf_adam_op::k8bitGradInput + 1), 1, &unused));
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+ResourceSparseApplyAdamV1's update (duplicates summed; lazy; dense_rule with v_term) with the
+8-bit states of ResourceApplyAdam8bit. Blocks are 256 elements of the flat tensor, as for dense
+updates, so a row may share a block with its neighbours: an update decodes, updates and re-encodes
+every block holding an updated element (lazy: the named rows' blocks only); the other elements of
+those blocks keep their values, re-encoded with the block's new scale.
+)doc");
+
+#undef TF_ADAM_OP_8BIT_INPUTS
+#undef TF_ADAM_OP_8BIT_VARIANT_INPUTS
+
+}  // namespace tensorflow
