@@ -5,12 +5,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
 #include <utility>
 
 #include "core/adam_update_rule.h"
+#include "core/blockwise_8bit.h"
 #include "core/low_precision.h"
 #include "python/bandwidth_probe.h"
 
@@ -126,6 +128,26 @@ void ApplyAdam(py::array var, py::array m, py::array v, py::array grad, double b
   }
 }
 
+const eight_bit::Codebook& BookOf(bool is_signed) {
+  return is_signed ? eight_bit::SignedCodebook() : eight_bit::UnsignedCodebook();
+}
+
+// Flat float32 values -> (codes, absmax per block of 256), the kernels' encoder.
+std::pair<py::array_t<uint8_t>, py::array_t<float>> QuantizeBlockwise(
+    py::array_t<float, py::array::c_style | py::array::forcecast> x, bool is_signed) {
+  const int64_t n = x.size();
+  py::array_t<uint8_t> codes(n);
+  py::array_t<float> absmax(eight_bit::BlockCount(n));
+  const float* data = x.data();
+  for (int64_t b = 0; b < eight_bit::BlockCount(n); ++b) {
+    const int64_t offset = b * eight_bit::kBlockSize;
+    const int64_t count = std::min<int64_t>(eight_bit::kBlockSize, n - offset);
+    absmax.mutable_data()[b] = eight_bit::EncodeBlock<float>(BookOf(is_signed), data + offset,
+                                                             count, codes.mutable_data() + offset);
+  }
+  return {codes, absmax};
+}
+
 }  // namespace
 }  // namespace tf_adam_op
 
@@ -146,6 +168,21 @@ PYBIND11_MODULE(_core, module) {
       },
       py::arg("num_elements"), py::arg("threads"), py::arg("repeats") = 5,
       "Seconds per pass of a stream with an Adam step's traffic (28 bytes per float32 element).");
+  module.def(
+      "dynamic_map",
+      [](bool is_signed) {
+        const float* map = is_signed ? tf_adam_op::eight_bit::kSignedDynamicMap
+                                     : tf_adam_op::eight_bit::kUnsignedDynamicMap;
+        return py::array_t<float>(256, map);
+      },
+      py::arg("signed"), "bitsandbytes' dynamic map the 8-bit states use (signed: m; else v).");
+  module.def("quantize_blockwise", &tf_adam_op::QuantizeBlockwise, py::arg("x"), py::arg("signed"),
+             "Flat float32 values -> (uint8 codes, float32 absmax per block of 256): the encoder "
+             "of the 8-bit states.");
+  module.def(
+      "codebook_is_exact",
+      [](bool is_signed) { return tf_adam_op::BookOf(is_signed).exact; }, py::arg("signed"),
+      "Whether every cell of the encoder's table holds at most one midpoint (its exactness).");
   module.def("build_info", []() {
     py::dict info;
     info["tf_version"] = TF_ADAM_OP_TF_VERSION;

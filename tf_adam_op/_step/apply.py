@@ -57,3 +57,27 @@ def group_unpacked(handle_lists, scalars, grads, *, decays, use_locking=False):
   return ops.resource_apply_adam_v1_multi_unpacked(
       var_handles, m_handles, v_handles, *scalars.inputs(), grads, use_locking=use_locking,
       **_variant(scalars, decays, "vhats", vhats[0] if vhats else None))
+
+
+def _8bit_variant(scalars, decays, vhat_states):
+  options = scalars.options(decays)
+  if vhat_states is not None:
+    options["vhat_states"] = vhat_states
+  return options
+
+
+def dense_8bit(var, m_states, v_states, scalars, grad, *, vhat_states=None, decays=False,
+               use_locking=False):
+  """One variable's dense update with 8-bit states (ResourceApplyAdam8bit): m_states, v_states
+  (and vhat_states) are (codes, absmax) handle pairs."""
+  return ops.resource_apply_adam_8bit(var, m_states, v_states, *scalars.inputs(), grad,
+                                      use_locking=use_locking,
+                                      **_8bit_variant(scalars, decays, vhat_states))
+
+
+def sparse_8bit(var, m_states, v_states, scalars, values, indices, *, vhat_states=None,
+                decays=False, use_locking=False, lazy=False, dense_rule=False):
+  """One variable's IndexedSlices update with 8-bit states (ResourceSparseApplyAdam8bit)."""
+  return ops.resource_sparse_apply_adam_8bit(
+      var, m_states, v_states, *scalars.inputs(), values, indices, use_locking=use_locking,
+      lazy=lazy, dense_rule=dense_rule, **_8bit_variant(scalars, decays, vhat_states))

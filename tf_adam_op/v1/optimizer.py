@@ -43,7 +43,9 @@ from tf_adam_op.v1 import fast_path
 from tf_adam_op.v1 import hyperparameters
 from tf_adam_op.v1 import paths
 from tf_adam_op.v1 import saved_model
+from tf_adam_op.state_8bit import choice as state_8bit_choice
 from tf_adam_op.v1 import sparse
+from tf_adam_op.v1 import states_8bit
 from tf_adam_op.v1 import step as step_lib
 from tf_adam_op.v1 import stock_dtypes
 from tf_adam_op.v1 import xla_composite
@@ -67,8 +69,8 @@ def _hyperparameter_tensor(name):
 
 # Registered so tf.saved_model.load revives it as an AdamOptimizer (with add_slot), not a plain object.
 @registration.register_serializable(package="tf_adam_op")
-class AdamOptimizer(sparse.SparseUpdates, saved_model.SavedModelSupport,
-                    optimizer_lib.Optimizer):
+class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
+                    saved_model.SavedModelSupport, optimizer_lib.Optimizer):
   """Adam (Kingma & Ba, 2015) with stock TF1 semantics, on fused C++ ops (see the module doc).
 
   Args:
@@ -86,6 +88,11 @@ class AdamOptimizer(sparse.SparseUpdates, saved_model.SavedModelSupport,
       dtype (default), and take the eager fast path; False gives one op per variable. Keyword-only.
     amsgrad: AMSGrad (Reddi et al., 2018): a third slot "vhat" keeps the maximum of v, and the
       step divides by sqrt(vhat); stock's ApplyAdamWithAmsgrad numbers. Keyword-only.
+    state_bits: 32 (float32 states, stock's) or 8: m and v (and vhat) of every resource variable of
+      at least `min_8bit_size` elements are kept as 8-bit codes with a float32 scale per block of
+      256 (bitsandbytes' block-wise scheme; docs/state_8bit.md), in slots m_codes, m_absmax,
+      v_codes, v_absmax. Keyword-only.
+    min_8bit_size: Variables smaller than this keep float32 states (4096, as bitsandbytes).
 
   Python numbers out of range (beta outside [0, 1], negative learning rate or epsilon) are a
   ValueError here; tensors and callables are checked when their value is known (eager steps).
@@ -93,7 +100,8 @@ class AdamOptimizer(sparse.SparseUpdates, saved_model.SavedModelSupport,
 
   def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, use_locking=False,
                name="Adam", use_own_namescope_for_non_slot_vars=False, *, lazy=False, fused=True,
-               amsgrad=False):
+               amsgrad=False, state_bits=32,
+               min_8bit_size=state_8bit_choice.DEFAULT_MIN_8BIT_SIZE):
     self._hyper = hyperparameters.Hyperparameters(
         dict(learning_rate=learning_rate, beta1=beta1, beta2=beta2, epsilon=epsilon), self._who())
     if _BASE_TAKES_NAMESCOPE_FLAG:
@@ -104,6 +112,8 @@ class AdamOptimizer(sparse.SparseUpdates, saved_model.SavedModelSupport,
     else:
       super().__init__(use_locking, name)
     self._lazy, self._fused, self._amsgrad = bool(lazy), bool(fused), bool(amsgrad)
+    self._state_bits, self._min_8bit_size = state_8bit_choice.check_options(
+        state_bits, min_8bit_size, self._who())
     self._beta1, self._beta2 = beta1, beta2  # the beta powers' initial values
     self._plans = plan_lib.PlanCache(size=1)  # the fast path's; a v1 model steps one list
     self._packed_handles = packed.PackedHandleCache()
@@ -132,6 +142,9 @@ class AdamOptimizer(sparse.SparseUpdates, saved_model.SavedModelSupport,
       self._create_non_slot_variable(
           initial_value=self._beta2, name="beta2_power", colocate_with=first_var)
       for var in var_list:
+        if self._has_8bit_states(var):
+          self._create_8bit_slots(var)
+          continue
         for slot in self._slot_names():
           self._zeros_slot(var, slot, self._name)
 
@@ -166,8 +179,11 @@ class AdamOptimizer(sparse.SparseUpdates, saved_model.SavedModelSupport,
   def apply_gradients(self, grads_and_vars, global_step=None, name=None,
                       skip_gradients_aggregation=False):
     grads_and_vars = tuple(grads_and_vars)  # it may be a generator; it is read more than once
-    if paths.fuses_here(self._fused, [var for _, var in grads_and_vars]) and (
-        tf.executing_eagerly() or dtypes.all_eager_variables(grads_and_vars)):
+    variables = [var for _, var in grads_and_vars]
+    fast_path_possible = (paths.fuses_here(self._fused, variables)
+                          and not any(map(self._has_8bit_states, variables)))
+    if fast_path_possible and (tf.executing_eagerly()
+                               or dtypes.all_eager_variables(grads_and_vars)):
       taken, result = self._apply_on_fast_path(grads_and_vars, global_step, name)
       if taken:
         return result
@@ -194,6 +210,8 @@ class AdamOptimizer(sparse.SparseUpdates, saved_model.SavedModelSupport,
       self._this_step.repeated = grouping.NONE_REPEATED
 
   def _held_for_finish(self, var):
+    if self._has_8bit_states(var):  # one 8-bit op each, made now
+      return False
     repeated = getattr(self._this_step, "repeated", grouping.NONE_REPEATED)
     return paths.held_for_finish(var, self._fused, repeated)
 
@@ -279,6 +297,8 @@ class AdamOptimizer(sparse.SparseUpdates, saved_model.SavedModelSupport,
       if self._held_for_finish(var):  # under XLA: after the sparse updates, by data (_finish)
         return _HeldBack(grad, var)
       return stock_dtypes.resource_apply_dense(self, grad, var)
+    if self._has_8bit_states(var):
+      return self._apply_8bit_dense(grad, var)
     if xla.in_xla_context() and not xla.kernels_usable([var]):
       return xla_composite.dense_update(var, self._adam_slots(var, ref=True), self._scalars(var.dtype),
                                         grad, self._decays(var), self._use_locking)

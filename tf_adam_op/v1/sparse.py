@@ -64,6 +64,8 @@ class SparseUpdates:
   def _resource_apply_sparse(self, grad, var, indices):
     if stock_dtypes.is_stock_dtype(var):
       return stock_dtypes.resource_apply_sparse(self, grad, var, indices)
+    if self._has_8bit_states(var):
+      return self._apply_8bit_sparse(grad, var, indices)
     if xla.in_xla_context() and not xla.kernels_usable([var]):
       return xla_composite.sparse_update(var, self._adam_slots(var, ref=True), self._scalars(var.dtype),
                                          grad, indices, self._decays(var), self._use_locking,
