@@ -30,7 +30,8 @@ class PlannedGroup:
 class StepPlan:
   variables: Tuple  # the variables the plan is for, checked by identity
   groups: List[PlannedGroup]
-  sparse_positions: List[int] = dataclasses.field(default_factory=list)  # one sparse op each
+  # one op each: IndexedSlices gradients (and, Keras, variables with 8-bit states)
+  sparse_positions: List[int] = dataclasses.field(default_factory=list)
   # The host framework's own update (Keras: where its arithmetic is not the ops').
   host_positions: List[int] = dataclasses.field(default_factory=list)
   # The beta power accumulators, when the step's one group reads and advances them (v1).

@@ -22,6 +22,7 @@ class KerasStep:
   iterations: Any  # the tf.Variable Keras advances after the step
   slots: Callable  # Keras variable -> its m, v and vhat (None without AMSGrad) tf.Variables
   keras_computes: Callable  # tf.Variable -> whether Keras's own update_step updates it
+  own_op: Callable  # tf.Variable -> whether it takes an op of its own (8-bit states), never grouped
   decays: Callable  # tf.Variable -> whether the op applies its weight decay
   keras_update: Callable  # Keras's own update_step(grad, variable, learning_rate)
   update_one: Callable  # one fused op: (grad, Keras variable, learning_rate) -> op
@@ -51,9 +52,9 @@ def make_plan(step, trainable_variables, sparse):
     step.check_dtype(var)
     if step.keras_computes(var):
       keras_positions.append(i)
-    elif not is_sparse:
+    elif not is_sparse and not step.own_op(var):
       dense.append((i, var))
-    # (an IndexedSlices gradient: one sparse op, below)
+    # (an IndexedSlices gradient, or 8-bit states: one op each, below)
   decays = {id(var): step.decays(var) for _, var in dense}
 
   groups = plan_lib.plan_groups(dense, lambda var: decays[id(var)])
@@ -61,6 +62,7 @@ def make_plan(step, trainable_variables, sparse):
     lists = [group.variables] + slot_lists(step, [trainable_variables[i] for i in group.positions])
     group.handles = packed.pack_eager(lists, grouping.host_device(group.device))[1]
   sparse_positions = [i for i, is_sparse in enumerate(sparse)
-                      if is_sparse and i not in keras_positions]
+                      if (is_sparse or step.own_op(tf_variable(trainable_variables[i])))
+                      and i not in keras_positions]
   return plan_lib.StepPlan(tuple(trainable_variables), groups, sparse_positions=sparse_positions,
                            host_positions=keras_positions)

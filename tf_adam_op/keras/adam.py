@@ -41,6 +41,8 @@ from tf_adam_op.keras import _decisions
 from tf_adam_op.keras import _inputs
 from tf_adam_op.keras import _plan
 from tf_adam_op.keras import _xla_step
+from tf_adam_op.keras import states_8bit
+from tf_adam_op.state_8bit import choice as state_8bit_choice
 
 __all__ = ["Adam", "AdamW"]
 
@@ -56,15 +58,19 @@ def _is_16_bit(var):
   return var.dtype.base_dtype in (tf.float16, tf.bfloat16)
 
 
-class _FusedAdamMixin:
+class _FusedAdamMixin(states_8bit.EightBitStates):
   """The fused update step shared by Adam and AdamW (see the module doc).
 
   What each step does is Keras's decision (_decisions.py): which variables decay, whether Keras's
   arithmetic mixes dtypes, what a strategy does with the gradients, what is accepted. The fused
   ops replace only Keras's arithmetic."""
 
-  def __init__(self, *args, lazy=False, **kwargs):
+  def __init__(self, *args, lazy=False, state_bits=32,
+               min_8bit_size=state_8bit_choice.DEFAULT_MIN_8BIT_SIZE, **kwargs):
+    checked = state_8bit_choice.check_options(state_bits, min_8bit_size, _WHO)
     super().__init__(*args, **kwargs)
+    self.state_bits, self.min_8bit_size = checked
+    self._8bit_scales = {}  # id(codes variable) -> its absmax variable (states_8bit.py)
     self.lazy = bool(lazy)
     self._plans = plan_lib.PlanCache()  # see _update_round
     self._variable_dims = plan_lib.BoundedCache()  # see _shapes_as_variables
@@ -75,6 +81,9 @@ class _FusedAdamMixin:
     config = super().get_config()
     if self.lazy:
       config["lazy"] = True
+    if self.state_bits != 32:  # likewise: refused by Keras's own class, not dropped
+      config["state_bits"] = self.state_bits
+      config["min_8bit_size"] = self.min_8bit_size
     return config
 
   # --- what Keras's base class calls -------------------------------------------------------------
@@ -129,6 +138,8 @@ class _FusedAdamMixin:
     """One variable's update: the path under a strategy, and Keras's own where Keras's arithmetic
     is not the fused ops' (see _keras_computes)."""
     var = _tf_variable(variable)
+    if self._has_8bit_states(var):
+      return self._update_8bit(gradient, variable, learning_rate, decays=self._decays(var))
     if self._keras_computes(var):
       return super().update_step(gradient, variable, learning_rate)
     if not isinstance(gradient, tf.IndexedSlices):
@@ -161,8 +172,8 @@ class _FusedAdamMixin:
     computes a hyperparameter term in another dtype (a NumPy float64 beta on a float32 variable;
     _decisions.promoted_terms). 16-bit variables are computed in float32 by the fused ops."""
     dtype = var.dtype.base_dtype
-    if dtype not in (tf.float32, tf.float64):
-      return False
+    if dtype not in (tf.float32, tf.float64) or self._has_8bit_states(var):
+      return False  # (Keras has no 8-bit rule: those are always ours)
     return bool(_decisions.promoted_terms_cached(self, dtype))
 
   def _decays_in_op(self, var, repeated=False):
@@ -194,7 +205,7 @@ class _FusedAdamMixin:
   def _step(self, repeated):
     return _plan.KerasStep(
         optimizer=self, iterations=self._iterations.value, slots=self._slots,
-        keras_computes=self._keras_computes,
+        keras_computes=self._keras_computes, own_op=self._has_8bit_states,
         decays=lambda var: self._decays(var, id(var) in repeated),
         keras_update=super().update_step,
         update_one=lambda grad, keras_var, lr: self._update_one(
@@ -234,6 +245,8 @@ class _FusedAdamMixin:
     """One variable's fused op: the sparse op for IndexedSlices, else the single-variable op."""
     var = _tf_variable(keras_var)
     _plan.KerasStep.check_dtype(var)
+    if self._has_8bit_states(var):
+      return self._update_8bit(grad, keras_var, learning_rate, self._decays(var, repeated))
     dtype = var.dtype.base_dtype
     m, v, vhat = (s.handle if s is not None else None for s in self._slots(keras_var))
     decays = self._decays(var, repeated)
@@ -253,6 +266,10 @@ class Adam(_FusedAdamMixin, keras.optimizers.Adam):
   Args: those of keras.optimizers.Adam, and
     lazy: (keyword) IndexedSlices gradients update m, v and var of the named rows only (LazyAdam,
       as TF Addons had it), instead of Keras's rule, which densifies them and updates every row.
+    state_bits: (keyword) 32, or 8: the momentum and velocity of variables of at least
+      min_8bit_size (4096) elements are 8-bit codes with a float32 scale per block of 256
+      (bitsandbytes' scheme; variables <var>_momentum_codes, _momentum_absmax, _velocity_codes,
+      _velocity_absmax). See docs/state_8bit.md.
   """
 
 

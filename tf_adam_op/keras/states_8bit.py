@@ -1,0 +1,84 @@
+"""tf_adam_op.keras's 8-bit states (state_bits=8, tf_adam_op.state_8bit): their variables and
+updates. Mixed into the Keras optimizers; `state_bits`, `min_8bit_size`, `_8bit_scales`, `lazy`,
+`amsgrad` and the slot lists are the optimizer's.
+
+Keras creates an optimizer's states through add_variable_from_reference (per variable and name:
+momentum, velocity, velocity_hat). For a variable with 8-bit states that makes the codes
+(`<var>_<name>_codes`, uint8, the variable's shape) and, beside them, their scales
+(`<var>_<name>_absmax`, float32, one per block of 256): Keras's own lists (_momentums, ...) then
+hold the codes where they held the float state, and everything that walks them (saving, EMA,
+`variables`) keeps working.
+"""
+
+import tensorflow as tf
+
+from tf_adam_op._step import apply
+from tf_adam_op._step import xla
+from tf_adam_op.keras import _decisions
+from tf_adam_op.keras import _inputs
+from tf_adam_op.state_8bit import choice
+from tf_adam_op.state_8bit import codec
+
+_STATE_NAMES = {"momentum": "m", "velocity": "v", "velocity_hat": "vhat"}
+
+
+class EightBitStates:
+  """The 8-bit half of the Keras optimizers' state and updates."""
+
+  def _has_8bit_states(self, var):
+    return choice.uses_8bit(_decisions.tf_variable(var), self.state_bits, self.min_8bit_size)
+
+  def add_variable_from_reference(self, reference_variable, name=None, initializer="zeros"):
+    if name not in _STATE_NAMES or not self._has_8bit_states(reference_variable):
+      return super().add_variable_from_reference(reference_variable, name=name,
+                                                 initializer=initializer)
+    prefix = (reference_variable.path.replace("/", "_") if hasattr(reference_variable, "path")
+              else str(reference_variable.name).replace("/", "_").replace(":", "_"))
+    shape = tuple(reference_variable.shape)
+    blocks = -(-int(tf.TensorShape(shape).num_elements()) // codec.BLOCK_SIZE)
+    codes = self.add_variable(shape=shape, initializer="zeros", dtype="uint8",
+                              name=f"{prefix}_{name}_codes")
+    self._8bit_scales[id(codes)] = self.add_variable(
+        shape=(blocks,), initializer="zeros", dtype="float32", name=f"{prefix}_{name}_absmax")
+    return codes
+
+  def _8bit_pairs(self, keras_var):
+    """(codes, absmax) tf.Variable pairs of m, v and vhat (None without AMSGrad)."""
+    tf_variable = _decisions.tf_variable
+    pairs = tuple((tf_variable(codes), tf_variable(self._8bit_scales[id(codes)]))
+                  if codes is not None else None for codes in self._state_lists(keras_var))
+    return pairs + (None,) * (3 - len(pairs))
+
+  def _state_lists(self, keras_var):
+    index = self._get_variable_index(keras_var)
+    lists = [self._momentums, self._velocities] + ([self._velocity_hats] if self.amsgrad else [])
+    return [states[index] for states in lists]
+
+  def _update_8bit(self, grad, keras_var, learning_rate, decays):
+    var = _decisions.tf_variable(keras_var)
+    if xla.in_xla_context():
+      raise NotImplementedError(
+          f"tf_adam_op.keras: 8-bit states have no XLA kernel yet ({var.name!r}); compile the "
+          "model with jit_compile=False, or use state_bits=32 (docs/state_8bit.md)")
+    dtype = var.dtype.base_dtype
+    handles = [None if pair is None else (pair[0].handle, pair[1].handle)
+               for pair in self._8bit_pairs(keras_var)]
+    scalars = _inputs.step_scalars(self, dtype, learning_rate, decays)
+    if isinstance(grad, tf.IndexedSlices):
+      values = tf.cast(grad.values, dtype)  # Keras casts the gradient to the variable's dtype
+      return apply.sparse_8bit(var.handle, handles[0], handles[1], scalars, values, grad.indices,
+                               vhat_states=handles[2], decays=decays, lazy=self.lazy,
+                               dense_rule=True)
+    return apply.dense_8bit(var.handle, handles[0], handles[1], scalars,
+                            _inputs.as_dtype(grad, dtype), vhat_states=handles[2], decays=decays)
+
+  def state_variables(self, var):
+    """{"m", "v" (, "vhat")} -> var's state tf.Variable, or its (codes, absmax) pair with 8-bit
+    states; None before the optimizer is built for var (tf_adam_op.state_8bit's converters)."""
+    if not self.built:
+      return None
+    names = ("m", "v", "vhat")
+    if self._has_8bit_states(var):
+      return {name: pair for name, pair in zip(names, self._8bit_pairs(var)) if pair is not None}
+    return {name: _decisions.tf_variable(state)
+            for name, state in zip(names, self._state_lists(var)) if state is not None}
