@@ -1,0 +1,213 @@
+"""The 8-bit-state ops and codec against the NumPy reference (state_8bit_reference.py): the maps,
+exact nearest codes, dense and sparse steps for every dtype and variant, and bad inputs refused
+before anything is written (docs/errors.md, "8-bit states")."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import numpy_reference
+import state_8bit_reference as ref
+import tf_adam_op  # noqa: F401  (registers the ops)
+from tf_adam_op import _core
+from tf_adam_op import ops
+from tf_adam_op import state_8bit
+
+DTYPES = [np.float16, numpy_reference.BFLOAT16, np.float32, np.float64]
+HYPER = (0.01, 0.9, 0.999, 1e-8)
+
+
+def test_maps_are_bitsandbytes_definition():
+  np.testing.assert_array_equal(_core.dynamic_map(True), ref.SIGNED)
+  np.testing.assert_array_equal(_core.dynamic_map(False), ref.UNSIGNED)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_encoder_tables_are_exact(signed):
+  assert _core.codebook_is_exact(signed)
+  book = ref.SIGNED if signed else ref.UNSIGNED
+  mids = ref.midpoints(book)
+  # Every midpoint and its float neighbours (ties and the values either side), and random values
+  # over every magnitude the codes span.
+  near = np.concatenate([np.nextafter(mids, -np.inf), mids, np.nextafter(mids, np.inf)])
+  rng = np.random.default_rng(0)
+  spread = (rng.choice([-1, 1], 200_000) * 10.0 ** rng.uniform(-9, 0, 200_000)).astype(np.float32)
+  x = np.concatenate([near, spread, [0.0, -0.0, 1.0, -1.0]]).astype(np.float32)
+  # One value per block of 256 with absmax 1: the encoder sees x itself.
+  blocks = np.zeros((x.size, 256), np.float32)
+  blocks[:, 0], blocks[:, 1] = x, 1.0
+  codes, absmax = _core.quantize_blockwise(blocks.reshape(-1), signed)
+  assert np.all(absmax == 1.0)
+  np.testing.assert_array_equal(codes.reshape(-1, 256)[:, 0],
+                                np.searchsorted(mids, np.clip(x, -1, 1), side="left"))
+
+
+def test_special_blocks():
+  x = np.zeros(256 * 3, np.float32)
+  x[256 + 5] = np.nan
+  x[512:] = np.linspace(-2, 3, 256)
+  codes, absmax = state_8bit.quantize(x, signed=True)
+  assert absmax[0] == 0 and np.all(codes[:256] == 0)
+  assert np.isnan(absmax[1]) and np.all(codes[256:512] == 0)
+  assert absmax[2] == 3
+  assert np.isnan(state_8bit.dequantize(codes, absmax, True)[256:512]).all()
+
+
+class States:
+  """A variable, its 8-bit state variables and the reference's copy of both."""
+
+  def __init__(self, value, amsgrad=False):
+    size = value.size
+    blocks = -(-size // 256)
+    self.var = tf.Variable(value)
+    pair = lambda: (tf.Variable(np.zeros(value.shape, np.uint8)),
+                    tf.Variable(np.zeros(blocks, np.float32)))
+    self.m, self.v = pair(), pair()
+    self.vhat = pair() if amsgrad else None
+    self.ref = ref.States(size, amsgrad)
+    self.ref_var = value.copy()
+
+  def handles(self):
+    h = lambda pair: None if pair is None else (pair[0].handle, pair[1].handle)
+    return h(self.m), h(self.v), h(self.vhat)
+
+  def assert_equal_to_reference(self):
+    np.testing.assert_array_equal(self.var.numpy(), self.ref_var)
+    for ours, theirs in [(self.m, self.ref.m), (self.v, self.ref.v), (self.vhat, self.ref.vhat)]:
+      if ours is not None:
+        np.testing.assert_array_equal(ours[0].numpy().reshape(-1), theirs[0])
+        np.testing.assert_array_equal(ours[1].numpy(), theirs[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("variant", ["plain", "amsgrad", "decay", "decay_lr", "nesterov"])
+def test_dense_steps_equal_reference(dtype, variant):
+  rng = np.random.default_rng(1)
+  shape = (33, 50)  # 1650 elements: 6 full blocks and a short one
+  s = States(rng.normal(size=shape).astype(dtype), amsgrad=variant == "amsgrad")
+  options, reference_options = {}, {}
+  if variant.startswith("decay"):
+    options = dict(weight_decay=0.1, weight_decay_times_lr=variant == "decay_lr")
+    reference_options = dict(weight_decay=0.1, times_lr=variant == "decay_lr")
+  if variant == "nesterov":
+    options = reference_options = dict(use_nesterov=True)
+  powers = [0.9, 0.999]
+  for _ in range(4):
+    grad = (rng.normal(size=shape) * rng.choice([1e-4, 1.0, 30.0])).astype(dtype)
+    m, v, vhat = s.handles()
+    ops.resource_apply_adam_8bit(s.var.handle, m, v, *powers, *HYPER, grad, vhat_states=vhat,
+                                 **options)
+    s.ref_var = ref.step(s.ref_var, s.ref, grad, *powers, *HYPER, **reference_options)
+    powers = [powers[0] * 0.9, powers[1] * 0.999]
+    s.assert_equal_to_reference()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16],
+                         ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("lazy", [False, True], ids=["sparse", "lazy"])
+@pytest.mark.parametrize("width", [3, 100, 256, 300])
+def test_sparse_steps_equal_reference(dtype, lazy, width):
+  rng = np.random.default_rng(2)
+  rows = 40
+  s = States(rng.normal(size=(rows, width)).astype(dtype))
+  for step in range(3):
+    indices = rng.integers(0, rows, size=7).astype(np.int64)
+    indices[0] = indices[1]  # a duplicate
+    grad = rng.normal(size=(7, width)).astype(dtype)
+    m, v, _ = s.handles()
+    ops.resource_sparse_apply_adam_8bit(s.var.handle, m, v, 0.9 ** (step + 1),
+                                        0.999 ** (step + 1), *HYPER, grad, indices, lazy=lazy)
+    s.ref_var = ref.sparse_step(s.ref_var, s.ref, grad, indices, 0.9 ** (step + 1),
+                                0.999 ** (step + 1), *HYPER, lazy=lazy)
+    s.assert_equal_to_reference()
+
+
+def test_lazy_leaves_untouched_blocks_alone():
+  rng = np.random.default_rng(3)
+  s = States(rng.normal(size=(64, 64)).astype(np.float32))
+  m, v, _ = s.handles()
+  ops.resource_apply_adam_8bit(s.var.handle, m, v, 0.9, 0.999, *HYPER,
+                               rng.normal(size=(64, 64)).astype(np.float32))
+  before = [x.numpy().copy() for x in (s.var, *s.m, *s.v)]
+  ops.resource_sparse_apply_adam_8bit(s.var.handle, m, v, 0.81, 0.998, *HYPER,
+                                      np.ones((1, 64), np.float32), [5], lazy=True)
+  after = [x.numpy() for x in (s.var, *s.m, *s.v)]
+  # Row 5 is elements 320..383: block 1 (256..511), which holds rows 4..7.
+  np.testing.assert_array_equal(after[0][[r for r in range(64) if r != 5]],
+                                before[0][[r for r in range(64) if r != 5]])
+  for i in (1, 3):
+    flat_before, flat_after = before[i].reshape(-1), after[i].reshape(-1)
+    outside = np.r_[0:256, 512:4096]
+    np.testing.assert_array_equal(flat_after[outside], flat_before[outside])
+  for i in (2, 4):
+    np.testing.assert_array_equal(np.delete(after[i], 1), np.delete(before[i], 1))
+
+
+def _unchanged(s, call):
+  before = [x.numpy().copy() for x in (s.var, *s.m, *s.v)]
+  call()
+  for b, x in zip(before, (s.var, *s.m, *s.v)):
+    np.testing.assert_array_equal(x.numpy(), b)
+
+
+@pytest.mark.parametrize("bad_scale", [-1.0, np.inf, -np.inf])
+def test_corrupt_scale_is_refused_before_any_write(bad_scale):
+  s = States(np.ones((20, 300), np.float32))
+  m, v, _ = s.handles()
+  ops.resource_apply_adam_8bit(s.var.handle, m, v, 0.9, 0.999, *HYPER, np.ones((20, 300), np.float32))
+  absmax = s.v[1].numpy()
+  absmax[-1] = bad_scale
+  s.v[1].assign(absmax)
+  grad = np.ones((20, 300), np.float32)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"v_absmax\[23\] = .* corrupt"):
+    _unchanged(s, lambda: ops.resource_apply_adam_8bit(s.var.handle, m, v, 0.9, 0.999, *HYPER, grad))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="corrupt"):
+    _unchanged(s, lambda: ops.resource_sparse_apply_adam_8bit(
+        s.var.handle, m, v, 0.9, 0.999, *HYPER, grad[:1], [0], lazy=True))
+
+
+def test_nan_scale_is_a_poisoned_block_not_an_error():
+  s = States(np.ones((2, 256), np.float32))
+  m, v, _ = s.handles()
+  grad = np.ones((2, 256), np.float32)
+  grad[0, 3] = np.nan
+  ops.resource_apply_adam_8bit(s.var.handle, m, v, 0.9, 0.999, *HYPER, grad)
+  assert np.isnan(s.m[1].numpy()[0]) and s.m[1].numpy()[1] > 0
+  ops.resource_apply_adam_8bit(s.var.handle, m, v, 0.81, 0.998, *HYPER, np.ones((2, 256), np.float32))
+  assert np.isnan(s.var.numpy()[0]).all() and np.isfinite(s.var.numpy()[1]).all()
+
+
+@pytest.mark.parametrize("which,shape,match", [
+    ("m_codes", (20, 301), "var and m_codes do not have the same shape"),
+    ("v_absmax", (23,), r"v_absmax must have one scale per block of 256 elements"),
+    ("grad", (20, 301), "var and grad do not have the same shape"),
+])
+def test_shapes_are_checked_before_any_write(which, shape, match):
+  s = States(np.ones((20, 300), np.float32))
+  grad = np.ones((20, 300), np.float32)
+  if which == "m_codes":
+    s.m = (tf.Variable(np.zeros(shape, np.uint8)), s.m[1])
+  elif which == "v_absmax":
+    s.v = (s.v[0], tf.Variable(np.zeros(shape, np.float32)))
+  else:
+    grad = np.ones(shape, np.float32)
+  m, v, _ = s.handles()
+  with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match=match):
+    _unchanged(s, lambda: ops.resource_apply_adam_8bit(s.var.handle, m, v, 0.9, 0.999, *HYPER, grad))
+
+
+def test_codes_of_another_dtype_are_refused():
+  s = States(np.ones((20, 300), np.float32))
+  s.m = (tf.Variable(np.zeros((20, 300), np.float32)), s.m[1])
+  m, v, _ = s.handles()
+  with pytest.raises(tf.errors.InvalidArgumentError, match="m_codes"):
+    _unchanged(s, lambda: ops.resource_apply_adam_8bit(s.var.handle, m, v, 0.9, 0.999, *HYPER,
+                                                       np.ones((20, 300), np.float32)))
+
+
+def test_bad_index_is_refused_before_any_write():
+  s = States(np.ones((20, 300), np.float32))
+  m, v, _ = s.handles()
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"indices\[1\] = 20 is not in \[0, 20\)"):
+    _unchanged(s, lambda: ops.resource_sparse_apply_adam_8bit(
+        s.var.handle, m, v, 0.9, 0.999, *HYPER, np.ones((2, 300), np.float32), [3, 20]))
