@@ -106,7 +106,7 @@ def _decayed(var_c, weight_decay, lr, times_lr):
 
 
 def variant_step(var, m, v, vhat, grad, beta1_power, beta2_power, lr, beta1, beta2, epsilon,
-                 weight_decay=None, times_lr=False, use_nesterov=False):
+                 weight_decay=None, times_lr=False, use_nesterov=False, one_minus_beta=None):
   """One dense step with AMSGrad (Reddi et al.: vhat = max(vhat, v), sqrt(vhat) in the denominator;
   vhat None: plain Adam) and decoupled weight decay (Loshchilov & Hutter, applied to var before the
   step), in stock's operation order. Returns (var, m, v, vhat) in var's dtype."""
@@ -115,10 +115,13 @@ def variant_step(var, m, v, vhat, grad, beta1_power, beta2_power, lr, beta1, bet
     c, one, alpha, lr, beta1, beta2, epsilon = _step_scalars(
         storage, beta1_power, beta2_power, lr, beta1, beta2, epsilon)
     g, m_c, v_c = grad.astype(c), m.astype(c), v.astype(c)
-    m_c = m_c + (g - m_c) * (one - beta1)
-    v_c = v_c + (g * g - v_c) * (one - beta2)
+    # 1 - beta as the caller rounds it (Keras: from a double), else in the compute dtype.
+    one_minus_beta1, one_minus_beta2 = ((one - beta1, one - beta2) if one_minus_beta is None
+                                        else (c(one_minus_beta[0]), c(one_minus_beta[1])))
+    m_c = m_c + (g - m_c) * one_minus_beta1
+    v_c = v_c + (g * g - v_c) * one_minus_beta2
     second = v_c if vhat is None else _max_keeping_vhat(vhat.astype(c), v_c)
-    numerator = (g * (one - beta1) + beta1 * m_c) if use_nesterov else m_c
+    numerator = (g * one_minus_beta1 + beta1 * m_c) if use_nesterov else m_c
     var_c = _decayed(var.astype(c), weight_decay, lr, times_lr)
     var_c = var_c - (numerator * alpha) / (np.sqrt(second) + epsilon)
   # The states keep their own dtype: var's, or the compute dtype for decoded 8-bit states.

