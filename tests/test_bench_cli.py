@@ -103,10 +103,10 @@ def test_adamw_and_amsgrad_rows_and_their_goals():
 
 def test_the_clis_implementations_are_the_benchmarks():
   from tf_adam_op import __main__ as cli
-  from tf_adam_op.bench import IMPLEMENTATIONS, TORCH
+  from tf_adam_op.bench import BNB, IMPLEMENTATIONS, TORCH
   bench = next(a for a in cli._parser()._subparsers._group_actions[0].choices.values()
                if "--impl" in a._option_string_actions)
-  assert bench._option_string_actions["--impl"].choices == [*IMPLEMENTATIONS, TORCH]
+  assert bench._option_string_actions["--impl"].choices == [*IMPLEMENTATIONS, TORCH, BNB]
 
 
 def test_bench_on_the_gpu(tmp_path):

@@ -126,7 +126,8 @@ def _parser():
   optional_modes = ["xla", "fit", "fit-xla"]
   # The names of tf_adam_op.bench.IMPLEMENTATIONS and TORCH (not imported here: --help needs no TF).
   implementations = ["stock", "ours", "ours lazy", "stock adamw", "ours adamw", "stock amsgrad",
-                     "ours amsgrad", "keras adam", "ours keras", "torch fused"]
+                     "ours amsgrad", "keras adam", "ours keras", "ours 8-bit", "ours keras 8-bit",
+                     "torch fused", "bitsandbytes 8-bit"]
   bench.add_argument("--workload", nargs="+", choices=workloads, default=workloads)
   bench.add_argument("--mode", nargs="+", choices=modes + optional_modes, default=modes)
   bench.add_argument("--impl", nargs="+", choices=implementations, default=implementations,

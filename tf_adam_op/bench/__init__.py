@@ -9,7 +9,7 @@ JSON and a PNG chart.
 
 from tf_adam_op.bench import report
 from tf_adam_op.bench.device import NoGpuError, device as make_device
-from tf_adam_op.bench.run import IMPLEMENTATIONS, TORCH, run
+from tf_adam_op.bench.run import BNB, IMPLEMENTATIONS, TORCH, run
 from tf_adam_op.bench.tf_steps import MODES
 from tf_adam_op.bench.workloads import WORKLOADS
 
@@ -29,7 +29,8 @@ def main(workload_names, modes, implementations, steps, scale, json_path, png_pa
         f"(36 with AMSGrad's vhat) over the bandwidth of {reference}; "
         "'vs stock': speed-up over its stock equivalent "
         "(stock adamw / amsgrad: over stock Adam); 'vs torch': time ratio; 'vs ours': time ratio "
-        "to our Adam; "
+        "to our Adam (8-bit rows: to the same family's float32 states; bitsandbytes: to ours "
+        "8-bit); 8-bit rows' 'of BW' count 16 bytes per parameter; "
         "'peak MiB': peak memory a step allocates beyond variables and slots (TF's allocator "
         "statistics)\n")
   print(report.table(cases))
@@ -43,4 +44,4 @@ def main(workload_names, modes, implementations, steps, scale, json_path, png_pa
   return cases, targets
 
 
-__all__ = ["main", "NoGpuError", "IMPLEMENTATIONS", "TORCH", "MODES", "WORKLOADS"]
+__all__ = ["main", "NoGpuError", "BNB", "IMPLEMENTATIONS", "TORCH", "MODES", "WORKLOADS"]

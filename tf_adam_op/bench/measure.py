@@ -8,6 +8,8 @@ import tensorflow as tf
 
 BYTES_PER_PARAMETER = 28  # float32 Adam: read var, m, v, grad; write var, m, v
 AMSGRAD_BYTES_PER_PARAMETER = 36  # and vhat read and written
+# 8-bit states: var read and written, grad read, one byte of m and of v each read and written.
+BYTES_PER_PARAMETER_8BIT = 16
 
 
 def time_steps(step, count):

@@ -29,14 +29,23 @@ IMPLEMENTATIONS = {
     # Keras 3's Adam and ours for Keras 3 (eager, tf.function and xla modes only: no TF1 sessions).
     "keras adam": lambda: _keras().optimizers.Adam(1e-3),
     "ours keras": lambda: _tf_adam_op_keras().Adam(1e-3),
+    # 8-bit states (docs/state_8bit.md): dense resource variables outside XLA.
+    "ours 8-bit": lambda: tf_adam_op.AdamOptimizer(1e-3, state_bits=8),
+    "ours keras 8-bit": lambda: _tf_adam_op_keras().Adam(1e-3, state_bits=8),
 }
 # What each row's "vs stock" speed-up is measured against: its stock equivalent (stock's variants
 # against stock Adam, showing what the separate ops cost).
 STOCK_COUNTERPART = {"stock": "stock", "ours": "stock", "ours lazy": "stock", "stock adamw": "stock",
                      "ours adamw": "stock adamw", "stock amsgrad": "stock",
                      "ours amsgrad": "stock amsgrad", "keras adam": "keras adam",
-                     "ours keras": "keras adam"}
-KERAS_IMPLEMENTATIONS = ("keras adam", "ours keras")
+                     "ours keras": "keras adam", "ours 8-bit": "stock",
+                     "ours keras 8-bit": "keras adam"}
+KERAS_IMPLEMENTATIONS = ("keras adam", "ours keras", "ours keras 8-bit")
+EIGHT_BIT = ("ours 8-bit", "ours keras 8-bit")
+# time_vs_ours: a row's time over this one's in the same case (AdamW and AMSGrad: over our Adam;
+# 8-bit states: over the same family's float32 states; bitsandbytes: over our 8-bit states).
+VS_OURS = {"ours adamw": "ours", "ours amsgrad": "ours", "ours 8-bit": "ours",
+           "ours keras 8-bit": "ours keras", "bitsandbytes 8-bit": "ours 8-bit"}
 
 
 def _keras():
@@ -48,6 +57,8 @@ def _tf_adam_op_keras():
   import tf_adam_op.keras
   return tf_adam_op.keras
 TORCH = "torch fused"
+BNB = "bitsandbytes 8-bit"  # bitsandbytes' Adam8bit, when torch and bitsandbytes are installed
+OUTSIDE_TF = (TORCH, BNB)
 WARMUP_STEPS = 2
 ROUNDS = 3  # the implementations take turns this many times in a case
 
@@ -94,6 +105,10 @@ def _implementations(workload, mode, names, device):
       continue  # a Keras model's training step: Keras 3 optimizers, dense workloads
     if name == TORCH and (workload.sparse or not torch_step.torch_available(device.torch_device)):
       continue  # torch's sparse Adam is a different rule; no torch: no row, said in the report
+    if name == BNB and (workload.sparse or not torch_step.bitsandbytes_available()):
+      continue
+    if name in EIGHT_BIT and (mode in ("tf1-ref", "xla", "fit-xla") or workload.sparse):
+      continue  # 8-bit states: resource variables, no XLA kernel; dense workloads here
     chosen.append(name)
   return chosen
 
@@ -103,6 +118,8 @@ def _build(workload, mode, name, seed, device):
     return tf_steps.xla_launch_step(workload, seed, device.tf_device)
   if name == TORCH:
     return torch_step.torch_fused_step(workload, seed, device.torch_device)
+  if name == BNB:
+    return torch_step.bitsandbytes_adam8bit_step(workload, seed, device.torch_device)
   return tf_steps.BUILDERS[mode](workload, IMPLEMENTATIONS[name], seed, device.tf_device)
 
 
@@ -132,7 +149,7 @@ def run_case(workload, mode, names, steps, seed, device, progress):
       for name in timed:
         progress.set_postfix_str(f"{name}, round {r + 1}/{rounds}")
         built[name][0]()  # untimed: the previous implementation left its own data in the caches
-        if r == 0 and name not in (TORCH, XLA_LAUNCH):  # TF's allocator statistics cannot see torch's memory
+        if r == 0 and name not in (*OUTSIDE_TF, XLA_LAUNCH):  # TF's allocator statistics cannot see torch's memory
           with measure.StepMemory(device.memory_device) as memory:
             seconds[name] += device.time_steps(built[name][0], count)
           peaks[name] = memory.extra_bytes
@@ -159,6 +176,7 @@ def _records(workload, mode, names, seconds, peaks, probe):
     if not workload.sparse:
       # The bytes the step must move (AdamW's decay adds none; AMSGrad adds vhat), over its time.
       needed = (measure.AMSGRAD_BYTES_PER_PARAMETER if "amsgrad" in name
+                else measure.BYTES_PER_PARAMETER_8BIT if name in (*EIGHT_BIT, BNB)
                 else measure.BYTES_PER_PARAMETER)
       record.bandwidth_gbs = needed * workload.num_parameters / median / 1e9
       record.bandwidth_fraction = record.bandwidth_gbs * 1e9 / probe
@@ -167,8 +185,8 @@ def _records(workload, mode, names, seconds, peaks, probe):
       record.speedup_vs_stock = medians[counterpart] / median
     if TORCH in medians:
       record.time_vs_torch = median / medians[TORCH]
-    if name in ("ours adamw", "ours amsgrad") and "ours" in medians:
-      record.time_vs_ours = median / medians["ours"]
+    if VS_OURS.get(name) in medians:
+      record.time_vs_ours = median / medians[VS_OURS[name]]
     records.append(record)
   return records
 

@@ -38,3 +38,28 @@ def torch_fused_step(workload, seed, device="cpu"):
     params.append(param)
   optimizer = torch.optim.Adam(params, lr=1e-3, fused=True)
   return optimizer.step, lambda: None
+
+
+def bitsandbytes_available():
+  """Whether torch and bitsandbytes are installed (an optional extra, in a venv of its own)."""
+  try:
+    import bitsandbytes  # noqa: F401
+  except ImportError:
+    return False
+  return True
+
+
+def bitsandbytes_adam8bit_step(workload, seed, device="cpu"):
+  """(step, close) for bitsandbytes.optim.Adam8bit over the workload's shapes (its CPU or CUDA
+  kernels), the 8-bit states tf_adam_op's state_bits=8 matches."""
+  import bitsandbytes
+  import torch
+  torch.set_num_threads(os.cpu_count() or 1)
+  generator = torch.Generator().manual_seed(seed)
+  params = []
+  for shape in workload.shapes:
+    param = torch.nn.Parameter(torch.randn(shape, generator=generator).to(device))
+    param.grad = (torch.randn(shape, generator=generator) * 1e-3).to(device)
+    params.append(param)
+  optimizer = bitsandbytes.optim.Adam8bit(params, lr=1e-3)
+  return optimizer.step, lambda: None
