@@ -149,7 +149,8 @@ def run_case(workload, mode, names, steps, seed, device, progress):
       for name in timed:
         progress.set_postfix_str(f"{name}, round {r + 1}/{rounds}")
         built[name][0]()  # untimed: the previous implementation left its own data in the caches
-        if r == 0 and name not in (*OUTSIDE_TF, XLA_LAUNCH):  # TF's allocator statistics cannot see torch's memory
+        # TF's allocator statistics cannot see torch's (or bitsandbytes') memory.
+        if r == 0 and name not in (*OUTSIDE_TF, XLA_LAUNCH):
           with measure.StepMemory(device.memory_device) as memory:
             seconds[name] += device.time_steps(built[name][0], count)
           peaks[name] = memory.extra_bytes
