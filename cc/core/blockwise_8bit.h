@@ -47,7 +47,7 @@ TF_ADAM_OP_HOST_DEVICE inline bool ValidScale(float absmax) {
 // range [-1, 1] is cut into cells by x's bit pattern (sign, exponent and the top 8 mantissa bits;
 // every |x| below 2^-30 shares one cell per sign): each cell holds at most one midpoint (checked
 // when the table is built, see Codebook::exact), so code(x) = base[cell] + (midpoint[base] < x),
-// where base[cell] counts the midpoints below the cell. Both reads vectorise as gathers.
+// where base[cell] counts the midpoints below the cell.
 constexpr uint32_t kMantissaBitsKept = 8;
 constexpr uint32_t kCellShift = 23 - kMantissaBitsKept;
 constexpr uint32_t kLowestKey = (127u - 30u) << kMantissaBitsKept;  // |x| = 2^-30
@@ -76,7 +76,7 @@ TF_ADAM_OP_HOST_DEVICE inline uint32_t CellOf(float x) {
 struct Codebook {
   float value[256];
   float midpoint[256];                 // midpoint[k] between value[k] and value[k + 1]; [255] = +inf
-  int32_t base[2 * kCellsPerSign];     // midpoints below each cell (int32: gathers load 32 bits)
+  uint8_t base[2 * kCellsPerSign];     // midpoints below each cell (15 KiB: stays in L1)
   bool exact;                          // every cell holds at most one midpoint
 };
 
@@ -94,7 +94,7 @@ inline void BuildCodebook(const float* map, Codebook* book) {
       const float x_min = sign ? -high : low, x_max = sign ? -low : high;
       int below = 0;
       while (below < 255 && book->midpoint[below] < x_min) ++below;
-      book->base[sign * kCellsPerSign + (key - kLowestKey)] = below;
+      book->base[sign * kCellsPerSign + (key - kLowestKey)] = static_cast<uint8_t>(below);
       // A second midpoint below x_max would be missed.
       if (below < 254 && book->midpoint[below + 1] < x_max) book->exact = false;
     }
@@ -104,7 +104,7 @@ inline void BuildCodebook(const float* map, Codebook* book) {
 // The nearest code of `normalized` (clamped to [-1, 1]; not NaN).
 TF_ADAM_OP_HOST_DEVICE inline uint8_t Encode(const Codebook& book, float normalized) {
   const float x = normalized < -1.0f ? -1.0f : (normalized > 1.0f ? 1.0f : normalized);
-  const int32_t base = book.base[CellOf(x)];
+  const int base = book.base[CellOf(x)];
   return static_cast<uint8_t>(base + (book.midpoint[base] < x ? 1 : 0));
 }
 
