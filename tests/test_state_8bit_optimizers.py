@@ -203,12 +203,71 @@ def test_ref_variables_are_refused_with_8bit_states():
       tf_adam_op.AdamOptimizer(state_bits=8).apply_gradients([(tf.zeros(SHAPE), var)])
 
 
-def test_xla_is_refused_not_silently_changed():
+@pytest.mark.parametrize("lazy", [False, True])
+def test_v1_under_xla_equals_the_step_outside_it(lazy):
+  var0, grads = _data()
+  results = []
+  for jit in (False, True):
+    var = tf.Variable(var0)
+    opt = tf_adam_op.AdamOptimizer(0.01, state_bits=8, lazy=lazy)
+
+    @tf.function(jit_compile=jit)
+    def step(g):
+      rows = tf.IndexedSlices(g[:3], tf.constant([1, 7, 1]))
+      opt.apply_gradients([(g, var)] if not lazy else [(rows, var)])
+    for g in grads:
+      step(tf.constant(g))
+    results.append([var.numpy()] + [opt.get_slot(var, n).numpy()
+                                    for n in ("m_codes", "m_absmax", "v_codes", "v_absmax")])
+  for ours, theirs in zip(*results):
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_keras_under_xla_equals_the_step_outside_it():
+  """The optimizer's step on given gradients (a model's XLA-compiled forward and backward give
+  other gradients than its uncompiled ones: docs/xla.md)."""
+  import keras
+  var0, grads = _data()
+  results = []
+  for jit in (False, True):
+    var = keras.Variable(var0)
+    opt = tk.AdamW(1e-3, weight_decay=0.01, state_bits=8)
+
+    @tf.function(jit_compile=jit)
+    def step(g):
+      opt.apply_gradients([(g, var)])
+    for g in grads:
+      step(tf.constant(g))
+    results.append([np.asarray(var)] + [np.asarray(v) for v in opt.variables])
+  for ours, theirs in zip(*results):
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_corrupt_scale_under_xla_is_refused_before_any_write():
+  var = tf.Variable(np.ones(SHAPE, np.float32))
+  opt = tf_adam_op.AdamOptimizer(state_bits=8)
+  opt.apply_gradients([(tf.ones(SHAPE), var)])
+  scales = opt.get_slot(var, "m_absmax")
+  scales.assign(tf.tensor_scatter_nd_update(scales, [[3]], [-1.0]))
+  before = [var.numpy()] + [opt.get_slot(var, n).numpy() for n in ("m_codes", "v_codes")]
+
+  @tf.function(jit_compile=True)
+  def step():
+    opt.apply_gradients([(tf.ones(SHAPE), var)])
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"m_absmax\[3\] = -1 .*corrupt"):
+    step()
+  after = [var.numpy()] + [opt.get_slot(var, n).numpy() for n in ("m_codes", "v_codes")]
+  for b, a in zip(before, after):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_xla_without_the_kernels_is_refused_not_silently_changed(monkeypatch):
+  monkeypatch.setenv("TF_ADAM_OP_XLA_KERNELS", "0")
   var = tf.Variable(np.zeros(SHAPE, np.float32))
   opt = tf_adam_op.AdamOptimizer(state_bits=8)
 
   @tf.function(jit_compile=True)
   def step():
     opt.apply_gradients([(tf.ones(SHAPE), var)])
-  with pytest.raises(NotImplementedError, match="8-bit states have no XLA kernel"):
+  with pytest.raises(NotImplementedError, match="8-bit states need the ops' XLA kernels"):
     step()

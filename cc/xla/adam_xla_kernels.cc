@@ -6,144 +6,26 @@
 //
 // Registered for XLA's CPU device, and for its GPU device when the CUDA kernels are built (their
 // handlers, gpu_custom_calls.cc, are compiled but have not run on a GPU yet).
-#include <string>
-#include <utility>
-#include <vector>
-
-#include "absl/strings/str_cat.h"
-#include "tensorflow/compiler/tf2xla/xla_op_kernel.h"
-#include "tensorflow/compiler/tf2xla/xla_op_registry.h"
-#include "tensorflow/compiler/tf2xla/xla_resource.h"
-#include "tensorflow/core/framework/kernel_def_builder.h"
-#include "tensorflow/core/framework/node_def.pb.h"
-#include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/types.h"
-#include "xla/hlo/builder/xla_builder.h"
-#include "xla/shape_util.h"
-#include "ops/op_contract.h"
-#include "xla/custom_calls.h"
+#include "xla/xla_kernel_common.h"
 
 namespace tf_adam_op {
 namespace {
 
-using ::tensorflow::DataType;
+using xla_kernels::Attributes;
+using xla_kernels::CallVariables;
+using xla_kernels::EmitCustomCall;
+using xla_kernels::JitDevices;
+using xla_kernels::kImportMarker;
+using xla_kernels::Options;
+using xla_kernels::RegisterDirectly;
+using xla_kernels::SameShape;
+using xla_kernels::ScalarOperands;
+using xla_kernels::VariableTypes;
+using xla_kernels::XlaKernelsAlreadyBuilt;
 using ::tensorflow::OpKernelConstruction;
 using ::tensorflow::TensorShape;
 using ::tensorflow::XlaOpKernel;
 using ::tensorflow::XlaOpKernelContext;
-
-constexpr char kImportMarker[] = "Import_tf_adam_op_before_loading_this_graph";
-
-// The flags every Adam op carries the same way (see TF_ADAM_OP_VARIANT_INPUTS in adam_ops.cc).
-struct Options {
-  DataType dtype;
-  int n_vhat = 0;
-  int n_weight_decay = 0;
-  bool weight_decay_times_lr = false;
-  int n_one_minus_beta = 0;
-
-  absl::Status Read(OpKernelConstruction* ctx, const char* vhat_attr) {
-    DataType scalar_type;
-    TF_RETURN_IF_ERROR(ctx->GetAttr("T", &dtype));
-    TF_RETURN_IF_ERROR(ctx->GetAttr("Tscalar", &scalar_type));
-    TF_RETURN_IF_ERROR(ctx->GetAttr(vhat_attr, &n_vhat));
-    TF_RETURN_IF_ERROR(ctx->GetAttr("n_weight_decay", &n_weight_decay));
-    TF_RETURN_IF_ERROR(ctx->GetAttr("weight_decay_times_lr", &weight_decay_times_lr));
-    TF_RETURN_IF_ERROR(ctx->GetAttr("n_one_minus_beta", &n_one_minus_beta));
-    return CheckScalarType(dtype, scalar_type);
-  }
-  int weight_decay_mode() const {
-    return n_weight_decay == 0 ? 0 : weight_decay_times_lr ? 2 : 1;
-  }
-};
-
-// The six scalars from input `first` on, then weight_decay and one_minus_beta: checked to be
-// scalars and appended to `operands`.
-absl::Status ScalarOperands(XlaOpKernelContext* ctx, int first, std::vector<xla::XlaOp>* operands) {
-  for (int i = 0; i < xla_calls::kScalars; ++i) {
-    TF_RETURN_IF_ERROR(CheckScalarShape(kScalarNames[i], ctx->InputShape(first + i)));
-    operands->push_back(ctx->Input(first + i));
-  }
-  for (const char* list : {"weight_decay", "one_minus_beta"}) {
-    std::vector<xla::XlaOp> values;
-    std::vector<TensorShape> shapes;
-    TF_RETURN_IF_ERROR(ctx->InputList(list, &values, &shapes));
-    for (size_t i = 0; i < values.size(); ++i) {
-      TF_RETURN_IF_ERROR(CheckScalarShape(list, shapes[i]));
-      operands->push_back(values[i]);
-    }
-  }
-  return absl::OkStatus();
-}
-
-// Variables read by one call: their inputs, names (for messages) and XlaResources (to refuse the
-// same variable twice: two assignments to one variable would silently keep only the last).
-class CallVariables {
- public:
-  absl::Status Read(XlaOpKernelContext* ctx, int input, std::string name, DataType dtype,
-                    TensorShape* shape, xla::XlaOp* value) {
-    tensorflow::XlaResource* resource = nullptr;
-    TF_RETURN_IF_ERROR(ctx->GetResourceInput(input, &resource));
-    for (size_t k = 0; k < resources_.size(); ++k) {
-      if (resources_[k] == resource) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            names_[k], " and ", name, " are the same variable; each must be a distinct variable"));
-      }
-    }
-    TF_RETURN_IF_ERROR(ctx->ReadVariableInput(input, dtype, shape, value));
-    resources_.push_back(resource);
-    names_.push_back(std::move(name));
-    inputs_.push_back(input);
-    return absl::OkStatus();
-  }
-  // Assigns result k of the call's tuple to the k-th variable read.
-  absl::Status AssignResults(XlaOpKernelContext* ctx, DataType dtype, xla::XlaOp call) const {
-    for (size_t k = 0; k < inputs_.size(); ++k) {
-      TF_RETURN_IF_ERROR(ctx->AssignVariable(inputs_[k], dtype, xla::GetTupleElement(call, k)));
-    }
-    return absl::OkStatus();
-  }
-  const std::string& name(int k) const { return names_[k]; }
-
- private:
-  std::vector<tensorflow::XlaResource*> resources_;
-  std::vector<std::string> names_;
-  std::vector<int> inputs_;
-};
-
-absl::Status SameShape(const std::string& a, const TensorShape& a_shape, const std::string& b,
-                       const TensorShape& b_shape) {
-  if (a_shape == b_shape) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(a, " and ", b, " do not have the same shape: ",
-                                                 a_shape.DebugString(), " vs ",
-                                                 b_shape.DebugString()));
-}
-
-// The typed-FFI attribute dictionary, e.g. {n = 2 : i64, amsgrad = 0 : i64}.
-std::string Attributes(const std::vector<std::pair<const char*, int64_t>>& attrs) {
-  std::string out = "{";
-  for (size_t i = 0; i < attrs.size(); ++i) {
-    absl::StrAppend(&out, i ? ", " : "", attrs[i].first, " = ", attrs[i].second, " : i64");
-  }
-  return out + "}";
-}
-
-// The call: results alias the operands at `aliased` (the variables), one tuple element each.
-xla::XlaOp EmitCustomCall(XlaOpKernelContext* ctx, const char* target,
-                          const std::vector<xla::XlaOp>& operands,
-                          const std::vector<int64_t>& aliased, const std::string& attributes) {
-  xla::XlaBuilder* b = ctx->builder();
-  std::vector<xla::Shape> shapes;
-  std::vector<std::pair<xla::ShapeIndex, std::pair<int64_t, xla::ShapeIndex>>> aliasing;
-  for (size_t k = 0; k < aliased.size(); ++k) {
-    shapes.push_back(b->GetShape(operands[aliased[k]]).value());
-    aliasing.push_back({xla::ShapeIndex{static_cast<int64_t>(k)}, {aliased[k], xla::ShapeIndex{}}});
-  }
-  return xla::CustomCall(b, target, operands, xla::ShapeUtil::MakeTupleShape(shapes), attributes,
-                         /*has_side_effect=*/false, aliasing, /*literal=*/nullptr,
-                         xla::CustomCallSchedule::SCHEDULE_NONE,
-                         xla::CustomCallApiVersion::API_VERSION_TYPED_FFI);
-}
 
 // ResourceApplyAdamV1 (one variable: var, m, v at inputs 0-2) and ResourceApplyAdamV1MultiUnpacked
 // (lists of N: vars at [0, N), ms at [N, 2N), vs at [2N, 3N)).
@@ -202,7 +84,7 @@ class DenseAdamXlaOp : public XlaOpKernel {
                     {xla_calls::kAttrNesterov, nesterov_},
                     {xla_calls::kAttrWeightDecay, options_.weight_decay_mode()},
                     {xla_calls::kAttrOneMinusBeta, options_.n_one_minus_beta > 0}}));
-    OP_REQUIRES_OK(ctx, vars.AssignResults(ctx, options_.dtype, call));
+    OP_REQUIRES_OK(ctx, vars.AssignResults(ctx, call));
   }
 
  private:
@@ -278,7 +160,7 @@ class SparseAdamXlaOp : public XlaOpKernel {
                     {xla_calls::kAttrScaleFirst, scale_first_},
                     {xla_calls::kAttrDenseRule, dense_rule_},
                     {xla_calls::kAttrVTerm, n_v_term_}}));
-    OP_REQUIRES_OK(ctx, vars.AssignResults(ctx, options_.dtype, call));
+    OP_REQUIRES_OK(ctx, vars.AssignResults(ctx, call));
   }
 
  private:
@@ -296,23 +178,6 @@ class ImportMarkerXlaOp : public XlaOpKernel {
   void Compile(XlaOpKernelContext*) override {}
 };
 
-const std::vector<DataType>& VariableTypes() {
-  static const auto* types = new std::vector<DataType>{tensorflow::DT_HALF, tensorflow::DT_BFLOAT16,
-                                                       tensorflow::DT_FLOAT, tensorflow::DT_DOUBLE};
-  return *types;
-}
-
-// The XLA devices with handlers for the custom calls.
-const std::vector<absl::string_view>& JitDevices() {
-  static const auto* devices = new std::vector<absl::string_view>{
-      ::tensorflow::DEVICE_CPU_XLA_JIT,
-#if TF_ADAM_OP_WITH_CUDA
-      ::tensorflow::DEVICE_GPU_XLA_JIT,
-#endif
-  };
-  return *devices;
-}
-
 #define TF_ADAM_OP_XLA_DENSE(OP)                                                               \
   REGISTER_XLA_OP(Name(OP).Device(JitDevices()).TypeConstraint("T", VariableTypes()),         \
                   DenseAdamXlaOp)
@@ -325,34 +190,6 @@ REGISTER_XLA_OP(Name("ResourceSparseApplyAdamV1")
                     .TypeConstraint("Tindices", {tensorflow::DT_INT32, tensorflow::DT_INT64}),
                 SparseAdamXlaOp);
 REGISTER_XLA_OP(Name(kImportMarker).Device(JitDevices()), ImportMarkerXlaOp);
-
-// TensorFlow turns the XLA registrations into kernels of the XLA devices once per process, on the
-// first XLA compilation. A process that compiled with XLA before `import tf_adam_op` has done that
-// without ours, so here they are registered directly, as that step would have.
-bool XlaKernelsAlreadyBuilt() {
-  tensorflow::NodeDef probe;
-  probe.set_name("tf_adam_op_probe");
-  probe.set_op("NoOp");
-  return tensorflow::FindKernelDef(tensorflow::DeviceType(tensorflow::DEVICE_CPU_XLA_JIT), probe,
-                                   nullptr, nullptr)
-      .ok();
-}
-
-template <typename Kernel>
-void RegisterDirectly(const char* op, const char* class_name, bool has_indices,
-                      bool has_type = true) {
-  for (absl::string_view device : JitDevices()) {
-    tensorflow::KernelDefBuilder builder(op);
-    builder.Device(std::string(device).c_str());
-    if (has_type) builder.TypeConstraint("T", VariableTypes());
-    if (has_indices) {
-      builder.TypeConstraint("Tindices", {tensorflow::DT_INT32, tensorflow::DT_INT64});
-    }
-    new tensorflow::kernel_factory::OpKernelRegistrar(
-        builder.Build(), class_name,
-        [](OpKernelConstruction* ctx) -> tensorflow::OpKernel* { return new Kernel(ctx); });
-  }
-}
 
 [[maybe_unused]] const bool registered_late = [] {
   if (!XlaKernelsAlreadyBuilt()) return false;

@@ -15,6 +15,7 @@
 #include "kernels/sparse_segments.h"
 #include "xla/call_operands.h"
 #include "xla/custom_calls.h"
+#include "xla/ffi_thread_pool.h"
 #include "xla/ffi/api/c_api.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -24,30 +25,7 @@ namespace {
 namespace ffi = ::xla::ffi;
 using xla_calls::Internal;
 
-// XLA's intra-op pool as Eigen's pool interface, so the kernels' ShardedFor (Eigen's parallelFor)
-// runs on it. Lives for one handler call; parallelFor returns only when every task it scheduled
-// has run.
-class FfiThreadPool final : public Eigen::ThreadPoolInterface {
- public:
-  explicit FfiThreadPool(ffi::ThreadPool* pool) : pool_(pool) {}
-  void Schedule(std::function<void()> fn) override { pool_->Schedule(std::move(fn)); }
-  int NumThreads() const override { return static_cast<int>(pool_->num_threads()); }
-  int CurrentThreadId() const override { return -1; }
-
- private:
-  ffi::ThreadPool* pool_;
-};
-
-// Calls fn(device, T{}) with an Eigen device over XLA's pool and the variables' element type.
-template <typename Fn>
-ffi::Error OnPool(ffi::ThreadPool& pool, ffi::DataType type, Fn fn) {
-  FfiThreadPool adapter(&pool);
-  Eigen::ThreadPoolDevice device(&adapter, std::max(1, adapter.NumThreads()));
-  if (!xla_calls::WithElementType(type, [&](auto t) { fn(device, t); })) {
-    return Internal("unsupported variable type");
-  }
-  return ffi::Error::Success();
-}
+using xla_calls::OnPool;
 
 ffi::Error DenseAdam(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::RemainingRets rets,
                      int64_t n, int64_t amsgrad, int64_t nesterov, int64_t weight_decay,

@@ -18,6 +18,11 @@ namespace xla_calls {
 
 constexpr char kDenseTarget[] = "tf_adam_op_dense_adam";
 constexpr char kSparseTarget[] = "tf_adam_op_sparse_adam";
+// The 8-bit-state ops (adam_8bit_xla_kernels.cc): operands the scalars (as above), then var,
+// m_codes, m_absmax, v_codes, v_absmax (vhat_codes, vhat_absmax: kAttrAmsgrad), grad (sparse:
+// indices, v_term); results var and the states, aliased. Attributes as the float calls'.
+constexpr char kDense8bitTarget[] = "tf_adam_op_dense_adam_8bit";
+constexpr char kSparse8bitTarget[] = "tf_adam_op_sparse_adam_8bit";
 
 constexpr int kScalars = 6;
 

@@ -67,6 +67,22 @@ def kernels_usable(variables):
   return kernels_enabled() and all(_has_handler(var) for var in variables)
 
 
+def kernels_usable_8bit(var):
+  """Whether an XLA step of `var` with 8-bit states can run the 8-bit ops' XLA kernels: they have
+  CPU handlers only. Where not, the step is refused (there is no composite of the 8-bit rule)."""
+  device = getattr(var, "device", None) or ""
+  return kernels_enabled() and tf.DeviceSpec.from_string(device).device_type in (None, "CPU")
+
+
+def check_8bit_usable(var, who):
+  """NotImplementedError, under XLA, where the 8-bit ops' XLA kernels cannot run `var`'s step."""
+  if in_xla_context() and not kernels_usable_8bit(var):
+    raise NotImplementedError(
+        f"{who}: under XLA, 8-bit states need the ops' XLA kernels on the CPU ({var.name!r}: "
+        f"{describe()}); run the step without jit_compile, or with state_bits=32 "
+        "(docs/state_8bit.md)")
+
+
 def after_updates(update_ops):
   """A function returning its tensors unchanged, but computed after every one of `update_ops` has
   run under XLA: a conditional whose predicate reads a value each op wrote (its first variable,

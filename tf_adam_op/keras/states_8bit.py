@@ -56,10 +56,7 @@ class EightBitStates:
 
   def _update_8bit(self, grad, keras_var, learning_rate, decays):
     var = _decisions.tf_variable(keras_var)
-    if xla.in_xla_context():
-      raise NotImplementedError(
-          f"tf_adam_op.keras: 8-bit states have no XLA kernel yet ({var.name!r}); compile the "
-          "model with jit_compile=False, or use state_bits=32 (docs/state_8bit.md)")
+    xla.check_8bit_usable(var, "tf_adam_op.keras")
     dtype = var.dtype.base_dtype
     handles = [None if pair is None else (pair[0].handle, pair[1].handle)
                for pair in self._8bit_pairs(keras_var)]

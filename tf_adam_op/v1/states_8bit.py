@@ -45,20 +45,14 @@ class EightBitStates:
              for name in self._state_names()]
     return pairs[0], pairs[1], (pairs[2] if self._amsgrad else None)
 
-  def _check_8bit_not_xla(self, var):
-    if xla.in_xla_context():
-      raise NotImplementedError(
-          f"{self._who()}: 8-bit states have no XLA kernel yet ({var.name!r}); run the step "
-          "without jit_compile, or with state_bits=32 (docs/state_8bit.md)")
-
   def _apply_8bit_dense(self, grad, var):
-    self._check_8bit_not_xla(var)
+    xla.check_8bit_usable(var, self._who())
     m, v, vhat = self._8bit_pairs(var)
     return apply.dense_8bit(var.handle, m, v, self._scalars(var.dtype), grad, vhat_states=vhat,
                             decays=self._decays(var), use_locking=self._use_locking)
 
   def _apply_8bit_sparse(self, values, var, indices):
-    self._check_8bit_not_xla(var)
+    xla.check_8bit_usable(var, self._who())
     m, v, vhat = self._8bit_pairs(var)
     return apply.sparse_8bit(var.handle, m, v, self._scalars(var.dtype), values, indices,
                              vhat_states=vhat, decays=self._decays(var),

@@ -1,0 +1,166 @@
+// XLA kernels for the 8-bit-state ops (ResourceApplyAdam8bit, ResourceSparseApplyAdam8bit): read
+// var and its codes and scales, emit ONE custom call into the same CPU loops the TF kernels run
+// (cpu_8bit_custom_calls.cc) with the results aliased to the variables, assign them back. Shapes
+// and dtypes are checked here, while compiling; the scales' values and the indices by the handler,
+// before it writes. CPU only (no CUDA kernels for 8-bit states yet).
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/blockwise_8bit.h"
+#include "xla/xla_kernel_common.h"
+
+namespace tf_adam_op {
+namespace {
+
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::TensorShape;
+using ::tensorflow::XlaOpKernel;
+using ::tensorflow::XlaOpKernelContext;
+using xla_kernels::Attributes;
+using xla_kernels::CallVariables;
+using xla_kernels::EmitCustomCall;
+using xla_kernels::Options;
+using xla_kernels::SameShape;
+using xla_kernels::ScalarOperands;
+
+class Adam8bitXlaOp : public XlaOpKernel {
+ public:
+  explicit Adam8bitXlaOp(OpKernelConstruction* ctx) : XlaOpKernel(ctx) {
+    sparse_ = ctx->def().op() == "ResourceSparseApplyAdam8bit";
+    OP_REQUIRES_OK(ctx, options_.Read(ctx, "n_vhat"));
+    OP_REQUIRES(ctx, options_.n_vhat == 0 || options_.n_vhat == 2,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "vhat takes none or 2 inputs (codes, absmax), got ", options_.n_vhat)));
+    if (sparse_) {
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("lazy", &lazy_));
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("dense_rule", &dense_rule_));
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("n_v_term", &n_v_term_));
+      OP_REQUIRES(ctx, n_v_term_ == (dense_rule_ ? 1 : 0),
+                  absl::InvalidArgumentError(
+                      "v_term is given with dense_rule=true (the square of each gradient row) "
+                      "and only then"));
+    } else {
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("use_nesterov", &nesterov_));
+    }
+  }
+
+  void Compile(XlaOpKernelContext* ctx) override {
+    std::vector<xla::XlaOp> operands;
+    OP_REQUIRES_OK(ctx, ScalarOperands(ctx, kFirst8bitScalarInput, &operands));
+    int vhat_start = 0, vhat_stop = 0;
+    OP_REQUIRES_OK(ctx, ctx->op_kernel().InputRange("vhat", &vhat_start, &vhat_stop));
+    struct Input {
+      int index;
+      const char* name;
+      tensorflow::DataType dtype;
+    };
+    std::vector<Input> inputs = {{0, "var", options_.dtype},
+                                 {1, "m_codes", tensorflow::DT_UINT8},
+                                 {2, "m_absmax", tensorflow::DT_FLOAT},
+                                 {3, "v_codes", tensorflow::DT_UINT8},
+                                 {4, "v_absmax", tensorflow::DT_FLOAT}};
+    if (options_.n_vhat == 2) {
+      inputs.push_back({vhat_start, "vhat_codes", tensorflow::DT_UINT8});
+      inputs.push_back({vhat_start + 1, "vhat_absmax", tensorflow::DT_FLOAT});
+    }
+    CallVariables vars;
+    std::vector<int64_t> aliased;
+    TensorShape var;
+    for (size_t k = 0; k < inputs.size(); ++k) {
+      TensorShape shape;
+      xla::XlaOp value;
+      OP_REQUIRES_OK(ctx, vars.Read(ctx, inputs[k].index, inputs[k].name, inputs[k].dtype, &shape,
+                                    &value));
+      if (k == 0) var = shape;
+      if (k % 2 == 1) OP_REQUIRES_OK(ctx, SameShape("var", var, inputs[k].name, shape));
+      if (k > 0 && k % 2 == 0) {
+        const TensorShape scales({eight_bit::BlockCount(var.num_elements())});
+        OP_REQUIRES(ctx, shape == scales,
+                    absl::InvalidArgumentError(absl::StrCat(
+                        inputs[k].name, " must have one scale per block of ",
+                        eight_bit::kBlockSize, " elements: shape ", scales.DebugString(),
+                        " for var ", var.DebugString(), ", got ", shape.DebugString())));
+      }
+      aliased.push_back(static_cast<int64_t>(operands.size()));
+      operands.push_back(value);
+    }
+    const int grad_input = k8bitGradInput;
+    const TensorShape grad = ctx->InputShape(grad_input);
+    operands.push_back(ctx->Input(grad_input));
+    std::vector<std::pair<const char*, int64_t>> attributes = {
+        {xla_calls::kAttrAmsgrad, options_.n_vhat > 0},
+        {xla_calls::kAttrWeightDecay, options_.weight_decay_mode()},
+        {xla_calls::kAttrOneMinusBeta, options_.n_one_minus_beta > 0}};
+    if (sparse_) {
+      const TensorShape indices = ctx->InputShape(grad_input + 1);
+      OP_REQUIRES_OK(ctx, CheckSparseShapes(var, grad, indices));
+      OP_REQUIRES(ctx, var.dim_size(0) > 0 || indices.dim_size(0) == 0,
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "indices[0] is not in [0, 0): var has no rows (shape ", var.DebugString(),
+                      ") but ", indices.dim_size(0), " indices were given")));
+      operands.push_back(ctx->Input(grad_input + 1));
+      if (n_v_term_ == 1) {
+        OP_REQUIRES(ctx, ctx->InputShape(grad_input + 2) == grad,
+                    absl::InvalidArgumentError(absl::StrCat(
+                        "v_term must have grad's shape: v_term ",
+                        ctx->InputShape(grad_input + 2).DebugString(), ", grad ",
+                        grad.DebugString())));
+        operands.push_back(ctx->Input(grad_input + 2));
+      }
+      attributes.push_back({xla_calls::kAttrLazy, lazy_});
+      attributes.push_back({xla_calls::kAttrDenseRule, dense_rule_});
+      attributes.push_back({xla_calls::kAttrVTerm, n_v_term_});
+    } else {
+      OP_REQUIRES_OK(ctx, SameShape("var", var, "grad", grad));
+      attributes.push_back({xla_calls::kAttrNesterov, nesterov_});
+    }
+    const xla::XlaOp call =
+        EmitCustomCall(ctx, sparse_ ? xla_calls::kSparse8bitTarget : xla_calls::kDense8bitTarget,
+                       operands, aliased, Attributes(attributes));
+    OP_REQUIRES_OK(ctx, vars.AssignResults(ctx, call));
+  }
+
+ private:
+  Options options_;
+  bool sparse_ = false;
+  bool nesterov_ = false;
+  bool lazy_ = false;
+  bool dense_rule_ = false;
+  int n_v_term_ = 0;
+};
+
+// The CPU's XLA device only: the handlers are the CPU loops.
+const std::vector<absl::string_view>& CpuJit() {
+  static const auto* devices = new std::vector<absl::string_view>{::tensorflow::DEVICE_CPU_XLA_JIT};
+  return *devices;
+}
+
+REGISTER_XLA_OP(
+    Name("ResourceApplyAdam8bit").Device(CpuJit()).TypeConstraint("T", xla_kernels::VariableTypes()),
+    Adam8bitXlaOp);
+REGISTER_XLA_OP(Name("ResourceSparseApplyAdam8bit")
+                    .Device(CpuJit())
+                    .TypeConstraint("T", xla_kernels::VariableTypes())
+                    .TypeConstraint("Tindices", {tensorflow::DT_INT32, tensorflow::DT_INT64}),
+                Adam8bitXlaOp);
+
+// As adam_xla_kernels.cc: registered directly when XLA built its kernels before the import.
+[[maybe_unused]] const bool registered_late = [] {
+  if (!xla_kernels::XlaKernelsAlreadyBuilt()) return false;
+  for (const char* op : {"ResourceApplyAdam8bit", "ResourceSparseApplyAdam8bit"}) {
+    tensorflow::KernelDefBuilder builder(op);
+    builder.Device(tensorflow::DEVICE_CPU_XLA_JIT).TypeConstraint("T", xla_kernels::VariableTypes());
+    if (std::string(op) == "ResourceSparseApplyAdam8bit") {
+      builder.TypeConstraint("Tindices", {tensorflow::DT_INT32, tensorflow::DT_INT64});
+    }
+    new tensorflow::kernel_factory::OpKernelRegistrar(
+        builder.Build(), "Adam8bitXlaOp",
+        [](OpKernelConstruction* ctx) -> tensorflow::OpKernel* { return new Adam8bitXlaOp(ctx); });
+  }
+  return true;
+}();
+
+}  // namespace
+}  // namespace tf_adam_op

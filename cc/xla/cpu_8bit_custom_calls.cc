@@ -1,0 +1,189 @@
+// The CPU handlers of the 8-bit-state custom calls (custom_calls.h, adam_8bit_xla_kernels.cc): the
+// loops the TF kernels run (kernels/cpu_8bit_loop.h, cpu_8bit_sparse.h) on XLA's intra-op pool,
+// after the same checks (scales, indices) and before any write.
+#define EIGEN_USE_THREADS
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/blockwise_8bit.h"
+#include "kernels/cpu_8bit_loop.h"
+#include "kernels/cpu_8bit_sparse.h"
+#include "kernels/cpu_updates.h"
+#include "kernels/sparse_segments.h"
+#include "xla/call_operands.h"
+#include "xla/custom_calls.h"
+#include "xla/ffi/api/c_api.h"
+#include "xla/ffi/api/ffi.h"
+#include "xla/ffi_thread_pool.h"
+
+namespace tf_adam_op {
+namespace {
+
+namespace ffi = ::xla::ffi;
+using xla_calls::Internal;
+
+// The results (var, then codes and scales of m, v and vhat) and the operands after them.
+struct Call8bit {
+  ffi::DataType type;
+  Variant variant;
+  ScalarPointers scalars;
+  void* var;
+  int64_t rows = 1;
+  int64_t size = 0;
+  eight_bit::States8bit states{};
+  const void* grad;
+  size_t next;  // the operand after grad
+};
+
+ffi::Error Decode(const ffi::RemainingArgs& args, const ffi::RemainingRets& rets, int64_t amsgrad,
+                  int64_t nesterov, int64_t weight_decay, int64_t one_minus_beta, Call8bit* call) {
+  call->variant = xla_calls::MakeVariant(amsgrad, nesterov, weight_decay);
+  const int results = amsgrad ? 7 : 5;
+  std::vector<void*> out(results);
+  for (int j = 0; j < results; ++j) {
+    auto buffer = rets.get<ffi::AnyBuffer>(j);
+    if (!buffer.has_value()) return Internal("missing variable result");
+    out[j] = (*buffer)->untyped_data();
+    if (j == 0) {
+      call->type = (*buffer)->element_type();
+      call->size = static_cast<int64_t>((*buffer)->element_count());
+      const auto dims = (*buffer)->dimensions();
+      call->rows = dims.size() > 0 ? dims[0] : 1;
+    }
+  }
+  call->var = out[0];
+  call->states = eight_bit::States8bit{&eight_bit::SignedCodebook(), &eight_bit::UnsignedCodebook(),
+                                       static_cast<uint8_t*>(out[1]), static_cast<float*>(out[2]),
+                                       static_cast<uint8_t*>(out[3]), static_cast<float*>(out[4])};
+  if (amsgrad) {
+    call->states.vhat_codes = static_cast<uint8_t*>(out[5]);
+    call->states.vhat_absmax = static_cast<float*>(out[6]);
+  }
+  size_t next = 0;
+  ffi::Error read = xla_calls::ReadScalars(args, call->type, weight_decay != 0,
+                                           one_minus_beta != 0, &call->scalars, &next);
+  if (read.failure()) return read;
+  next += results;  // the variables' operands: their results alias them
+  auto grad = args.get<ffi::AnyBuffer>(next);
+  if (!grad.has_value()) return Internal("missing grad");
+  call->grad = grad->untyped_data();
+  call->next = next + 1;
+  return ffi::Error::Success();
+}
+
+// Every scale can have come from a step (>= 0 and finite, or NaN), as the TF kernels check.
+ffi::Error CheckScales(const Call8bit& call) {
+  const int64_t blocks = eight_bit::BlockCount(call.size);
+  const std::pair<const float*, const char*> scales[] = {{call.states.m_absmax, "m_absmax"},
+                                                         {call.states.v_absmax, "v_absmax"},
+                                                         {call.states.vhat_absmax, "vhat_absmax"}};
+  for (const auto& [data, name] : scales) {
+    if (data == nullptr) continue;
+    for (int64_t b = 0; b < blocks; ++b) {
+      if (!eight_bit::ValidScale(data[b])) {
+        return ffi::Error::InvalidArgument(absl::StrCat(
+            name, "[", b, "] = ", data[b],
+            " is not a scale an 8-bit state can have (>= 0 and finite, or NaN): the state is "
+            "corrupt"));
+      }
+    }
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error DenseAdam8bit(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::RemainingRets rets,
+                         int64_t amsgrad, int64_t weight_decay, int64_t one_minus_beta,
+                         int64_t nesterov) {
+  Call8bit call;
+  ffi::Error decoded = Decode(args, rets, amsgrad, nesterov, weight_decay, one_minus_beta, &call);
+  if (decoded.failure()) return decoded;
+  ffi::Error scales = CheckScales(call);
+  if (scales.failure() || call.size == 0) return scales;
+  return xla_calls::OnPool(pool, call.type, [&](const Eigen::ThreadPoolDevice& d, auto zero) {
+    using T = decltype(zero);
+    const AdamStep<OpMathT<T>> step = LoadStep<OpMathT<T>>(call.scalars);
+    const int64_t blocks = eight_bit::BlockCount(call.size);
+    const Eigen::TensorOpCost cost((2 * sizeof(T) + 2) * eight_bit::kBlockSize,
+                                   (sizeof(T) + 2) * eight_bit::kBlockSize,
+                                   40 * eight_bit::kBlockSize);
+    ShardedFor(d, blocks, call.size, cost, [&](int64_t first, int64_t last) {
+      Cpu8bitBlocks<T>(call.variant, static_cast<T*>(call.var), static_cast<const T*>(call.grad),
+                       call.states, call.size, first, last, step);
+    });
+  });
+}
+
+template <typename Tindex>
+absl::Status SortedValidIndices(const void* indices, int64_t n, int64_t rows,
+                                SortedSegments* out) {
+  const Tindex* data = static_cast<const Tindex*>(indices);
+  absl::Status valid = ValidateIndices(data, n, rows);
+  if (!valid.ok()) return valid;
+  *out = SortIntoSegments(data, n);
+  return absl::OkStatus();
+}
+
+ffi::Error SparseAdam8bit(ffi::ThreadPool pool, ffi::RemainingArgs args, ffi::RemainingRets rets,
+                          int64_t amsgrad, int64_t weight_decay, int64_t one_minus_beta,
+                          int64_t lazy, int64_t dense_rule, int64_t has_v_term) {
+  Call8bit call;
+  ffi::Error decoded = Decode(args, rets, amsgrad, 0, weight_decay, one_minus_beta, &call);
+  if (decoded.failure()) return decoded;
+  call.variant.dense_rule = dense_rule != 0;
+  auto indices = args.get<ffi::AnyBuffer>(call.next);
+  if (!indices.has_value()) return Internal("missing indices");
+  const void* v_term = nullptr;
+  if (has_v_term != 0) {
+    auto term = args.get<ffi::AnyBuffer>(call.next + 1);
+    if (!term.has_value()) return Internal("missing v_term");
+    v_term = term->untyped_data();
+  }
+  ffi::Error scales = CheckScales(call);
+  if (scales.failure()) return scales;
+  const int64_t n = static_cast<int64_t>(indices->element_count());
+  SortedSegments segments;
+  const absl::Status sorted =
+      indices->element_type() == ffi::DataType::S32
+          ? SortedValidIndices<int32_t>(indices->untyped_data(), n, call.rows, &segments)
+          : SortedValidIndices<int64_t>(indices->untyped_data(), n, call.rows, &segments);
+  if (!sorted.ok()) return ffi::Error::InvalidArgument(std::string(sorted.message()));
+  if (call.size == 0) return ffi::Error::Success();
+  return xla_calls::OnPool(pool, call.type, [&](const Eigen::ThreadPoolDevice& d, auto zero) {
+    using T = decltype(zero);
+    CpuSparse8bitUpdate<T>(d, static_cast<T*>(call.var), call.states, call.rows,
+                           call.size / call.rows, static_cast<const T*>(call.grad),
+                           static_cast<const T*>(v_term), segments,
+                           LoadStep<OpMathT<T>>(call.scalars), lazy != 0, call.variant);
+  });
+}
+
+}  // namespace
+}  // namespace tf_adam_op
+
+XLA_FFI_DEFINE_HANDLER(kTfAdamOpDenseAdam8bitCpu, ::tf_adam_op::DenseAdam8bit,
+                       ::xla::ffi::Ffi::Bind()
+                           .Ctx<::xla::ffi::ThreadPool>()
+                           .RemainingArgs()
+                           .RemainingRets()
+                           .Attr<int64_t>(::tf_adam_op::xla_calls::kAttrAmsgrad)
+                           .Attr<int64_t>(::tf_adam_op::xla_calls::kAttrWeightDecay)
+                           .Attr<int64_t>(::tf_adam_op::xla_calls::kAttrOneMinusBeta)
+                           .Attr<int64_t>(::tf_adam_op::xla_calls::kAttrNesterov));
+XLA_FFI_DEFINE_HANDLER(kTfAdamOpSparseAdam8bitCpu, ::tf_adam_op::SparseAdam8bit,
+                       ::xla::ffi::Ffi::Bind()
+                           .Ctx<::xla::ffi::ThreadPool>()
+                           .RemainingArgs()
+                           .RemainingRets()
+                           .Attr<int64_t>(::tf_adam_op::xla_calls::kAttrAmsgrad)
+                           .Attr<int64_t>(::tf_adam_op::xla_calls::kAttrWeightDecay)
+                           .Attr<int64_t>(::tf_adam_op::xla_calls::kAttrOneMinusBeta)
+                           .Attr<int64_t>(::tf_adam_op::xla_calls::kAttrLazy)
+                           .Attr<int64_t>(::tf_adam_op::xla_calls::kAttrDenseRule)
+                           .Attr<int64_t>(::tf_adam_op::xla_calls::kAttrVTerm));
+XLA_FFI_REGISTER_HANDLER(XLA_FFI_GetApi(), ::tf_adam_op::xla_calls::kDense8bitTarget, "Host",
+                         kTfAdamOpDenseAdam8bitCpu);
+XLA_FFI_REGISTER_HANDLER(XLA_FFI_GetApi(), ::tf_adam_op::xla_calls::kSparse8bitTarget, "Host",
+                         kTfAdamOpSparseAdam8bitCpu);
