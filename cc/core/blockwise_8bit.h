@@ -20,6 +20,7 @@
 #ifndef TF_ADAM_OP_CORE_BLOCKWISE_8BIT_H_
 #define TF_ADAM_OP_CORE_BLOCKWISE_8BIT_H_
 
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -37,9 +38,16 @@ TF_ADAM_OP_HOST_DEVICE inline int64_t BlockCount(int64_t elements) {
   return (elements + kBlockSize - 1) / kBlockSize;
 }
 
+// The largest finite value of the arithmetic type (<cfloat>: usable in CUDA device code, which
+// std::numeric_limits is not without --expt-relaxed-constexpr).
+template <typename C>
+TF_ADAM_OP_HOST_DEVICE inline C LargestFinite() {
+  return sizeof(C) == sizeof(double) ? C(DBL_MAX) : C(FLT_MAX);
+}
+
 // Whether a stored absmax can have come from a step (>= 0, or NaN for a poisoned block).
 TF_ADAM_OP_HOST_DEVICE inline bool ValidScale(float absmax) {
-  return absmax != absmax || (absmax >= 0.0f && absmax <= std::numeric_limits<float>::max());
+  return absmax != absmax || (absmax >= 0.0f && absmax <= FLT_MAX);
 }
 
 // --- Nearest code, exactly, in two table reads --------------------------------------------------
@@ -55,14 +63,22 @@ constexpr uint32_t kHighestKey = 127u << kMantissaBitsKept;         // |x| = 1
 constexpr uint32_t kCellsPerSign = kHighestKey - kLowestKey + 1;
 
 TF_ADAM_OP_HOST_DEVICE inline uint32_t FloatBits(float x) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(x);
+#else
   uint32_t bits;
   std::memcpy(&bits, &x, sizeof bits);
   return bits;
+#endif
 }
 TF_ADAM_OP_HOST_DEVICE inline float BitsFloat(uint32_t bits) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(bits);
+#else
   float x;
   std::memcpy(&x, &bits, sizeof x);
   return x;
+#endif
 }
 
 // The cell of x in [-1, 1] (not NaN).
@@ -153,14 +169,14 @@ TF_ADAM_OP_HOST_DEVICE inline float EncodeBlock(const Codebook& book, const C* x
   for (int64_t i = 0; i < n; ++i) {
     const C magnitude = x[i] < C(0) ? -x[i] : x[i];
     largest = largest < magnitude ? magnitude : largest;
-    finite = finite && magnitude <= std::numeric_limits<C>::max();  // false for NaN and inf
+    finite = finite && magnitude <= LargestFinite<C>();  // false for NaN and inf
   }
   // A double state's absmax is stored as float: rounded, |x| * (1 / absmax) may exceed 1 by an
   // ulp, which the clamp in Encode absorbs; one beyond float's range poisons the block as inf does.
   const float absmax = static_cast<float>(largest);
-  if (!finite || !(absmax <= std::numeric_limits<float>::max())) {
+  if (!finite || !(absmax <= FLT_MAX)) {
     for (int64_t i = 0; i < n; ++i) codes[i] = 0;
-    return std::numeric_limits<float>::quiet_NaN();
+    return BitsFloat(0x7fc00000u);  // a quiet NaN
   }
   if (absmax == 0.0f) {
     for (int64_t i = 0; i < n; ++i) codes[i] = 0;
@@ -245,7 +261,7 @@ TF_ADAM_OP_HOST_DEVICE inline void AdamUpdateDecoded(T* __restrict__ var, const 
 // Blocks [first, last) of a dense update of `size` elements: decode, the dense rule on every
 // element (AdamUpdateElement, the float32 states' rule), encode.
 template <typename R, typename T, typename Codec = PortableCodec, typename C = OpMathT<T>>
-inline void Adam8bitBlocks(T* var, const T* grad, const States8bit& s, int64_t size,
+TF_ADAM_OP_HOST_DEVICE inline void Adam8bitBlocks(T* var, const T* grad, const States8bit& s, int64_t size,
                            int64_t first, int64_t last, const AdamStep<C>& step) {
   BlockStates<C> x;
   for (int64_t block = first; block < last; ++block) {
@@ -263,7 +279,7 @@ inline void Adam8bitBlocks(T* var, const T* grad, const States8bit& s, int64_t s
 // named rows' elements; the block's other elements keep their values and are re-encoded with the
 // block's new absmax).
 template <typename R, typename T, typename C, typename GradOf, typename VTermOf, typename Updates>
-inline void Adam8bitSparseBlock(T* var, const States8bit& s, int64_t size, int64_t block,
+TF_ADAM_OP_HOST_DEVICE inline void Adam8bitSparseBlock(T* var, const States8bit& s, int64_t size, int64_t block,
                                 const AdamStep<C>& step, GradOf grad_of, VTermOf v_term_of,
                                 Updates updates, BlockStates<C>* x) {
   const int64_t offset = block * kBlockSize;

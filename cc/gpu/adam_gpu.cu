@@ -14,46 +14,12 @@
 #include "core/update_arguments.h"
 #include "gpu/adam_gpu.h"
 #include "gpu/adam_gpu_bodies.h"
+#include "gpu/cuda_common.cuh"
 
 namespace tf_adam_op {
 
-template <>
-struct OpMath<__half> {
-  using type = float;
-};
-template <>
-struct OpMath<__nv_bfloat16> {
-  using type = float;
-};
-
 namespace gpu {
 namespace {
-
-constexpr int kThreads = 256;
-
-std::string Error(cudaError_t status) {
-  return status == cudaSuccess ? std::string() : std::string(cudaGetErrorString(status));
-}
-
-std::string LastLaunchError() { return Error(cudaGetLastError()); }
-
-// Enough blocks to fill the device (a grid-stride loop covers the rest), never more than needed.
-int Blocks(int64_t elements) {
-  static const int max_blocks = [] {
-    int device = 0, sms = 80;
-    if (cudaGetDevice(&device) == cudaSuccess) {
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-    }
-    return sms * 8;
-  }();
-  const int64_t needed = (elements + kThreads - 1) / kThreads;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(needed, max_blocks)));
-}
-
-__device__ inline GridPosition Position() {
-  return {static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x,
-          static_cast<int64_t>(blockDim.x) * gridDim.x};
-}
 
 // The kernels: each thread reads the scalars and runs its part of the body (adam_gpu_bodies.h).
 // R is the rule: one kernel per dtype and variant (core/adam_update_rule.h's WithDenseRule and
@@ -170,15 +136,6 @@ std::string Sparse(cudaStream_t stream, bool lazy, const Variant& variant, void*
 
 }  // namespace
 
-// One switch over the storage type for each entry point.
-#define TF_ADAM_OP_DISPATCH(dtype, CALL)              \
-  switch (dtype) {                                    \
-    case Dtype::kHalf: return CALL(__half);           \
-    case Dtype::kBfloat16: return CALL(__nv_bfloat16); \
-    case Dtype::kFloat: return CALL(float);           \
-    case Dtype::kDouble: return CALL(double);         \
-  }                                                   \
-  return "unknown dtype"
 
 std::string LaunchDense(void* stream, Dtype dtype, const Variant& variant, const TensorPointers& t,
                         const Scalars& scalars) {

@@ -15,7 +15,10 @@
 #include "core/adam_update_rule.h"
 #include "core/low_precision.h"
 #include "core/update_arguments.h"
+#include "core/blockwise_8bit.h"
+#include "gpu/adam_8bit_gpu_bodies.h"
 #include "gpu/adam_gpu_bodies.h"
+#include "kernels/cpu_8bit_sparse.h"  // BlocksOfRows
 #include "kernels/sparse_segments.h"
 
 namespace py = pybind11;
@@ -156,6 +159,82 @@ void SparseTyped(py::array& var, py::array& m, py::array& v, py::array* vhat, co
   });
 }
 
+// 8-bit states as the launchers get them: [m_codes, m_absmax, v_codes, v_absmax] and, for AMSGrad,
+// [vhat_codes, vhat_absmax] after them (uint8 codes of var's size, float32 scales).
+eight_bit::States8bit StatesOf(std::vector<py::array>& states) {
+  if (states.size() != 4 && states.size() != 6) {
+    throw py::value_error("states are m_codes, m_absmax, v_codes, v_absmax (and vhat's two)");
+  }
+  auto codes = [&](int k) { return static_cast<uint8_t*>(states[k].mutable_data()); };
+  auto scales = [&](int k) { return static_cast<float*>(states[k].mutable_data()); };
+  eight_bit::States8bit s{&eight_bit::SignedCodebook(), &eight_bit::UnsignedCodebook(), codes(0),
+                          scales(1), codes(2), scales(3)};
+  if (states.size() == 6) {
+    s.vhat_codes = codes(4);
+    s.vhat_absmax = scales(5);
+  }
+  return s;
+}
+
+template <typename T>
+void Dense8bitTyped(py::array& var, const py::array& grad, std::vector<py::array>& states,
+                    const Hyper& h, const Variant& variant, int64_t threads) {
+  using C = OpMathT<T>;
+  const AdamStep<C> step = h.Step<C>();
+  const eight_bit::States8bit s = StatesOf(states);
+  WithDenseRule(variant, [&](auto rule) {
+    RunGrid(threads, [&](GridPosition g) {
+      gpu::Dense8bitBody<T, decltype(rule)>(g, Data<T>(var), static_cast<const T*>(grad.data()), s,
+                                            var.size(), step);
+    });
+  });
+}
+
+// As a GPU sparse 8-bit update would run: segments and sums as SparseTyped, the blocks to update
+// listed on the host (lazy: BlocksOfRows; otherwise all), then one thread per listed block.
+template <typename T>
+void Sparse8bitTyped(py::array& var, const py::array& grad, const py::object& v_term,
+                     const py::array_t<int64_t>& indices, std::vector<py::array>& states,
+                     const Hyper& h, bool lazy, const Variant& variant, int64_t threads) {
+  using C = OpMathT<T>;
+  const int64_t n = indices.size();
+  const int64_t rows = var.shape(0);
+  const int64_t row_size = rows == 0 ? 0 : var.size() / rows;
+  const SortedSegments sorted = SortIntoSegments(indices.data(), n);
+  const std::vector<int64_t> packed =
+      gpu::PackSegments(sorted.order, sorted.segment_starts, sorted.unique_rows);
+  const gpu::SparseSegments seg = gpu::PackedSegmentsAt(packed.data(), n, sorted.unique());
+  std::vector<C> summed(static_cast<size_t>(seg.unique * row_size));
+  RunGrid(threads, [&](GridPosition g) {
+    gpu::SumSegmentsBody<T>(g, static_cast<const T*>(grad.data()), seg, row_size, summed.data());
+  });
+  std::vector<C> summed_v_term;
+  if (!v_term.is_none()) {
+    const py::array term = v_term.cast<py::array>();
+    summed_v_term.resize(summed.size());
+    RunGrid(threads, [&](GridPosition g) {
+      gpu::SumSegmentsBody<T>(g, static_cast<const T*>(term.data()), seg, row_size,
+                              summed_v_term.data());
+    });
+  }
+  std::vector<int64_t> blocks;
+  if (lazy) {
+    blocks = BlocksOfRows(sorted.unique_rows, row_size);
+  } else {
+    for (int64_t b = 0; b < eight_bit::BlockCount(rows * row_size); ++b) blocks.push_back(b);
+  }
+  const eight_bit::States8bit s = StatesOf(states);
+  const AdamStep<C> step = h.Step<C>();
+  const C* v_terms = v_term.is_none() ? nullptr : summed_v_term.data();
+  WithSparseRule(variant, [&](auto rule) {
+    RunGrid(threads, [&](GridPosition g) {
+      gpu::Sparse8bitBody<T, decltype(rule)>(g, Data<T>(var), s, rows, row_size, blocks.data(),
+                                             static_cast<int64_t>(blocks.size()), seg,
+                                             summed.data(), v_terms, lazy, step);
+    });
+  });
+}
+
 // One dispatch over the NumPy dtype for each entry point.
 template <typename Call>
 void ByDtype(const py::array& var, Call call) {
@@ -246,6 +325,46 @@ void DefineGpuEmulation(py::module_& module) {
       py::arg("threads"),
       "The sparse GPU kernels (segment sums, then lazy or all-rows update) over grids of "
       "`threads`, on the CPU, in place; indices must be valid (the op checks them first).");
+  module.def(
+      "emulate_gpu_dense_8bit",
+      [](py::array var, py::array grad, std::vector<py::array> states, double beta1_power,
+         double beta2_power, double lr, double beta1, double beta2, double epsilon,
+         bool use_nesterov, std::optional<double> weight_decay, bool weight_decay_times_lr,
+         int64_t threads) {
+        const Hyper h{beta1_power, beta2_power, lr, beta1, beta2, epsilon, false, weight_decay};
+        const Variant variant = VariantOf(use_nesterov, false, states.size() == 6, h,
+                                          weight_decay_times_lr);
+        ByDtype(var, [&](auto t) {
+          Dense8bitTyped<decltype(t)>(var, grad, states, h, variant, threads);
+        });
+      },
+      py::arg("var"), py::arg("grad"), py::arg("states"), py::arg("beta1_power"),
+      py::arg("beta2_power"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
+      py::arg("epsilon"), py::kw_only(), py::arg("use_nesterov") = false,
+      py::arg("weight_decay") = py::none(), py::arg("weight_decay_times_lr") = false,
+      py::arg("threads"),
+      "The dense 8-bit GPU kernel's body (one thread per block of 256) over a grid, on the CPU.");
+  module.def(
+      "emulate_gpu_sparse_8bit",
+      [](py::array var, py::array grad, py::array_t<int64_t> indices, std::vector<py::array> states,
+         double beta1_power, double beta2_power, double lr, double beta1, double beta2,
+         double epsilon, bool lazy, bool dense_rule, py::object v_term,
+         std::optional<double> weight_decay, bool weight_decay_times_lr, int64_t threads) {
+        const Hyper h{beta1_power, beta2_power, lr, beta1, beta2, epsilon, false, weight_decay};
+        Variant variant = VariantOf(false, false, states.size() == 6, h, weight_decay_times_lr);
+        variant.dense_rule = dense_rule;
+        ByDtype(var, [&](auto t) {
+          Sparse8bitTyped<decltype(t)>(var, grad, v_term, indices, states, h, lazy, variant,
+                                       threads);
+        });
+      },
+      py::arg("var"), py::arg("grad"), py::arg("indices"), py::arg("states"),
+      py::arg("beta1_power"), py::arg("beta2_power"), py::arg("lr"), py::arg("beta1"),
+      py::arg("beta2"), py::arg("epsilon"), py::kw_only(), py::arg("lazy") = false,
+      py::arg("dense_rule") = false, py::arg("v_term") = py::none(),
+      py::arg("weight_decay") = py::none(), py::arg("weight_decay_times_lr") = false,
+      py::arg("threads"),
+      "The sparse 8-bit GPU kernels (segment sums, then one thread per listed block), on the CPU.");
 }
 
 }  // namespace tf_adam_op
