@@ -11,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "gpu/adam_8bit_gpu.h"
 #include "gpu/adam_gpu.h"
 
 namespace py = pybind11;
@@ -54,6 +55,22 @@ tf_adam_op::Variant VariantOf(bool nesterov, bool scale_first, bool amsgrad,
                          : weight_decay_times_lr ? WeightDecay::kTimesVarLr
                                                  : WeightDecay::kTimesVar;
   return variant;
+}
+
+// 8-bit states: [m_codes, m_absmax, v_codes, v_absmax] (and vhat's two, for AMSGrad), device
+// pointers; the launchers fill in the device codebooks.
+tf_adam_op::eight_bit::States8bit States(const std::vector<std::uintptr_t>& p) {
+  if (p.size() != 4 && p.size() != 6) {
+    throw py::value_error("states are m_codes, m_absmax, v_codes, v_absmax (and vhat's two)");
+  }
+  tf_adam_op::eight_bit::States8bit s{nullptr, nullptr,
+                                      static_cast<uint8_t*>(Ptr(p[0])), static_cast<float*>(Ptr(p[1])),
+                                      static_cast<uint8_t*>(Ptr(p[2])), static_cast<float*>(Ptr(p[3]))};
+  if (p.size() == 6) {
+    s.vhat_codes = static_cast<uint8_t*>(Ptr(p[4]));
+    s.vhat_absmax = static_cast<float*>(Ptr(p[5]));
+  }
+  return s;
 }
 
 }  // namespace
@@ -136,6 +153,47 @@ PYBIND11_MODULE(adam_gpu_harness, module) {
       py::arg("unique"), py::arg("summed"), py::arg("scalars"), py::kw_only(), py::arg("vhat") = 0,
       py::arg("weight_decay") = 0, py::arg("weight_decay_times_lr") = false,
       "order, segment_starts, unique_rows: device int64 (see SparseSegments); v_term 0 for none");
+
+  module.def(
+      "launch_dense_8bit",
+      [](std::uintptr_t stream, const std::string& dtype, bool nesterov, std::uintptr_t var,
+         std::uintptr_t grad, int64_t n, const std::vector<std::uintptr_t>& states,
+         const ScalarTuple& scalars, std::uintptr_t weight_decay, bool weight_decay_times_lr) {
+        const auto variant = VariantOf(nesterov, false, states.size() == 6, weight_decay,
+                                       weight_decay_times_lr);
+        const auto s = States(states);
+        py::gil_scoped_release released;
+        return tf_adam_op::gpu::LaunchDense8bit(Ptr(stream), ParseDtype(dtype), variant, Ptr(var),
+                                                Ptr(grad), n, s, Scalars(scalars, weight_decay));
+      },
+      py::arg("stream"), py::arg("dtype"), py::arg("nesterov"), py::arg("var"), py::arg("grad"),
+      py::arg("n"), py::arg("states"), py::arg("scalars"), py::kw_only(),
+      py::arg("weight_decay") = 0, py::arg("weight_decay_times_lr") = false,
+      "8-bit states: [m_codes, m_absmax, v_codes, v_absmax (, vhat_codes, vhat_absmax)]");
+
+  module.def(
+      "launch_sparse_8bit",
+      [](std::uintptr_t stream, const std::string& dtype, bool lazy, std::uintptr_t var,
+         const std::vector<std::uintptr_t>& states, int64_t rows, int64_t row_size,
+         std::uintptr_t grad, std::uintptr_t order, std::uintptr_t segment_starts,
+         std::uintptr_t unique_rows, int64_t unique, std::uintptr_t blocks, int64_t n_blocks,
+         std::uintptr_t summed, const ScalarTuple& scalars) {
+        const tf_adam_op::gpu::SparseSegments segments{
+            static_cast<const int64_t*>(Ptr(order)), static_cast<const int64_t*>(Ptr(segment_starts)),
+            static_cast<const int64_t*>(Ptr(unique_rows)), unique};
+        const auto variant = VariantOf(false, false, states.size() == 6, 0, false);
+        const auto s = States(states);
+        py::gil_scoped_release released;
+        return tf_adam_op::gpu::LaunchSparse8bit(
+            Ptr(stream), ParseDtype(dtype), lazy, variant, Ptr(var), s, rows, row_size, Ptr(grad),
+            nullptr, segments, static_cast<const int64_t*>(Ptr(blocks)), n_blocks, Ptr(summed),
+            Scalars(scalars, 0));
+      },
+      py::arg("stream"), py::arg("dtype"), py::arg("lazy"), py::arg("var"), py::arg("states"),
+      py::arg("rows"), py::arg("row_size"), py::arg("grad"), py::arg("order"),
+      py::arg("segment_starts"), py::arg("unique_rows"), py::arg("unique"), py::arg("blocks"),
+      py::arg("n_blocks"), py::arg("summed"), py::arg("scalars"),
+      "blocks: device int64, the blocks of 256 to update (lazy: those holding a named row)");
 
   module.def(
       "launch_advance_powers",

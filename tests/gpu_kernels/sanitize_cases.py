@@ -1,7 +1,7 @@
 """One small case of every kernel, for compute-sanitizer (memcheck, racecheck): dense (adam and
 nesterov), multi-tensor (more than one launch's worth of tensors, empty ones among them), sparse
 (lazy and all rows, v's term inside and given), AMSGrad with weight decay (dense, multi-tensor),
-the beta power advance; every dtype. Exits 1 if a
+8-bit states (dense, sparse), the beta power advance; every dtype. Exits 1 if a
 launch reports an error. Run: compute-sanitizer --tool memcheck python3 sanitize_cases.py"""
 
 import sys
@@ -66,6 +66,28 @@ def main():
           [tuple(x.data_ptr() for x in t) + (t[0].numel(),) for t in tensors], scalars,
           vhats=[x.data_ptr() for x in vhats], weight_decay=decay.data_ptr(),
           weight_decay_times_lr=times_lr), f"multi variant {name}")
+    # 8-bit states: dense (a short last block) and sparse over the same segments.
+    size = 1000
+    blocks = -(-size // 256)
+    states = [to_device(x) for _ in range(2)
+              for x in (rng.integers(0, 256, size).astype(np.uint8),
+                        np.abs(rng.standard_normal(blocks)).astype(np.float32))]
+    d = [to_device(rng.standard_normal(size).astype(dtype)) for _ in range(2)]
+    _check(HARNESS.launch_dense_8bit(stream(), name, False, d[0].data_ptr(), d[1].data_ptr(), size,
+                                     [x.data_ptr() for x in states], scalars), f"dense 8-bit {name}")
+    table = to_device(rng.standard_normal((rows, width)).astype(dtype))
+    codes = [to_device(rng.integers(0, 256, rows * width).astype(np.uint8)) for _ in range(2)]
+    scales = [to_device(np.ones(-(-rows * width // 256), np.float32)) for _ in range(2)]
+    block_list = to_device(np.arange(-(-rows * width // 256), dtype=np.int64))
+    grad = to_device(rng.standard_normal((40, width)).astype(dtype))
+    summed = torch.empty(unique.numel() * width, device="cuda",
+                         dtype=torch.float64 if name == "float64" else torch.float32)
+    _check(HARNESS.launch_sparse_8bit(
+        stream(), name, False, table.data_ptr(),
+        [codes[0].data_ptr(), scales[0].data_ptr(), codes[1].data_ptr(), scales[1].data_ptr()],
+        rows, width, grad.data_ptr(), order.data_ptr(), starts.data_ptr(), unique.data_ptr(),
+        unique.numel(), block_list.data_ptr(), block_list.numel(), summed.data_ptr(), scalars),
+        f"sparse 8-bit {name}")
   powers = [torch.tensor(0.5, device="cuda") for _ in range(2)]
   betas = [torch.tensor(0.9, device="cuda", dtype=torch.float64) for _ in range(2)]
   _check(HARNESS.launch_advance_powers(stream(), *(p.data_ptr() for p in powers), False,
