@@ -271,3 +271,42 @@ def test_xla_without_the_kernels_is_refused_not_silently_changed(monkeypatch):
     opt.apply_gradients([(tf.ones(SHAPE), var)])
   with pytest.raises(NotImplementedError, match="8-bit states need the ops' XLA kernels"):
     step()
+
+
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_v1_many_variables_take_one_multi_tensor_op_with_the_reference_numbers(mode):
+  """Several 8-bit variables of a step go to one ResourceApplyAdam8bitMulti (the fast path)."""
+  rng = np.random.default_rng(9)
+  shapes = [(64, 64), (4096,), (70, 90)]
+  values = [rng.normal(size=s).astype(np.float32) for s in shapes]
+  grads = [[rng.normal(size=s).astype(np.float32) for s in shapes] for _ in range(3)]
+  variables = [tf.Variable(v) for v in values]
+  opt = tf_adam_op.AdamOptimizer(0.01, state_bits=8)
+
+  def step(gs):
+    opt.apply_gradients(zip(gs, variables))
+  if mode == "function":
+    step = tf.function(step)
+    graph = step.get_concrete_function([tf.constant(g) for g in grads[0]]).graph
+    assert [op.type for op in graph.get_operations()].count("ResourceApplyAdam8bitMulti") == 1
+  for gs in grads:
+    step([tf.constant(g) for g in gs])
+  for k, var in enumerate(variables):
+    expected, _ = _v1_reference(values[k], [gs[k] for gs in grads])
+    np.testing.assert_array_equal(var.numpy(), expected)
+
+
+def test_multi_tensor_op_refuses_a_corrupt_scale_before_any_write():
+  from tf_adam_op import ops
+  variables = [tf.Variable(np.ones((300,), np.float32)) for _ in range(2)]
+  codes = [tf.Variable(np.zeros((300,), np.uint8)) for _ in range(4)]
+  scales = [tf.Variable(np.ones((2,), np.float32)) for _ in range(4)]
+  scales[3].assign([1.0, -2.0])
+  before = [v.numpy() for v in variables + codes]
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"variable 1: v_absmax\[1\] = -2"):
+    ops.resource_apply_adam_8bit_multi(
+        [v.handle for v in variables], ([c.handle for c in codes[:2]], [s.handle for s in scales[:2]]),
+        ([c.handle for c in codes[2:]], [s.handle for s in scales[2:]]), 0.9, 0.999, 0.01, 0.9,
+        0.999, 1e-8, [np.ones((300,), np.float32)] * 2)
+  for b, v in zip(before, variables + codes):
+    np.testing.assert_array_equal(v.numpy(), b)

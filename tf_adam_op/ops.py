@@ -15,7 +15,8 @@ from tf_adam_op import _loader
 __all__ = ["apply_adam_v1", "resource_apply_adam_v1", "sparse_apply_adam_v1",
            "resource_sparse_apply_adam_v1", "resource_apply_adam_v1_multi",
            "resource_apply_adam_v1_multi_no_advance", "resource_apply_adam_v1_multi_unpacked",
-           "resource_apply_adam_8bit", "resource_sparse_apply_adam_8bit", "compute_dtype"]
+           "resource_apply_adam_8bit", "resource_sparse_apply_adam_8bit",
+           "resource_apply_adam_8bit_multi", "compute_dtype"]
 
 # Loaded at import, so a missing library or a TF version mismatch is an ImportError right away.
 _op_library = _loader.op_library()
@@ -25,7 +26,7 @@ _loader.xla_kernels()
 OP_NAMES = ("ApplyAdamV1", "ResourceApplyAdamV1", "SparseApplyAdamV1", "ResourceSparseApplyAdamV1",
             "ResourceApplyAdamV1Multi", "ResourceApplyAdamV1MultiNoAdvance",
             "ResourceApplyAdamV1MultiUnpacked", "ResourceApplyAdam8bit",
-            "ResourceSparseApplyAdam8bit")
+            "ResourceSparseApplyAdam8bit", "ResourceApplyAdam8bitMulti")
 for _op_name in OP_NAMES:
   tf.no_gradient(_op_name)
 
@@ -229,6 +230,22 @@ def resource_sparse_apply_adam_8bit(var, m_states, v_states, beta1_power, beta2_
   return _library().resource_sparse_apply_adam8bit(
       var, *states, *scalars, grad, indices, _v_terms(grad, v_term, dense_rule),
       use_locking=use_locking, lazy=lazy, dense_rule=bool(dense_rule), name=name, **extra)
+
+
+def resource_apply_adam_8bit_multi(vars, m_states, v_states, beta1_power, beta2_power, lr, beta1,
+                                   beta2, epsilon, grads, use_locking=False, use_nesterov=False,
+                                   name=None, *, vhat_states=None, weight_decay=None,
+                                   weight_decay_times_lr=False, one_minus_beta=None):
+  """resource_apply_adam_8bit for N variables in one op: vars a list of N handles, m_states and
+  v_states (and vhat_states) (codes, absmax) pairs of lists of N handles. Returns the op."""
+  grads = list(grads)
+  scalars, extra = _single_variable_inputs(vars[0], grads[0], (beta1_power, beta2_power, lr,
+                                                               beta1, beta2, epsilon), None,
+                                          weight_decay, weight_decay_times_lr, one_minus_beta)
+  extra["vhat"] = [] if vhat_states is None else [*vhat_states[0], *vhat_states[1]]
+  return _library().resource_apply_adam8bit_multi(
+      list(vars), list(m_states[0]), list(m_states[1]), list(v_states[0]), list(v_states[1]),
+      *scalars, grads, use_locking=use_locking, use_nesterov=use_nesterov, name=name, **extra)
 
 
 def _v_terms(grad, v_term, dense_rule):

@@ -43,13 +43,15 @@ std::vector<VariableInput> StateInputs(bool amsgrad, int vhat_input) {
   return inputs;
 }
 
-// Codes of var's shape, ceil(size / 256) scales each, every scale >= 0 or NaN.
-absl::Status CheckStates(const TrainingVariables& vars) {
-  const TensorShape& var = vars.tensor(0).shape();
+// Codes of var's shape, ceil(size / 256) scales each, every scale >= 0 or NaN: the states at
+// `pairs` (the acquired variables' positions of each codes, absmax pair) of the variable at `var_k`.
+absl::Status CheckStatesOf(const TrainingVariables& vars, int var_k,
+                           const std::vector<std::pair<int, int>>& pairs) {
+  const TensorShape& var = vars.tensor(var_k).shape();
   const TensorShape scales({eight_bit::BlockCount(var.num_elements())});
-  for (int k = 1; k < vars.size(); k += 2) {
+  for (const auto& [k, scales_k] : pairs) {
     const Tensor& codes = vars.tensor(k);
-    const Tensor& absmax = vars.tensor(k + 1);
+    const Tensor& absmax = vars.tensor(scales_k);
     if (!codes.shape().IsSameSize(var)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "var and ", vars.name(k), " do not have the same shape: ", var.DebugString(), " vs ",
@@ -57,7 +59,7 @@ absl::Status CheckStates(const TrainingVariables& vars) {
     }
     if (!absmax.shape().IsSameSize(scales)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          vars.name(k + 1), " must have one scale per block of ", eight_bit::kBlockSize,
+          vars.name(scales_k), " must have one scale per block of ", eight_bit::kBlockSize,
           " elements: shape ", scales.DebugString(), " for var ", var.DebugString(), ", got ",
           absmax.shape().DebugString()));
     }
@@ -65,7 +67,7 @@ absl::Status CheckStates(const TrainingVariables& vars) {
     for (int64_t b = 0; b < absmax.NumElements(); ++b) {
       if (!eight_bit::ValidScale(data[b])) {
         return absl::InvalidArgumentError(absl::StrCat(
-            vars.name(k + 1), "[", b, "] = ", data[b],
+            vars.name(scales_k), "[", b, "] = ", data[b],
             " is not a scale an 8-bit state can have (>= 0 and finite, or NaN): the state is "
             "corrupt"));
       }
@@ -74,16 +76,31 @@ absl::Status CheckStates(const TrainingVariables& vars) {
   return absl::OkStatus();
 }
 
-eight_bit::States8bit StatePointers(const TrainingVariables& vars, bool amsgrad) {
+// The states of one variable: the acquired variables' positions of its m, v (and vhat) pairs.
+absl::Status CheckStates(const TrainingVariables& vars) {
+  std::vector<std::pair<int, int>> pairs;
+  for (int k = 1; k < vars.size(); k += 2) pairs.push_back({k, k + 1});
+  return CheckStatesOf(vars, 0, pairs);
+}
+
+eight_bit::States8bit StatePointersOf(const TrainingVariables& vars,
+                                      const std::vector<std::pair<int, int>>& pairs) {
   auto codes = [&](int k) { return vars.mutable_tensor(k).flat<uint8_t>().data(); };
   auto scales = [&](int k) { return vars.mutable_tensor(k).flat<float>().data(); };
   eight_bit::States8bit s{&eight_bit::SignedCodebook(), &eight_bit::UnsignedCodebook(),
-                          codes(1), scales(2), codes(3), scales(4)};
-  if (amsgrad) {
-    s.vhat_codes = codes(5);
-    s.vhat_absmax = scales(6);
+                          codes(pairs[0].first), scales(pairs[0].second),
+                          codes(pairs[1].first), scales(pairs[1].second)};
+  if (pairs.size() == 3) {
+    s.vhat_codes = codes(pairs[2].first);
+    s.vhat_absmax = scales(pairs[2].second);
   }
   return s;
+}
+
+eight_bit::States8bit StatePointers(const TrainingVariables& vars, bool amsgrad) {
+  std::vector<std::pair<int, int>> pairs = {{1, 2}, {3, 4}};
+  if (amsgrad) pairs.push_back({5, 6});
+  return StatePointersOf(vars, pairs);
 }
 
 // Attrs and the optional inputs both ops read the same way.
@@ -207,6 +224,108 @@ class SparseApplyAdam8bitOp : public OpKernel {
   bool lazy_ = false;
 };
 
+// N variables in one op (ResourceApplyAdam8bitMulti): lists of N handles each, the blocks of all
+// N one index space over the pool.
+template <typename T>
+class ApplyAdam8bitMultiOp : public OpKernel {
+ public:
+  explicit ApplyAdam8bitMultiOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &n_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_nesterov", &variant_.nesterov));
+    OP_REQUIRES_OK(ctx, ReadVariantAttrs(ctx, "n_vhat", &variant_, /*vhats_for_amsgrad=*/2 * n_));
+    OP_REQUIRES_OK(ctx, OptionalInputIndex(*this, "vhat", &vhat_input_));
+    OP_REQUIRES_OK(ctx, CheckScalarAttr<T>(ctx));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    static const char* const kLists[] = {"vars", "m_codes", "m_absmax", "v_codes", "v_absmax"};
+    static const tensorflow::DataType kTypes[] = {
+        tensorflow::DT_INVALID, tensorflow::DT_UINT8, tensorflow::DT_FLOAT, tensorflow::DT_UINT8,
+        tensorflow::DT_FLOAT};
+    std::vector<VariableInput> inputs;
+    for (int list = 0; list < 5; ++list) {
+      for (int k = 0; k < n_; ++k) inputs.push_back({list * n_ + k, kLists[list], -1, kTypes[list]});
+    }
+    if (variant_.amsgrad) {
+      for (int k = 0; k < n_; ++k) {
+        inputs.push_back({vhat_input_ + k, "vhat_codes", -1, tensorflow::DT_UINT8});
+      }
+      for (int k = 0; k < n_; ++k) {
+        inputs.push_back({vhat_input_ + n_ + k, "vhat_absmax", -1, tensorflow::DT_FLOAT});
+      }
+    }
+    TrainingVariables vars(&CopyDeviceBuffer<CPUDevice>);
+    OP_REQUIRES_OK(ctx, vars.Acquire(ctx, std::move(inputs), DataTypeToEnum<T>::value,
+                                     use_locking_, UpdateKind::kDense));
+    const int first_scalar = 5 * n_;
+    const int first_grad = first_scalar + kScalarCount;
+    std::vector<std::vector<std::pair<int, int>>> pairs(n_);
+    for (int k = 0; k < n_; ++k) {
+      pairs[k] = {{n_ + k, 2 * n_ + k}, {3 * n_ + k, 4 * n_ + k}};
+      if (variant_.amsgrad) pairs[k].push_back({5 * n_ + k, 6 * n_ + k});
+      const absl::Status checked = CheckStatesOf(vars, k, pairs[k]);
+      OP_REQUIRES(ctx, checked.ok(),
+                  absl::InvalidArgumentError(absl::StrCat("variable ", k, ": ", checked.message())));
+      const TensorShape& var = vars.tensor(k).shape();
+      const TensorShape& grad = ctx->input(first_grad + k).shape();
+      OP_REQUIRES(ctx, var.IsSameSize(grad),
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "vars[", k, "] and grads[", k, "] do not have the same shape: ",
+                      var.DebugString(), " vs ", grad.DebugString())));
+    }
+    OP_REQUIRES_OK(ctx, CheckScalarInputs(ctx, first_scalar));
+    ScalarPointers scalars = ScalarInputPointers<T>(ctx, first_scalar);
+    OP_REQUIRES_OK(ctx, WeightDecayPointer(ctx, &scalars.weight_decay));
+    OP_REQUIRES_OK(ctx, OneMinusBetaPointers(ctx, &scalars));
+    OP_REQUIRES_OK(ctx, vars.PrepareForInPlaceUpdate(ctx));
+
+    struct Tensor8bit {
+      T* var;
+      const T* grad;
+      int64_t size;
+      eight_bit::States8bit states;
+    };
+    std::vector<Tensor8bit> tensors;
+    std::vector<int64_t> first_block = {0};  // where each tensor's blocks start
+    for (int k = 0; k < n_; ++k) {
+      const int64_t size = vars.tensor(k).NumElements();
+      if (size == 0) continue;
+      tensors.push_back({vars.mutable_tensor(k).flat<T>().data(),
+                         ctx->input(first_grad + k).flat<T>().data(), size,
+                         StatePointersOf(vars, pairs[k])});
+      first_block.push_back(first_block.back() + eight_bit::BlockCount(size));
+    }
+    if (tensors.empty()) return;
+    const AdamStep<OpMathT<T>> step = LoadStep<OpMathT<T>>(scalars);
+    const Variant variant = variant_;
+    const int64_t total = first_block.back();
+    const Eigen::TensorOpCost cost((2 * sizeof(T) + 2) * eight_bit::kBlockSize,
+                                   (sizeof(T) + 2) * eight_bit::kBlockSize,
+                                   40 * eight_bit::kBlockSize);
+    ShardedFor(ctx->eigen_device<CPUDevice>(), total, total * eight_bit::kBlockSize, cost,
+               [&](int64_t begin, int64_t end) {
+      // The last tensor whose blocks start at or before `begin`, then on through the range.
+      size_t k = std::upper_bound(first_block.begin(), first_block.end(), begin) -
+                 first_block.begin() - 1;
+      while (begin < end) {
+        const int64_t stop = std::min(end, first_block[k + 1]);
+        const Tensor8bit& t = tensors[k];
+        Cpu8bitBlocks<T>(variant, t.var, t.grad, t.states, t.size, begin - first_block[k],
+                         stop - first_block[k], step);
+        begin = stop;
+        ++k;
+      }
+    });
+  }
+
+ private:
+  int n_ = 1;
+  bool use_locking_ = false;
+  Variant variant_;
+  int vhat_input_ = -1;
+};
+
 }  // namespace
 
 // CPU kernels only: the variables and their states are read and written in host memory.
@@ -223,7 +342,10 @@ class SparseApplyAdam8bitOp : public OpKernel {
                               .Device(::tensorflow::DEVICE_CPU)                              \
                               .TypeConstraint<T>("T")                                        \
                               .TypeConstraint<int64_t>("Tindices"),                          \
-                          SparseApplyAdam8bitOp<T, int64_t>);
+                          SparseApplyAdam8bitOp<T, int64_t>);                                \
+  REGISTER_KERNEL_BUILDER(                                                                   \
+      Name("ResourceApplyAdam8bitMulti").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
+      ApplyAdam8bitMultiOp<T>);
 TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_8BIT)
 #undef TF_ADAM_OP_REGISTER_8BIT
 

@@ -108,6 +108,46 @@ those blocks keep their values, re-encoded with the block's new scale.
 )doc");
 
 #undef TF_ADAM_OP_8BIT_INPUTS
+
+REGISTER_OP("ResourceApplyAdam8bitMulti")
+    .Input("vars: N * resource")
+    .Input("m_codes: N * resource")
+    .Input("m_absmax: N * resource")
+    .Input("v_codes: N * resource")
+    .Input("v_absmax: N * resource")
+    .Input("beta1_power: Tscalar")
+    .Input("beta2_power: Tscalar")
+    .Input("lr: Tscalar")
+    .Input("beta1: Tscalar")
+    .Input("beta2: Tscalar")
+    .Input("epsilon: Tscalar")
+    .Input("grads: N * T")
+    .TF_ADAM_OP_8BIT_VARIANT_INPUTS
+    .Attr("N: int >= 1")
+    .Attr("use_nesterov: bool = false")
+    .SetShapeFn([](InferenceContext* c) {
+      int n;
+      TF_RETURN_IF_ERROR(c->GetAttr("N", &n));
+      ShapeHandle unused;
+      for (int i = 5 * n; i < 5 * n + ::tf_adam_op::kScalarCount; ++i) {
+        TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
+      }
+      for (int k = 0; k < n; ++k) {
+        ShapeHandle var = HandleShape(c, k);
+        TF_RETURN_IF_ERROR(c->Merge(var, HandleShape(c, n + k), &var));
+        TF_RETURN_IF_ERROR(c->Merge(var, HandleShape(c, 3 * n + k), &var));
+        TF_RETURN_IF_ERROR(
+            c->Merge(var, c->input(5 * n + ::tf_adam_op::kScalarCount + k), &var));
+      }
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+ResourceApplyAdam8bit for N variables in one op: each list holds N handles (vars, the codes and
+scales of m and v; vhat: none, or 2N handles, N codes then N scales), then the scalars, the N
+grads. The blocks of all N are one index space shared by the threads. All or nothing: any bad
+input among the N is an error and nothing is written.
+)doc");
+
 #undef TF_ADAM_OP_8BIT_VARIANT_INPUTS
 
 }  // namespace tensorflow

@@ -81,3 +81,13 @@ def sparse_8bit(var, m_states, v_states, scalars, values, indices, *, vhat_state
   return ops.resource_sparse_apply_adam_8bit(
       var, m_states, v_states, *scalars.inputs(), values, indices, use_locking=use_locking,
       lazy=lazy, dense_rule=dense_rule, **_8bit_variant(scalars, decays, vhat_states))
+
+
+def group_8bit(handle_lists, scalars, grads, *, decays, use_locking=False):
+  """A group's update with 8-bit states (ResourceApplyAdam8bitMulti): handle_lists are the lists
+  of vars, m codes, m scales, v codes, v scales (and vhat's two)."""
+  var_handles, m_codes, m_absmax, v_codes, v_absmax, *vhat = handle_lists
+  return ops.resource_apply_adam_8bit_multi(
+      var_handles, (m_codes, m_absmax), (v_codes, v_absmax), *scalars.inputs(), grads,
+      use_locking=use_locking,
+      **_8bit_variant(scalars, decays, (vhat[0], vhat[1]) if vhat else None))

@@ -30,8 +30,11 @@ class PlannedGroup:
 class StepPlan:
   variables: Tuple  # the variables the plan is for, checked by identity
   groups: List[PlannedGroup]
-  # one op each: IndexedSlices gradients (and, Keras, variables with 8-bit states)
+  # one op each: IndexedSlices gradients
   sparse_positions: List[int] = dataclasses.field(default_factory=list)
+  # the variables with 8-bit states, one ResourceApplyAdam8bitMulti per group; `handles` holds
+  # the handle lists of vars and of each state (m codes, m scales, v codes, v scales[, vhat's])
+  groups_8bit: List[PlannedGroup] = dataclasses.field(default_factory=list)
   # The host framework's own update (Keras: where its arithmetic is not the ops').
   host_positions: List[int] = dataclasses.field(default_factory=list)
   # The beta power accumulators, when the step's one group reads and advances them (v1).

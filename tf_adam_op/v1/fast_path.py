@@ -31,20 +31,27 @@ def fusable(grads_and_vars):
           and any(grad is not None for grad, _ in grads_and_vars))
 
 
-def make_plan(grads_and_vars, decays, beta_powers):
-  """The plan of a fusable step: one group per (device, dtype, decays, round), and the beta
-  powers when its one group is on their device (its op advances them)."""
-  groups = plan_lib.plan_groups(
-      [(i, var) for i, (grad, var) in enumerate(grads_and_vars) if grad is not None], decays)
-  advances = len(groups) == 1 and grouping.powers_on_device(beta_powers, groups[0].device)
+def make_plan(grads_and_vars, decays, beta_powers, own_op=lambda var: False):
+  """The plan of a fusable step: one group per (device, dtype, decays, round), the positions of
+  the variables that take an op of their own (`own_op`: 8-bit states), and the beta powers when
+  the step's one op is a group on their device (its op advances them)."""
+  with_grads = [(i, var) for i, (grad, var) in enumerate(grads_and_vars) if grad is not None]
+  own = [(i, var) for i, var in with_grads if own_op(var)]
+  own_positions = {i for i, _ in own}
+  groups = plan_lib.plan_groups([(i, var) for i, var in with_grads if i not in own_positions],
+                                decays)
+  advances = (len(groups) == 1 and not own
+              and grouping.powers_on_device(beta_powers, groups[0].device))
   return plan_lib.StepPlan(variables=tuple(map(_SECOND, grads_and_vars)), groups=groups,
+                           groups_8bit=plan_lib.plan_groups(own, decays),
                            advancing_powers=beta_powers if advances else None)
 
 
 def group_gradients(plan, grads_and_vars):
-  """Each group's gradient list; None unless every one is a dense tensor of its group's dtype."""
+  """Each group's gradient list (the 8-bit groups' after the others'); None unless every one is
+  a dense tensor of its group's dtype."""
   result = []
-  for group in plan.groups:
+  for group in plan.groups + plan.groups_8bit:
     grads = [grads_and_vars[i][0] for i in group.positions]
     if not all(map(isinstance, grads, itertools.repeat(tf.Tensor))):
       return None

@@ -180,10 +180,8 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
                       skip_gradients_aggregation=False):
     grads_and_vars = tuple(grads_and_vars)  # it may be a generator; it is read more than once
     variables = [var for _, var in grads_and_vars]
-    fast_path_possible = (paths.fuses_here(self._fused, variables)
-                          and not any(map(self._has_8bit_states, variables)))
-    if fast_path_possible and (tf.executing_eagerly()
-                               or dtypes.all_eager_variables(grads_and_vars)):
+    if paths.fuses_here(self._fused, variables) and (
+        tf.executing_eagerly() or dtypes.all_eager_variables(grads_and_vars)):
       taken, result = self._apply_on_fast_path(grads_and_vars, global_step, name)
       if taken:
         return result
@@ -227,12 +225,13 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
       with framework_ops.init_scope():
         self._create_slots([var for grad, var in grads_and_vars if grad is not None])
       plan = self._plans.put(key, fast_path.make_plan(grads_and_vars, self._decays,
-                                                      self._get_beta_accumulators()))
+                                                      self._get_beta_accumulators(),
+                                                      own_op=self._has_8bit_states))
     group_grads = fast_path.group_gradients(plan, grads_and_vars)
     if group_grads is None:
       return False, None
     guards = []
-    if len(plan.groups) > 1:  # one op is all or nothing by itself; several are checked first
+    if len(plan.groups) + len(plan.groups_8bit) > 1:  # one op is all or nothing by itself
       grads, variables = [g for g, _ in grads_and_vars], [v for _, v in grads_and_vars]
       checks.check_same_shapes(grads, variables, self._who())
       guards = checks.runtime_guards(grads, variables, self._who())
@@ -243,10 +242,12 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
       else:
         self._hyper.prepare_eagerly(self._call_if_callable)
       with tf.control_dependencies(guards):  # a shape known only when the step runs
+        eight_bit_ops = [op for group, grads in zip(plan.groups_8bit, group_grads[len(plan.groups):])
+                         for op in self._apply_8bit_group(group, grads)]
         update_ops = step_lib.apply_groups(
             self._step(), [(group.variables, group.dtype, grads, group.decays)
                            for group, grads in zip(plan.groups, group_grads)],
-            plan.advancing_powers, [])
+            plan.advancing_powers, eight_bit_ops)
       return True, fast_path.train_op(update_ops, global_step, scope)
 
   def _prepare(self):

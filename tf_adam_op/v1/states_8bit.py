@@ -51,6 +51,19 @@ class EightBitStates:
     return apply.dense_8bit(var.handle, m, v, self._scalars(var.dtype), grad, vhat_states=vhat,
                             decays=self._decays(var), use_locking=self._use_locking)
 
+  def _apply_8bit_group(self, group, grads):
+    """The ops of a planned group of variables with 8-bit states (the fast path's): one
+    ResourceApplyAdam8bitMulti, or under XLA (whose kernels are the single-variable op's) one op
+    per variable."""
+    if xla.in_xla_context():
+      return [self._apply_8bit_dense(grad, var) for grad, var in zip(grads, group.variables)]
+    handles = [[v.handle for v in group.variables]] + [
+        [self.get_slot(v, f"{name}_{part}").handle for v in group.variables]
+        for name in self._state_names() for part in ("codes", "absmax")]
+    with tf.device(group.device):
+      return [apply.group_8bit(handles, self._scalars(group.dtype), grads, decays=group.decays,
+                               use_locking=self._use_locking)]
+
   def _apply_8bit_sparse(self, values, var, indices):
     xla.check_8bit_usable(var, self._who())
     m, v, vhat = self._8bit_pairs(var)
