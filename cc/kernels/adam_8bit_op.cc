@@ -114,6 +114,16 @@ struct Options {
     TF_RETURN_IF_ERROR(ReadVariantAttrs(ctx, "n_vhat", &variant, /*vhats_for_amsgrad=*/2));
     return OptionalInputIndex(kernel, "vhat", &vhat_input);
   }
+
+  // The variable and its states, locked and checked. Exclusive locks for sparse updates too: a
+  // block's codes are rewritten whole, so two updates of one variable must never interleave (the
+  // float-state sparse op can share its lock; these cannot).
+  template <typename T>
+  absl::Status Acquire(OpKernelContext* ctx, TrainingVariables* vars) const {
+    TF_RETURN_IF_ERROR(vars->Acquire(ctx, StateInputs(variant.amsgrad, vhat_input),
+                                     DataTypeToEnum<T>::value, use_locking, UpdateKind::kDense));
+    return CheckStates(*vars);
+  }
 };
 
 absl::Status ScalarInputs(OpKernelContext* ctx, ScalarPointers* scalars) {
@@ -133,10 +143,7 @@ class ApplyAdam8bitOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     TrainingVariables vars(&CopyDeviceBuffer<CPUDevice>);
-    OP_REQUIRES_OK(ctx, vars.Acquire(ctx, StateInputs(options_.variant.amsgrad, options_.vhat_input),
-                                     DataTypeToEnum<T>::value, options_.use_locking,
-                                     UpdateKind::kDense));
-    OP_REQUIRES_OK(ctx, CheckStates(vars));
+    OP_REQUIRES_OK(ctx, options_.Acquire<T>(ctx, &vars));
     const Tensor& var = vars.tensor(0);
     const Tensor& grad = ctx->input(k8bitGradInput);
     OP_REQUIRES(ctx, var.shape().IsSameSize(grad.shape()),
@@ -180,13 +187,8 @@ class SparseApplyAdam8bitOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    // Exclusive locks: a block's codes are rewritten whole, so two sparse updates of one variable
-    // must not interleave (the float-state sparse op can share its lock; this one cannot).
     TrainingVariables vars(&CopyDeviceBuffer<CPUDevice>);
-    OP_REQUIRES_OK(ctx, vars.Acquire(ctx, StateInputs(options_.variant.amsgrad, options_.vhat_input),
-                                     DataTypeToEnum<T>::value, options_.use_locking,
-                                     UpdateKind::kDense));
-    OP_REQUIRES_OK(ctx, CheckStates(vars));
+    OP_REQUIRES_OK(ctx, options_.Acquire<T>(ctx, &vars));
     const Tensor& var = vars.tensor(0);
     const Tensor& grad = ctx->input(k8bitGradInput);
     const Tensor& indices = ctx->input(k8bitGradInput + 1);

@@ -25,9 +25,8 @@ def synchronize_cuda():
     torch.cuda.synchronize()
 
 
-def torch_fused_step(workload, seed, device="cpu"):
-  """(step, close) for torch.optim.Adam(fused=True) over the workload's shapes on `device` ("cpu":
-  all CPU threads, or "cuda")."""
+def _parameters(workload, seed, device):
+  """torch Parameters of the workload's shapes on `device`, with gradients (all CPU threads)."""
   import torch
   torch.set_num_threads(os.cpu_count() or 1)
   generator = torch.Generator().manual_seed(seed)
@@ -36,7 +35,14 @@ def torch_fused_step(workload, seed, device="cpu"):
     param = torch.nn.Parameter(torch.randn(shape, generator=generator).to(device))
     param.grad = (torch.randn(shape, generator=generator) * 1e-3).to(device)
     params.append(param)
-  optimizer = torch.optim.Adam(params, lr=1e-3, fused=True)
+  return params
+
+
+def torch_fused_step(workload, seed, device="cpu"):
+  """(step, close) for torch.optim.Adam(fused=True) over the workload's shapes on `device` ("cpu":
+  all CPU threads, or "cuda")."""
+  import torch
+  optimizer = torch.optim.Adam(_parameters(workload, seed, device), lr=1e-3, fused=True)
   return optimizer.step, lambda: None
 
 
@@ -53,13 +59,5 @@ def bitsandbytes_adam8bit_step(workload, seed, device="cpu"):
   """(step, close) for bitsandbytes.optim.Adam8bit over the workload's shapes (its CPU or CUDA
   kernels), the 8-bit states tf_adam_op's state_bits=8 matches."""
   import bitsandbytes
-  import torch
-  torch.set_num_threads(os.cpu_count() or 1)
-  generator = torch.Generator().manual_seed(seed)
-  params = []
-  for shape in workload.shapes:
-    param = torch.nn.Parameter(torch.randn(shape, generator=generator).to(device))
-    param.grad = (torch.randn(shape, generator=generator) * 1e-3).to(device)
-    params.append(param)
-  optimizer = bitsandbytes.optim.Adam8bit(params, lr=1e-3)
+  optimizer = bitsandbytes.optim.Adam8bit(_parameters(workload, seed, device), lr=1e-3)
   return optimizer.step, lambda: None
