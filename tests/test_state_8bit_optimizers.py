@@ -310,3 +310,121 @@ def test_multi_tensor_op_refuses_a_corrupt_scale_before_any_write():
         0.999, 1e-8, [np.ones((300,), np.float32)] * 2)
   for b, v in zip(before, variables + codes):
     np.testing.assert_array_equal(v.numpy(), b)
+
+
+def test_v1_under_mirrored_strategy_equals_the_step_without_it():
+  var0, grads = _data()
+  results = []
+  for strategy in (None, tf.distribute.MirroredStrategy(["/cpu:0"])):
+    scope = strategy.scope() if strategy else tf.name_scope("plain")
+    with scope:
+      var = tf.Variable(var0)
+      opt = tf_adam_op.AdamOptimizer(0.01, state_bits=8)
+    for g in grads:
+      if strategy:
+        strategy.run(lambda g=g: opt.apply_gradients([(tf.constant(g), var)]) and None)
+      else:
+        opt.apply_gradients([(tf.constant(g), var)])
+    results.append(var.numpy())
+  np.testing.assert_array_equal(results[1], results[0])
+
+
+def test_v1_checkpoint_restores_into_slots_not_yet_created(tmp_path):
+  """The base class's restore-on-create asks for slots of var's shape: 8-bit slots get their own."""
+  var0, grads = _data(steps=3)
+  var = tf.Variable(var0)
+  opt = tf_adam_op.AdamOptimizer(0.01, state_bits=8)
+  opt.apply_gradients([(tf.constant(grads[0]), var)])
+  path = tf.train.Checkpoint(var=var, opt=opt).save(str(tmp_path / "ck"))
+  opt.apply_gradients([(tf.constant(grads[1]), var)])
+  restored_var = tf.Variable(np.zeros(SHAPE, np.float32))
+  restored = tf_adam_op.AdamOptimizer(0.01, state_bits=8)
+  tf.train.Checkpoint(var=restored_var, opt=restored).restore(path)
+  restored.apply_gradients([(tf.constant(grads[1]), restored_var)])
+  np.testing.assert_array_equal(restored_var.numpy(), var.numpy())
+
+
+def test_v1_saved_model_with_8bit_states_loads_and_steps(tmp_path):
+  var0, grads = _data(steps=2)
+
+  class Model(tf.Module):
+    def __init__(self):
+      self.var = tf.Variable(var0)
+      self.opt = tf_adam_op.AdamOptimizer(0.01, state_bits=8)
+
+    @tf.function(input_signature=[tf.TensorSpec(SHAPE, tf.float32)])
+    def train(self, grad):
+      self.opt.apply_gradients([(grad, self.var)])
+      return self.var.read_value()
+
+  model = Model()
+  model.train(tf.constant(grads[0]))
+  tf.saved_model.save(model, str(tmp_path / "sm"))
+  expected = model.train(tf.constant(grads[1])).numpy()
+  loaded = tf.saved_model.load(str(tmp_path / "sm"))
+  np.testing.assert_array_equal(loaded.train(tf.constant(grads[1])).numpy(), expected)
+
+
+def _corrupt(scales):
+  scales.assign(tf.tensor_scatter_nd_update(scales, [[0]], [-1.0]))
+
+
+def test_v1_graph_step_with_a_corrupt_scale_writes_nothing():
+  rng = np.random.default_rng(4)
+  values = [rng.normal(size=s).astype(np.float32) for s in [(4096,), SHAPE, (10,)]]
+  variables = [tf.Variable(v) for v in values]
+  opt = tf_adam_op.AdamOptimizer(0.01, state_bits=8)
+
+  @tf.function
+  def step():
+    opt.apply_gradients([(tf.ones_like(v), v) for v in variables])
+  step()
+  _corrupt(opt.get_slot(variables[1], "v_absmax"))
+  before = [v.numpy() for v in variables] + [p.numpy() for p in opt._get_beta_accumulators()]
+  with pytest.raises(tf.errors.InvalidArgumentError, match="negative or infinite"):
+    step()
+  after = [v.numpy() for v in variables] + [p.numpy() for p in opt._get_beta_accumulators()]
+  for b, a in zip(before, after):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_keras_step_with_a_corrupt_scale_writes_nothing(mode):
+  import keras
+  rng = np.random.default_rng(4)
+  variables = [keras.Variable(rng.normal(size=s).astype(np.float32))
+               for s in [(4096,), SHAPE, (10,)]]
+  opt = tk.Adam(0.01, state_bits=8)
+
+  def step():
+    opt.apply_gradients([(tf.ones(v.shape), v) for v in variables])
+  if mode == "function":
+    step = tf.function(step)
+  step()
+  _corrupt(opt.state_variables(variables[1])["v"][1])
+  before = [np.asarray(v) for v in variables] + [int(opt.iterations)]
+  with pytest.raises(tf.errors.InvalidArgumentError, match="negative or infinite"):
+    step()
+  after = [np.asarray(v) for v in variables] + [int(opt.iterations)]
+  for b, a in zip(before, after):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_v1_build_then_copy_states_into_a_fresh_optimizer():
+  var0, grads = _data(steps=1)
+  var = tf.Variable(var0)
+  opt32 = tf_adam_op.AdamOptimizer(0.01)
+  opt32.apply_gradients([(tf.constant(grads[0]), var)])
+  opt8 = tf_adam_op.AdamOptimizer(0.01, state_bits=8)
+  opt8.build([var])
+  state_8bit.copy_states(opt32, opt8, [var])
+  codes, absmax = state_8bit.quantize(opt32.get_slot(var, "m").numpy(), signed=True)
+  np.testing.assert_array_equal(opt8.get_slot(var, "m_codes").numpy(), codes)
+  np.testing.assert_array_equal(opt8.get_slot(var, "m_absmax").numpy(), absmax)
+
+
+def test_codec_and_options_refuse_what_they_cannot_mean():
+  with pytest.raises(ValueError, match="state_bits must be 32"):
+    tf_adam_op.AdamOptimizer(state_bits=8.0)
+  with pytest.raises(ValueError, match="cannot hold negative values"):
+    state_8bit.quantize(np.array([-1.0, 0.5]), signed=False)

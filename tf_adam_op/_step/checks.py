@@ -183,3 +183,26 @@ def runtime_guards(grads, variables, who, broadcast=False):
                    "is out of range [0, rows); nothing was updated. rows:", rows,
                    "indices:", indices], summarize=16))
   return guards
+
+
+def scale_guards(named_scales, who):
+  """The check of 8-bit states' scales (docs/state_8bit.md), made before a step writes anything:
+  `named_scales` is [(variable name, absmax variable)]. Every scale must be >= 0 and finite, or
+  NaN (a poisoned block). Eager: raises InvalidArgumentError now and returns []. A graph: returns
+  assertion ops for the step's writes to wait for. Under XLA: [] (the ops' handlers check their
+  own before writing; XLA has no assertions)."""
+  if xla.in_xla_context() or not named_scales:
+    return []
+  guards = []
+  for name, scales in named_scales:
+    value = scales.read_value()
+    valid = tf.reduce_all(tf.logical_or(tf.math.is_nan(value),
+                                        tf.logical_and(value >= 0, value < float("inf"))))
+    message = (f"{who}: a scale of the 8-bit states of {name!r} ({scales.name}) is negative or "
+               "infinite: the state is corrupt; nothing was updated")
+    if tf.executing_eagerly():
+      if not bool(valid):
+        raise tf.errors.InvalidArgumentError(None, None, message)
+    else:
+      guards.append(tf.debugging.Assert(valid, [message]))
+  return guards

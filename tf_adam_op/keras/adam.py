@@ -93,11 +93,12 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     a dense gradient that does not broadcast to its variable is a ValueError now (while tracing,
     as Keras's own shape inference raises it); an IndexedSlices index out of range raises now
     (eager) or, in a graph, stops the step before any of its writes, `iterations` included."""
-    if self._shapes_as_variables(grads, trainable_variables):
+    scale_guards = self._scale_guards(trainable_variables)  # 8-bit states' scales
+    if self._shapes_as_variables(grads, trainable_variables) and not scale_guards:
       return super()._backend_apply_gradients(grads, trainable_variables)  # nothing to check
     tf_variables = [_tf_variable(v) for v in trainable_variables]
     checks.check_dense_shapes(grads, tf_variables, _WHO)
-    guards = checks.runtime_guards(grads, tf_variables, _WHO, broadcast=True)
+    guards = checks.runtime_guards(grads, tf_variables, _WHO, broadcast=True) + scale_guards
     if not guards:
       return super()._backend_apply_gradients(grads, trainable_variables)
     with tf.control_dependencies(guards):

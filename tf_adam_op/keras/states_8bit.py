@@ -13,6 +13,7 @@ hold the codes where they held the float state, and everything that walks them (
 import tensorflow as tf
 
 from tf_adam_op._step import apply
+from tf_adam_op._step import checks
 from tf_adam_op._step import xla
 from tf_adam_op.keras import _decisions
 from tf_adam_op.keras import _inputs
@@ -68,6 +69,16 @@ class EightBitStates:
                                dense_rule=True)
     return apply.dense_8bit(var.handle, handles[0], handles[1], scalars,
                             _inputs.as_dtype(grad, dtype), vhat_states=handles[2], decays=decays)
+
+  def _scale_guards(self, keras_variables):
+    """checks.scale_guards over the 8-bit states of these variables (built: Keras builds the
+    optimizer before it applies gradients)."""
+    if self.state_bits != 8 or not self.built:
+      return []
+    named = [(keras_var.name, pair[1]) for keras_var in keras_variables
+             if self._has_8bit_states(keras_var)
+             for pair in self._8bit_pairs(keras_var) if pair is not None]
+    return checks.scale_guards(named, "tf_adam_op.keras")
 
   def state_variables(self, var):
     """{"m", "v" (, "vhat")} -> var's state tf.Variable, or its (codes, absmax) pair with 8-bit

@@ -12,7 +12,8 @@ _8BIT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 
 def check_options(state_bits, min_8bit_size, who):
   """The options as ints; a ValueError naming what is wrong otherwise."""
-  if isinstance(state_bits, bool) or state_bits not in (8, 32):
+  if (isinstance(state_bits, bool) or not isinstance(state_bits, numbers.Integral)
+      or state_bits not in (8, 32)):
     raise ValueError(f"{who}: state_bits must be 32 (float32 states) or 8, got {state_bits!r}")
   if (isinstance(min_8bit_size, bool) or not isinstance(min_8bit_size, numbers.Integral)
       or min_8bit_size < 0):

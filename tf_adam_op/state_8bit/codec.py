@@ -16,6 +16,9 @@ def dynamic_map(signed):
 def quantize(x, signed):
   """x (any shape) -> (uint8 codes of x's shape, float32 absmax per block of 256 flat elements)."""
   x = np.asarray(x)
+  if not signed and np.any(x < 0):
+    raise ValueError("unsigned states (v, vhat) cannot hold negative values; quantize them with "
+                     "signed=True, or check where they came from")
   codes, absmax = _core.quantize_blockwise(x.astype(np.float32).reshape(-1), bool(signed))
   return codes.reshape(x.shape), absmax
 

@@ -13,7 +13,7 @@ def _states(optimizer, var):
   states = optimizer.state_variables(var)
   if states is None:
     raise ValueError(f"{type(optimizer).__name__} has no states for {var.name!r} yet: build the "
-                     "optimizer (Keras: optimizer.build(variables)) or run a step first")
+                     "optimizer first (optimizer.build(variables), both families)")
   return states
 
 

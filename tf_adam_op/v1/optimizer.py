@@ -194,7 +194,10 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     checks.check_same_shapes(grads, variables, self._who())
     guards = []
     if not distribute_lib.has_strategy():
-      guards = checks.runtime_guards(grads, variables, self._who())
+      with framework_ops.init_scope():  # the base class's first act, made before the checks
+        self._create_slots([v for g, v in grads_and_vars if g is not None])
+      guards = (checks.runtime_guards(grads, variables, self._who())
+                + self._scale_guards(variables))
     # The base class drives the step; _resource_apply_dense returns fusable updates as _HeldBack
     # markers and _finish turns them into multi-tensor ops (the markers travel in the base class's
     # list of the step's updates: threads may share the optimizer). A variable given more than
@@ -234,7 +237,7 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     if len(plan.groups) + len(plan.groups_8bit) > 1:  # one op is all or nothing by itself
       grads, variables = [g for g, _ in grads_and_vars], [v for _, v in grads_and_vars]
       checks.check_same_shapes(grads, variables, self._who())
-      guards = checks.runtime_guards(grads, variables, self._who())
+      guards = checks.runtime_guards(grads, variables, self._who()) + self._scale_guards(variables)
     in_graph = not tf.executing_eagerly()
     with framework_ops.name_scope(name, self._name, skip_on_eager=True) as scope:
       if in_graph:

@@ -1,6 +1,7 @@
 """What tf.saved_model needs of a v1 optimizer: its packed handle vectors saved, and a loaded one
 that re-creates its slots."""
 
+import tensorflow as tf
 from tensorflow.python.trackable import base as trackable
 
 
@@ -14,9 +15,10 @@ class SavedModelSupport:
     return cls()
 
   def add_slot(self, var, slot_name):
-    """Creates slot `slot_name` ("m", "v" or "vhat") for `var`, zeros; tf.saved_model.load
-    restores it."""
-    return self._zeros_slot(var, slot_name, self._name)
+    """Creates slot `slot_name` ("m", "v", "vhat", or an 8-bit state's codes or scales) for `var`,
+    zeros of the slot's shape and dtype; tf.saved_model.load restores it."""
+    return self._get_or_make_slot_with_initializer(var, tf.zeros_initializer(), var.shape,
+                                                   var.dtype, slot_name, self._name)
 
   def _trackable_children(self, save_type=trackable.SaveType.CHECKPOINT, **kwargs):
     children = super()._trackable_children(save_type, **kwargs)

@@ -9,12 +9,21 @@ the base class asks for them (never grouped into the multi-tensor ops).
 
 import tensorflow as tf
 
+from tensorflow.python.framework import ops as framework_ops
+
 from tf_adam_op._step import apply
+from tf_adam_op._step import checks
 from tf_adam_op._step import xla
 from tf_adam_op.state_8bit import choice
 from tf_adam_op.state_8bit import codec
 
 _STATES = ("m", "v", "vhat")
+# slot name -> (var -> the slot's shape and dtype): codes of var's shape, one scale per block.
+_8BIT_SLOTS = {
+    **{f"{name}_codes": lambda var: (var.shape, tf.uint8) for name in _STATES},
+    **{f"{name}_absmax": lambda var: (
+        tf.TensorShape([-(-var.shape.num_elements() // codec.BLOCK_SIZE)]), tf.float32)
+       for name in _STATES}}
 
 
 class EightBitStates:
@@ -27,17 +36,38 @@ class EightBitStates:
     return _STATES if self._amsgrad else _STATES[:2]
 
   def _create_8bit_slots(self, var):
-    if not hasattr(var, "handle") or var.dtype._is_ref_dtype:
+    if var.dtype._is_ref_dtype:  # (a distributed variable's .handle raises: not asked)
       raise ValueError(
           f"{self._who()}: state_bits=8 needs resource variables; {var.name!r} is a ref variable "
           "(tf.compat.v1 variables with use_resource=False): create it with use_resource=True, "
           "or give this optimizer min_8bit_size larger than it")
-    blocks = -(-var.shape.num_elements() // codec.BLOCK_SIZE)
     for name in self._state_names():
-      self._get_or_make_slot_with_initializer(var, tf.zeros_initializer(), var.shape, tf.uint8,
-                                              f"{name}_codes", self._name)
-      self._get_or_make_slot_with_initializer(var, tf.zeros_initializer(), tf.TensorShape([blocks]),
-                                              tf.float32, f"{name}_absmax", self._name)
+      for part in ("codes", "absmax"):
+        self._get_or_make_slot_with_initializer(var, tf.zeros_initializer(), var.shape, var.dtype,
+                                                f"{name}_{part}", self._name)
+
+  def _get_or_make_slot_with_initializer(self, var, initializer, shape, dtype, slot_name, op_name):
+    """The base class's, with an 8-bit slot's own shape and dtype whoever asks for it: our slot
+    creation, and the base class's restore-on-create of a checkpoint (which asks for var's shape
+    and dtype, as for every slot of stock's)."""
+    spec = _8BIT_SLOTS.get(slot_name)
+    if spec is not None:
+      shape, dtype = spec(var)
+    return super()._get_or_make_slot_with_initializer(var, initializer, shape, dtype, slot_name,
+                                                      op_name)
+
+  def build(self, var_list):
+    """Creates the optimizer's slots (and beta powers) for `var_list` now, as its first step would:
+    for moving states into it (tf_adam_op.state_8bit.copy_states) before it steps."""
+    with framework_ops.init_scope():
+      self._create_slots(list(var_list))
+
+  def _scale_guards(self, variables):
+    """checks.scale_guards over the 8-bit states these variables have already."""
+    named = [(var.name, self.get_slot(var, f"{name}_absmax"))
+             for var in variables if self._has_8bit_states(var)
+             for name in self._state_names() if self.get_slot(var, f"{name}_absmax") is not None]
+    return checks.scale_guards(named, self._who())
 
   def _8bit_pairs(self, var):
     """(codes, absmax) handle pairs of m, v and vhat (None without AMSGrad)."""
