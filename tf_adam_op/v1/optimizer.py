@@ -194,8 +194,10 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     checks.check_same_shapes(grads, variables, self._who())
     guards = []
     if not distribute_lib.has_strategy():
-      with framework_ops.init_scope():  # the base class's first act, made before the checks
-        self._create_slots([v for g, v in grads_and_vars if g is not None])
+      with_grads = [v for g, v in grads_and_vars if g is not None]
+      if with_grads:  # (none: the base class raises stock's error)
+        with framework_ops.init_scope():  # the base class's first act, made before the checks
+          self._create_slots(with_grads)
       guards = (checks.runtime_guards(grads, variables, self._who())
                 + self._scale_guards(variables))
     # The base class drives the step; _resource_apply_dense returns fusable updates as _HeldBack
