@@ -16,6 +16,10 @@ if KERAS_3:
 # The Keras half of this file: tf_adam_op.keras needs Keras 3 (TF 2.16+; CI's TF 2.15 has Keras 2).
 needs_keras_3 = pytest.mark.skipif(
     not KERAS_3, reason=f"tf_adam_op.keras needs Keras 3, found {keras.__version__}")
+# The XLA tests: the ops' XLA kernels are built for TF 2.21 only (docs/xla.md).
+from tf_adam_op._step import xla as _xla  # noqa: E402
+needs_xla_kernels = pytest.mark.skipif(not _xla.kernels_enabled(),
+                                       reason=f"no XLA kernels here: {_xla.describe()}")
 
 SHAPE = (40, 130)  # 5,200 elements: 8-bit states (>= 4,096), with a short last block
 
@@ -214,6 +218,7 @@ def test_ref_variables_are_refused_with_8bit_states():
       tf_adam_op.AdamOptimizer(state_bits=8).apply_gradients([(tf.zeros(SHAPE), var)])
 
 
+@needs_xla_kernels
 @pytest.mark.parametrize("lazy", [False, True])
 def test_v1_under_xla_equals_the_step_outside_it(lazy):
   var0, grads = _data()
@@ -235,6 +240,7 @@ def test_v1_under_xla_equals_the_step_outside_it(lazy):
 
 
 @needs_keras_3
+@needs_xla_kernels
 def test_keras_under_xla_equals_the_step_outside_it():
   """The optimizer's step on given gradients (a model's XLA-compiled forward and backward give
   other gradients than its uncompiled ones: docs/xla.md)."""
@@ -255,6 +261,7 @@ def test_keras_under_xla_equals_the_step_outside_it():
     np.testing.assert_array_equal(ours, theirs)
 
 
+@needs_xla_kernels
 def test_corrupt_scale_under_xla_is_refused_before_any_write():
   var = tf.Variable(np.ones(SHAPE, np.float32))
   opt = tf_adam_op.AdamOptimizer(state_bits=8)
