@@ -195,7 +195,7 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     guards = []
     if not distribute_lib.has_strategy():
       with_grads = [v for g, v in grads_and_vars if g is not None]
-      if with_grads:  # (none: the base class raises stock's error)
+      if any(map(self._has_8bit_states, with_grads)):  # their scales are checked below
         with framework_ops.init_scope():  # the base class's first act, made before the checks
           self._create_slots(with_grads)
       guards = (checks.runtime_guards(grads, variables, self._who())
