@@ -22,17 +22,22 @@ def test_maps_are_bitsandbytes_definition():
   np.testing.assert_array_equal(_core.dynamic_map(False), ref.UNSIGNED)
 
 
+def _values_near_every_midpoint(book):
+  """Every midpoint of `book` and its float neighbours (ties and the values either side), and
+  random values over every magnitude the codes span, in [-1, 1]."""
+  mids = ref.midpoints(book)
+  near = np.concatenate([np.nextafter(mids, -np.inf), mids, np.nextafter(mids, np.inf)])
+  rng = np.random.default_rng(0)
+  spread = (rng.choice([-1, 1], 200_000) * 10.0 ** rng.uniform(-9, 0, 200_000)).astype(np.float32)
+  return np.clip(np.concatenate([near, spread, [0.0, -0.0, 1.0, -1.0]]), -1, 1).astype(np.float32)
+
+
 @pytest.mark.parametrize("signed", [True, False])
 def test_encoder_tables_are_exact(signed):
   assert _core.codebook_is_exact(signed)
   book = ref.SIGNED if signed else ref.UNSIGNED
   mids = ref.midpoints(book)
-  # Every midpoint and its float neighbours (ties and the values either side), and random values
-  # over every magnitude the codes span.
-  near = np.concatenate([np.nextafter(mids, -np.inf), mids, np.nextafter(mids, np.inf)])
-  rng = np.random.default_rng(0)
-  spread = (rng.choice([-1, 1], 200_000) * 10.0 ** rng.uniform(-9, 0, 200_000)).astype(np.float32)
-  x = np.concatenate([near, spread, [0.0, -0.0, 1.0, -1.0]]).astype(np.float32)
+  x = _values_near_every_midpoint(book)
   # One value per block of 256 with absmax 1: the encoder sees x itself.
   blocks = np.zeros((x.size, 256), np.float32)
   blocks[:, 0], blocks[:, 1] = x, 1.0
@@ -40,6 +45,27 @@ def test_encoder_tables_are_exact(signed):
   assert np.all(absmax == 1.0)
   np.testing.assert_array_equal(codes.reshape(-1, 256)[:, 0],
                                 np.searchsorted(mids, np.clip(x, -1, 1), side="left"))
+
+
+def test_kernel_encoder_codes_are_exact():
+  """The CPU kernel's encoder (AVX-512 where the CPU has it, else the portable one) gives the
+  nearest code of every value: a step with beta1 = beta2 = 0 from zero states stores m = g and
+  v = g * g exactly, and a 1 in each block's first element makes its absmax 1."""
+  # Square roots of the values near v's midpoints, and their neighbours: their squares straddle them.
+  roots = np.sqrt(_values_near_every_midpoint(ref.UNSIGNED)[:3 * 255])
+  roots = np.concatenate([np.nextafter(roots, 0), roots, np.nextafter(roots, 2)])
+  x = np.concatenate([_values_near_every_midpoint(ref.SIGNED), roots]).astype(np.float32)
+  x = np.concatenate([x, np.zeros(-x.size % 255, np.float32)])
+  grad = np.ones((x.size // 255, 256), np.float32)
+  grad[:, 1:] = x.reshape(-1, 255)
+  s = States(np.zeros_like(grad))
+  m, v, _ = s.handles()
+  ops.resource_apply_adam_8bit(s.var.handle, m, v, 0.5, 0.5, 0.01, 0.0, 0.0, 1e-8, grad)
+  assert np.all(s.m[1].numpy() == 1.0) and np.all(s.v[1].numpy() == 1.0)
+  np.testing.assert_array_equal(
+      s.m[0].numpy(), np.searchsorted(ref.midpoints(ref.SIGNED), grad, side="left"))
+  np.testing.assert_array_equal(
+      s.v[0].numpy(), np.searchsorted(ref.midpoints(ref.UNSIGNED), grad * grad, side="left"))
 
 
 def test_special_blocks():
