@@ -231,6 +231,15 @@ def test_codes_of_another_dtype_are_refused():
                                                        np.ones((20, 300), np.float32)))
 
 
+def test_check_8bit_scales_says_which_scale_vectors_are_corrupt():
+  values = [[0.0, 1.5], [np.nan, 2.0], [1.0, -1.0], [np.inf, 0.0], [3.0, 4.0]]
+  scales = [tf.Variable(np.array(v, np.float32)) for v in values]
+  valid = ops.check_8bit_scales([s.handle for s in scales]).numpy()
+  np.testing.assert_array_equal(valid, [True, True, False, False, True])
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"scales\[1\] must be float32"):
+    ops.check_8bit_scales([scales[0].handle, tf.Variable(np.zeros(2, np.uint8)).handle])
+
+
 def test_bad_index_is_refused_before_any_write():
   s = States(np.ones((20, 300), np.float32))
   m, v, _ = s.handles()

@@ -315,6 +315,38 @@ def test_v1_many_variables_take_one_multi_tensor_op_with_the_reference_numbers(m
     np.testing.assert_array_equal(var.numpy(), expected)
 
 
+@needs_keras_3
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_keras_many_variables_take_one_multi_tensor_op_with_the_reference_numbers(mode):
+  """tf_adam_op.keras plans the dense updates of 8-bit variables as v1's fast path does: one
+  ResourceApplyAdam8bitMulti per (device, dtype, decays) group, with Keras's scalars."""
+  rng = np.random.default_rng(9)
+  shapes = [(64, 64), (4096,), (70, 90)]
+  values = [rng.normal(size=s).astype(np.float32) for s in shapes]
+  grads = [[rng.normal(size=s).astype(np.float32) for s in shapes] for _ in range(3)]
+  variables = [keras.Variable(v) for v in values]
+  opt = tk.Adam(0.01, state_bits=8)
+
+  def step(gs):
+    opt.apply_gradients(zip(gs, variables))
+  if mode == "function":
+    step = tf.function(step)
+    graph = step.get_concrete_function([tf.constant(g) for g in grads[0]]).graph
+    types = [op.type for op in graph.get_operations()]
+    assert types.count("ResourceApplyAdam8bitMulti") == 1 and "ResourceApplyAdam8bit" not in types
+  for gs in grads:
+    step([tf.constant(g) for g in gs])
+  # Keras's scalars: beta ** t in float32 (its ops.power), 1 - beta rounded from doubles.
+  powers = [[tf.pow(tf.constant(b, tf.float32), float(t)).numpy() for b in (0.9, 0.999)]
+            for t in (1, 2, 3)]
+  for k, var in enumerate(variables):
+    states, expected = ref.States(values[k].size), values[k].copy()
+    for gs, (p1, p2) in zip(grads, powers):
+      expected = ref.step(expected, states, gs[k], p1, p2, 0.01, 0.9, 0.999, 1e-7,
+                          one_minus_beta=(np.float32(1 - 0.9), np.float32(1 - 0.999)))
+    np.testing.assert_array_equal(np.asarray(var), expected)
+
+
 def test_multi_tensor_op_refuses_a_corrupt_scale_before_any_write():
   from tf_adam_op import ops
   variables = [tf.Variable(np.ones((300,), np.float32)) for _ in range(2)]

@@ -248,6 +248,12 @@ def resource_apply_adam_8bit_multi(vars, m_states, v_states, beta1_power, beta2_
       *scalars, grads, use_locking=use_locking, use_nesterov=use_nesterov, name=name, **extra)
 
 
+def check_8bit_scales(scales, name=None):
+  """Check8bitScales: a bool vector, whether each variable of `scales` (handles of 8-bit states'
+  float32 scale vectors) holds only scales a step can leave (>= 0 and finite, or NaN)."""
+  return _library().check8bit_scales(list(scales), name=name)
+
+
 def _v_terms(grad, v_term, dense_rule):
   """The sparse ops' v_term list: none, the given term, or the dense form's squares of grad."""
   if v_term is None and dense_rule:

@@ -17,6 +17,7 @@ import operator
 import tensorflow as tf
 from tensorflow.python.framework import ops as framework_ops
 
+from tf_adam_op import ops
 from tf_adam_op._step import xla
 
 _EAGER_TENSOR = framework_ops.EagerTensor
@@ -188,21 +189,22 @@ def runtime_guards(grads, variables, who, broadcast=False):
 def scale_guards(named_scales, who):
   """The check of 8-bit states' scales (docs/state_8bit.md), made before a step writes anything:
   `named_scales` is [(variable name, absmax variable)]. Every scale must be >= 0 and finite, or
-  NaN (a poisoned block). Eager: raises InvalidArgumentError now and returns []. A graph: returns
-  assertion ops for the step's writes to wait for. Under XLA: [] (the ops' handlers check their
-  own before writing; XLA has no assertions)."""
+  NaN (a poisoned block). One Check8bitScales op reads them all. Eager: raises
+  InvalidArgumentError now, naming the variable, and returns []. A graph: returns an assertion
+  op for the step's writes to wait for. Under XLA: [] (the ops' handlers check their own before
+  writing; XLA has no assertions)."""
   if xla.in_xla_context() or not named_scales:
     return []
-  guards = []
-  for name, scales in named_scales:
-    value = scales.read_value()
-    valid = tf.reduce_all(tf.logical_or(tf.math.is_nan(value),
-                                        tf.logical_and(value >= 0, value < float("inf"))))
-    message = (f"{who}: a scale of the 8-bit states of {name!r} ({scales.name}) is negative or "
-               "infinite: the state is corrupt; nothing was updated")
-    if tf.executing_eagerly():
-      if not bool(valid):
-        raise tf.errors.InvalidArgumentError(None, None, message)
-    else:
-      guards.append(tf.debugging.Assert(valid, [message]))
-  return guards
+  valid = ops.check_8bit_scales([scales.handle for _, scales in named_scales])
+  describe = lambda pairs: [f"{name!r} ({scales.name})" for name, scales in pairs]
+  message = (f"{who}: a scale of the 8-bit states of a variable is negative or infinite: the "
+             "state is corrupt; nothing was updated. Corrupt states:")
+  if tf.executing_eagerly():
+    valid = valid.numpy()
+    if not valid.all():
+      corrupt = describe(pair for pair, ok in zip(named_scales, valid) if not ok)
+      raise tf.errors.InvalidArgumentError(None, None, f"{message} {', '.join(corrupt)}")
+    return []
+  described = describe(named_scales)
+  corrupt = tf.boolean_mask(tf.constant(described), tf.logical_not(valid))
+  return [tf.debugging.Assert(tf.reduce_all(valid), [message, corrupt], summarize=len(described))]

@@ -24,6 +24,9 @@ class PlannedGroup:
   positions: List[int]
   variables: List[tf.Variable]
   handles: Optional[tuple] = None
+  # A group with 8-bit states (Keras's plan): per state, the lists of its codes and its scales
+  # variables (m codes, m scales, v codes, v scales[, vhat's]).
+  states: Optional[tuple] = None
 
 
 @dataclasses.dataclass

@@ -22,7 +22,8 @@ class KerasStep:
   iterations: Any  # the tf.Variable Keras advances after the step
   slots: Callable  # Keras variable -> its m, v and vhat (None without AMSGrad) tf.Variables
   keras_computes: Callable  # tf.Variable -> whether Keras's own update_step updates it
-  own_op: Callable  # tf.Variable -> whether it takes an op of its own (8-bit states), never grouped
+  has_8bit_states: Callable  # tf.Variable -> whether its states are 8-bit (their own op family)
+  states_8bit: Callable  # Keras variable -> its (codes, absmax) tf.Variable pairs of m, v (, vhat)
   decays: Callable  # tf.Variable -> whether the op applies its weight decay
   keras_update: Callable  # Keras's own update_step(grad, variable, learning_rate)
   update_one: Callable  # one fused op: (grad, Keras variable, learning_rate) -> op
@@ -46,23 +47,27 @@ def slot_lists(step, keras_variables):
 
 def make_plan(step, trainable_variables, sparse):
   """The plan of a round over `trainable_variables` (`sparse`: which gradients are IndexedSlices)."""
-  dense, keras_positions = [], []
+  dense, dense_8bit, sparse_positions, keras_positions = [], [], [], []
   for i, (keras_var, is_sparse) in enumerate(zip(trainable_variables, sparse)):
     var = tf_variable(keras_var)
     step.check_dtype(var)
     if step.keras_computes(var):
       keras_positions.append(i)
-    elif not is_sparse and not step.own_op(var):
-      dense.append((i, var))
-    # (an IndexedSlices gradient, or 8-bit states: one op each, below)
-  decays = {id(var): step.decays(var) for _, var in dense}
+    elif is_sparse:
+      sparse_positions.append(i)
+    else:
+      (dense_8bit if step.has_8bit_states(var) else dense).append((i, var))
+  decays = {id(var): step.decays(var) for _, var in dense + dense_8bit}
 
   groups = plan_lib.plan_groups(dense, lambda var: decays[id(var)])
   for group in groups:
     lists = [group.variables] + slot_lists(step, [trainable_variables[i] for i in group.positions])
     group.handles = packed.pack_eager(lists, grouping.host_device(group.device))[1]
-  sparse_positions = [i for i, is_sparse in enumerate(sparse)
-                      if (is_sparse or step.own_op(tf_variable(trainable_variables[i])))
-                      and i not in keras_positions]
+  groups_8bit = plan_lib.plan_groups(dense_8bit, lambda var: decays[id(var)])
+  for group in groups_8bit:
+    pairs = [step.states_8bit(trainable_variables[i]) for i in group.positions]
+    group.states = tuple(
+        [variable_pairs[state][part] for variable_pairs in pairs]
+        for state in range(len(pairs[0])) if pairs[0][state] is not None for part in (0, 1))
   return plan_lib.StepPlan(tuple(trainable_variables), groups, sparse_positions=sparse_positions,
-                           host_positions=keras_positions)
+                           groups_8bit=groups_8bit, host_positions=keras_positions)

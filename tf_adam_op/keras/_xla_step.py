@@ -55,7 +55,7 @@ def fused_step(step, grads, trainable_variables, learning_rate):
     step.check_dtype(var)
     if step.keras_computes(var):
       keras_rule.append(i)
-    elif isinstance(grad, tf.IndexedSlices) or step.own_op(var):  # (8-bit states: own op)
+    elif isinstance(grad, tf.IndexedSlices) or step.has_8bit_states(var):  # (8-bit: one op each)
       first_updates.append(step.update_one(grad, keras_var, learning_rate))
     else:
       dense.append(((i, keras_var), var))

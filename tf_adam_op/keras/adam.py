@@ -71,6 +71,7 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     super().__init__(*args, **kwargs)
     self.state_bits, self.min_8bit_size = checked
     self._8bit_scales = {}  # id(codes variable) -> its absmax variable (states_8bit.py)
+    self._8bit_scales_of = plan_lib.BoundedCache()  # variable list -> its states' scales (same)
     self.lazy = bool(lazy)
     self._plans = plan_lib.PlanCache()  # see _update_round
     self._variable_dims = plan_lib.BoundedCache()  # see _shapes_as_variables
@@ -206,7 +207,8 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
   def _step(self, repeated):
     return _plan.KerasStep(
         optimizer=self, iterations=self._iterations.value, slots=self._slots,
-        keras_computes=self._keras_computes, own_op=self._has_8bit_states,
+        keras_computes=self._keras_computes, has_8bit_states=self._has_8bit_states,
+        states_8bit=self._8bit_pairs,
         decays=lambda var: self._decays(var, id(var) in repeated),
         keras_update=super().update_step,
         update_one=lambda grad, keras_var, lr: self._update_one(
@@ -214,7 +216,8 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
 
   def _update_round(self, grads, trainable_variables, learning_rate, repeated):
     """The updates of distinct variables: Keras's own update_step where it computes, one fused op
-    per IndexedSlices gradient, one multi-tensor op per (device, dtype, decays) group."""
+    per IndexedSlices gradient, one multi-tensor op per (device, dtype, decays) group (with 8-bit
+    states: ResourceApplyAdam8bitMulti)."""
     if xla.in_xla_context():
       if xla.kernels_usable([_tf_variable(v) for v in trainable_variables]):
         return _xla_step.fused_step(self._step(repeated), grads, trainable_variables,
@@ -240,6 +243,8 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
                     _inputs.step_scalars(self, group.dtype, learning_rate, group.decays),
                     [_inputs.as_dtype(grads[i], group.dtype) for i in group.positions],
                     decays=group.decays)
+    for group in plan.groups_8bit:
+      self._update_8bit_group(group, [grads[i] for i in group.positions], learning_rate)
     return None
 
   def _update_one(self, grad, keras_var, learning_rate, repeated=False):

@@ -1,6 +1,6 @@
 """tf_adam_op.keras's 8-bit states (state_bits=8, tf_adam_op.state_8bit): their variables and
-updates. Mixed into the Keras optimizers; `state_bits`, `min_8bit_size`, `_8bit_scales`, `lazy`,
-`amsgrad` and the slot lists are the optimizer's.
+updates. Mixed into the Keras optimizers; `state_bits`, `min_8bit_size`, `_8bit_scales`,
+`_8bit_scales_of`, `lazy`, `amsgrad` and the slot lists are the optimizer's.
 
 Keras creates an optimizer's states through add_variable_from_reference (per variable and name:
 momentum, velocity, velocity_hat). For a variable with 8-bit states that makes the codes
@@ -9,6 +9,8 @@ momentum, velocity, velocity_hat). For a variable with 8-bit states that makes t
 hold the codes where they held the float state, and everything that walks them (saving, EMA,
 `variables`) keeps working.
 """
+
+import operator
 
 import tensorflow as tf
 
@@ -70,15 +72,30 @@ class EightBitStates:
     return apply.dense_8bit(var.handle, handles[0], handles[1], scalars,
                             _inputs.as_dtype(grad, dtype), vhat_states=handles[2], decays=decays)
 
+  def _update_8bit_group(self, group, grads, learning_rate):
+    """One ResourceApplyAdam8bitMulti over a planned group (_plan.make_plan's groups_8bit)."""
+    handles = [[variable.handle for variable in variables]
+               for variables in (group.variables,) + group.states]
+    scalars = _inputs.step_scalars(self, group.dtype, learning_rate, group.decays)
+    with tf.device(group.device):
+      return apply.group_8bit(handles, scalars, [_inputs.as_dtype(g, group.dtype) for g in grads],
+                              decays=group.decays)
+
   def _scale_guards(self, keras_variables):
     """checks.scale_guards over the 8-bit states of these variables (built: Keras builds the
     optimizer before it applies gradients)."""
     if self.state_bits != 8 or not self.built:
       return []
-    named = [(keras_var.name, pair[1]) for keras_var in keras_variables
-             if self._has_8bit_states(keras_var)
-             for pair in self._8bit_pairs(keras_var) if pair is not None]
-    return checks.scale_guards(named, "tf_adam_op.keras")
+    # The scales of a variable list, found once (an eager step would spend more on finding them
+    # than on the check), and used while the same variables come back.
+    key = tuple(map(id, keras_variables))
+    known = self._8bit_scales_of.get(key)
+    if known is None or not all(map(operator.is_, known[0], keras_variables)):
+      named = [(keras_var.name, pair[1]) for keras_var in keras_variables
+               if self._has_8bit_states(keras_var)
+               for pair in self._8bit_pairs(keras_var) if pair is not None]
+      known = self._8bit_scales_of.put(key, (tuple(keras_variables), named))
+    return checks.scale_guards(known[1], "tf_adam_op.keras")
 
   def state_variables(self, var):
     """{"m", "v" (, "vhat")} -> var's state tf.Variable, or its (codes, absmax) pair with 8-bit

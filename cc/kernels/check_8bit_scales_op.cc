@@ -1,0 +1,50 @@
+// Check8bitScales: whether each of N scale vectors of 8-bit states holds only scales a step can
+// leave (core/blockwise_8bit.h, ValidScale). The optimizers run it over every 8-bit state of a step
+// before the step's first write (_step/checks.py, scale_guards): each update op checks its own
+// scales, but an earlier op of the same step would already have written. One op for all the
+// states, because a read and a reduction per state cost an eager step more than its updates.
+#include "core/blockwise_8bit.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/resource_mgr.h"
+#include "tensorflow/core/framework/resource_var.h"
+#include "tensorflow/core/framework/tensor_shape.h"
+
+namespace tf_adam_op {
+namespace {
+
+using ::tensorflow::OpKernel;
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::OpKernelContext;
+using ::tensorflow::Tensor;
+using ::tensorflow::Var;
+
+class Check8bitScalesOp : public OpKernel {
+ public:
+  explicit Check8bitScalesOp(OpKernelConstruction* context) : OpKernel(context) {}
+
+  void Compute(OpKernelContext* context) override {
+    Tensor* valid = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(
+                                0, tensorflow::TensorShape({context->num_inputs()}), &valid));
+    for (int i = 0; i < context->num_inputs(); ++i) {
+      tensorflow::core::RefCountPtr<Var> var;
+      OP_REQUIRES_OK(context, tensorflow::LookupResource(
+                                  context, tensorflow::HandleFromInput(context, i), &var));
+      tensorflow::tf_shared_lock lock(*var->mu());
+      const Tensor& scales = *var->tensor();
+      OP_REQUIRES(context, scales.dtype() == tensorflow::DT_FLOAT,
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "scales[", i, "] must be float32 scales of 8-bit states, got ",
+                      tensorflow::DataTypeString(scales.dtype()))));
+      const float* data = scales.flat<float>().data();
+      bool ok = true;
+      for (int64_t b = 0; b < scales.NumElements(); ++b) ok = ok && eight_bit::ValidScale(data[b]);
+      valid->vec<bool>()(i) = ok;
+    }
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("Check8bitScales").Device(tensorflow::DEVICE_CPU), Check8bitScalesOp);
+
+}  // namespace
+}  // namespace tf_adam_op
