@@ -24,8 +24,8 @@ class PlannedGroup:
   positions: List[int]
   variables: List[tf.Variable]
   handles: Optional[tuple] = None
-  # A group with 8-bit states (Keras's plan): per state, the lists of its codes and its scales
-  # variables (m codes, m scales, v codes, v scales[, vhat's]).
+  # A group with 8-bit states: per state, the lists of its codes and its scales variables (m codes,
+  # m scales, v codes, v scales[, vhat's]).
   states: Optional[tuple] = None
 
 
@@ -35,8 +35,7 @@ class StepPlan:
   groups: List[PlannedGroup]
   # one op each: IndexedSlices gradients
   sparse_positions: List[int] = dataclasses.field(default_factory=list)
-  # the variables with 8-bit states, one ResourceApplyAdam8bitMulti per group; `handles` holds
-  # the handle lists of vars and of each state (m codes, m scales, v codes, v scales[, vhat's])
+  # the variables with 8-bit states, one ResourceApplyAdam8bitMulti per group (`states` set)
   groups_8bit: List[PlannedGroup] = dataclasses.field(default_factory=list)
   # The host framework's own update (Keras: where its arithmetic is not the ops').
   host_positions: List[int] = dataclasses.field(default_factory=list)

@@ -87,9 +87,11 @@ class EightBitStates:
     per variable."""
     if xla.in_xla_context():
       return [self._apply_8bit_dense(grad, var) for grad, var in zip(grads, group.variables)]
-    handles = [[v.handle for v in group.variables]] + [
-        [self.get_slot(v, f"{name}_{part}").handle for v in group.variables]
-        for name in self._state_names() for part in ("codes", "absmax")]
+    if group.states is None:  # the slots, looked up once per plan (a lookup costs an eager step)
+      group.states = tuple([self.get_slot(v, f"{name}_{part}") for v in group.variables]
+                           for name in self._state_names() for part in ("codes", "absmax"))
+    handles = [[variable.handle for variable in variables]
+               for variables in (group.variables,) + group.states]
     with tf.device(group.device):
       return [apply.group_8bit(handles, self._scalars(group.dtype), grads, decays=group.decays,
                                use_locking=self._use_locking)]
