@@ -26,7 +26,7 @@ _loader.xla_kernels()
 OP_NAMES = ("ApplyAdamV1", "ResourceApplyAdamV1", "SparseApplyAdamV1", "ResourceSparseApplyAdamV1",
             "ResourceApplyAdamV1Multi", "ResourceApplyAdamV1MultiNoAdvance",
             "ResourceApplyAdamV1MultiUnpacked", "ResourceApplyAdam8bit",
-            "ResourceSparseApplyAdam8bit", "ResourceApplyAdam8bitMulti")
+            "ResourceSparseApplyAdam8bit", "ResourceApplyAdam8bitMulti", "Check8bitScales")
 for _op_name in OP_NAMES:
   tf.no_gradient(_op_name)
 

@@ -1,5 +1,6 @@
 """Child process for test_saved_model.py: `save DIR OPT STEPS` (OPT: ours, adamw (AdamW with
-AMSGrad) or stock) trains and saves a tf.Module holding
+AMSGrad), stock, keras (tf_adam_op.keras.Adam, on Keras variables) or keras8 (the same with 8-bit
+states for every variable)) trains and saves a tf.Module holding
 the optimizer and its train step; `load DIR STEPS IMPORT [RESAVE_DIR]` loads it in this fresh process
 (importing tf_adam_op first or not), trains on, and saves it again to RESAVE_DIR if given;
 `ordered DIR` loads it and runs the loaded step inside a new tf.function that reads the weights
@@ -16,10 +17,10 @@ DATA = np.linspace(-1.0, 1.0, 24, dtype=np.float32).reshape(8, 3)
 
 class Model(tf.Module):
 
-  def __init__(self, optimizer):
+  def __init__(self, optimizer, variable=tf.Variable):
     super().__init__()
-    self.w = tf.Variable(np.full((3, 2), 0.5, np.float32))
-    self.b = tf.Variable(np.zeros(2, np.float32))
+    self.w = variable(np.full((3, 2), 0.5, np.float32))
+    self.b = variable(np.zeros(2, np.float32))
     self.optimizer = optimizer
 
   @tf.function(input_signature=[tf.TensorSpec([8, 3], tf.float32)])
@@ -44,10 +45,16 @@ def main(argv):
   if argv[1] == "save":
     export_dir, which, steps = argv[2], argv[3], int(argv[4])
     import tf_adam_op
-    optimizer = {"ours": lambda: tf_adam_op.AdamOptimizer(0.05),
-                 "adamw": lambda: tf_adam_op.AdamWOptimizer(0.01, 0.05, amsgrad=True),
-                 "stock": lambda: tf.compat.v1.train.AdamOptimizer(0.05)}[which]()
-    model = Model(optimizer)
+    if which.startswith("keras"):
+      import keras
+      import tf_adam_op.keras
+      bits = {"keras": 32, "keras8": 8}[which]
+      model = Model(tf_adam_op.keras.Adam(0.05, state_bits=bits, min_8bit_size=0), keras.Variable)
+    else:
+      optimizer = {"ours": lambda: tf_adam_op.AdamOptimizer(0.05),
+                   "adamw": lambda: tf_adam_op.AdamWOptimizer(0.01, 0.05, amsgrad=True),
+                   "stock": lambda: tf.compat.v1.train.AdamOptimizer(0.05)}[which]()
+      model = Model(optimizer)
     train(model, steps)
     tf.saved_model.save(model, export_dir)
   else:

@@ -20,10 +20,14 @@ from tf_adam_op._step import grouping
 from tf_adam_op._step.plan import BoundedCache
 
 
-def pack_eager(variable_lists, device):
+def pack_eager(variable_lists, device, tracked_lists=None):
   """PackedHandles over each list of eager variables, on `device` (grouping.host_device), and
-  their handle vectors as eager tensors (also when first asked inside a tf.function)."""
-  packed = [PackedHandles(variables, device) for variables in variable_lists]
+  their handle vectors as eager tensors (also when first asked inside a tf.function).
+  `tracked_lists`: per list, the objects a SavedModel tracks for its variables where those are
+  not the variables themselves (Keras's variables, which wrap them)."""
+  tracked_lists = tracked_lists or [None] * len(variable_lists)
+  packed = [PackedHandles(variables, device, tracked)
+            for variables, tracked in zip(variable_lists, tracked_lists)]
   with ops.init_scope():
     return packed, tuple(p.resource_handle for p in packed)
 
@@ -46,8 +50,11 @@ class PackedHandles(resource.CapturableResource):
   again and its steps are ordered with other ops on its variables (_ordering.py).
   """
 
-  def __init__(self, variables, device):
+  def __init__(self, variables, device, tracked=None):
     self._packed_variables = list(variables)  # not tracked here: they are tracked where they live
+    # What a SavedModel tracks for them, saved and loaded before this: the variables, or the
+    # objects that wrap them (a Keras variable wraps its tf.Variable).
+    self._tracked_variables = self._packed_variables if tracked is None else list(tracked)
     super().__init__(device=device)
 
   def _create_resource(self):
@@ -61,7 +68,7 @@ class PackedHandles(resource.CapturableResource):
 
   def _deserialization_dependencies(self, children):
     # Saved and loaded after the variables it packs.
-    return {f"variable_{i}": v for i, v in enumerate(self._packed_variables)}
+    return {f"variable_{i}": v for i, v in enumerate(self._tracked_variables)}
 
   @classmethod
   def _deserialize_from_proto(cls, object_proto, dependencies, **unused_kwargs):
@@ -113,3 +120,18 @@ class PackedHandleCache:
   def resources(self):
     """The PackedHandles of each kept list, in the order they were made (for tf.saved_model)."""
     return [packed for _, packed, _ in self._entries.values()]
+
+
+class TracedPackedHandles:
+  """The PackedHandles made while a tf.function was being traced, which its function captures:
+  tf.saved_model must find each one tracked, however many have been made since. A plain object,
+  not a trackable one, so that checkpoints never see them."""
+
+  def __init__(self):
+    self._kept = []
+
+  def keep(self, packed_handles):
+    self._kept.extend(packed_handles)
+
+  def resources(self):
+    return list(self._kept)

@@ -24,6 +24,7 @@ class PlannedGroup:
   positions: List[int]
   variables: List[tf.Variable]
   handles: Optional[tuple] = None
+  packed: Optional[list] = None  # the PackedHandles behind `handles` (for tf.saved_model)
   # A group with 8-bit states: per state, the lists of its codes and its scales variables (m codes,
   # m scales, v codes, v scales[, vhat's]).
   states: Optional[tuple] = None

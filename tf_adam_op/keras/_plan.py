@@ -21,6 +21,7 @@ class KerasStep:
   optimizer: Any  # its public hyperparameters and `iterations` (_inputs.step_scalars)
   iterations: Any  # the tf.Variable Keras advances after the step
   slots: Callable  # Keras variable -> its m, v and vhat (None without AMSGrad) tf.Variables
+  keras_slots: Callable  # the same as the Keras variables (what a SavedModel tracks)
   keras_computes: Callable  # tf.Variable -> whether Keras's own update_step updates it
   has_8bit_states: Callable  # tf.Variable -> whether its states are 8-bit (their own op family)
   states_8bit: Callable  # Keras variable -> its (codes, absmax) tf.Variable pairs of m, v (, vhat)
@@ -39,9 +40,10 @@ class KerasStep:
           f"dtypes are {', '.join(d.name for d in grouping.FUSED_DTYPES)}")
 
 
-def slot_lists(step, keras_variables):
-  """The m, v (and, with AMSGrad, vhat) tf.Variables of `keras_variables`, one list per slot."""
-  by_slot = zip(*(step.slots(keras_var) for keras_var in keras_variables))
+def slot_lists(slots, keras_variables):
+  """The m, v (and, with AMSGrad, vhat) of `keras_variables`, one list per slot: `slots` is
+  KerasStep.slots (tf.Variables) or KerasStep.keras_slots."""
+  by_slot = zip(*(slots(keras_var) for keras_var in keras_variables))
   return [list(slots) for slots in by_slot if slots[0] is not None]
 
 
@@ -61,8 +63,11 @@ def make_plan(step, trainable_variables, sparse):
 
   groups = plan_lib.plan_groups(dense, lambda var: decays[id(var)])
   for group in groups:
-    lists = [group.variables] + slot_lists(step, [trainable_variables[i] for i in group.positions])
-    group.handles = packed.pack_eager(lists, grouping.host_device(group.device))[1]
+    keras_vars = [trainable_variables[i] for i in group.positions]
+    lists = [group.variables] + slot_lists(step.slots, keras_vars)
+    tracked = [keras_vars] + slot_lists(step.keras_slots, keras_vars)
+    group.packed, group.handles = packed.pack_eager(lists, grouping.host_device(group.device),
+                                                    tracked)
   groups_8bit = plan_lib.plan_groups(dense_8bit, lambda var: decays[id(var)])
   for group in groups_8bit:
     pairs = [step.states_8bit(trainable_variables[i]) for i in group.positions]

@@ -72,7 +72,7 @@ def fused_step(step, grads, trainable_variables, learning_rate):
   for group in grouping.group_updates(dense, lambda var: decays[id(var)]):
     keras_vars = [keras_var for _, keras_var in group.items]
     handle_lists = [[v.handle for v in variables]
-                    for variables in [group.variables] + _plan.slot_lists(step, keras_vars)]
+                    for variables in [group.variables] + _plan.slot_lists(step.slots, keras_vars)]
     with tf.device(group.device):
       updates.append(apply.group_unpacked(
           handle_lists, _inputs.step_scalars(step.optimizer, group.dtype, learning_rate,

@@ -31,10 +31,12 @@ variable's update is one fused op per replica, through Keras's own per-variable 
 import keras
 import tensorflow as tf
 from tensorflow.python.distribute import distribute_lib
+from tensorflow.python.trackable import base as trackable
 
 from tf_adam_op._step import apply
 from tf_adam_op._step import checks
 from tf_adam_op._step import grouping
+from tf_adam_op._step import packed
 from tf_adam_op._step import plan as plan_lib
 from tf_adam_op._step import xla
 from tf_adam_op.keras import _decisions
@@ -72,6 +74,7 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     self.state_bits, self.min_8bit_size = checked
     self._8bit_scales = {}  # id(codes variable) -> its absmax variable (states_8bit.py)
     self._8bit_scales_of = plan_lib.BoundedCache()  # variable list -> its states' scales (same)
+    self._traced_packed = packed.TracedPackedHandles()  # see _trackable_children
     self.lazy = bool(lazy)
     self._plans = plan_lib.PlanCache()  # see _update_round
     self._variable_dims = plan_lib.BoundedCache()  # see _shapes_as_variables
@@ -86,6 +89,16 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
       config["state_bits"] = self.state_bits
       config["min_8bit_size"] = self.min_8bit_size
     return config
+
+  def _trackable_children(self, save_type=trackable.SaveType.CHECKPOINT, **kwargs):
+    children = super()._trackable_children(save_type, **kwargs)
+    if save_type == trackable.SaveType.SAVEDMODEL:
+      # The packed handle vectors that traced steps capture (a tf.Module's saved train step);
+      # checkpoints never see them. Numbered after those a loaded optimizer has already.
+      first = sum(name.startswith("packed_handles_") for name in children)
+      for i, resource in enumerate(self._traced_packed.resources(), start=first):
+        children[f"packed_handles_{i}"] = resource
+    return children
 
   # --- what Keras's base class calls -------------------------------------------------------------
 
@@ -198,15 +211,21 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
 
   # --- the fused step ------------------------------------------------------------------------------
 
+  def _keras_slots(self, keras_var):
+    """m, v and vhat (None without amsgrad) of a Keras variable, as Keras variables."""
+    index = self._get_variable_index(keras_var)
+    vhat = self._velocity_hats[index] if self.amsgrad else None
+    return self._momentums[index], self._velocities[index], vhat
+
   def _slots(self, keras_var):
     """m, v and vhat (None without amsgrad) of a Keras variable, as tf.Variables."""
-    index = self._get_variable_index(keras_var)
-    vhat = _tf_variable(self._velocity_hats[index]) if self.amsgrad else None
-    return _tf_variable(self._momentums[index]), _tf_variable(self._velocities[index]), vhat
+    return tuple(None if slot is None else _tf_variable(slot)
+                 for slot in self._keras_slots(keras_var))
 
   def _step(self, repeated):
     return _plan.KerasStep(
         optimizer=self, iterations=self._iterations.value, slots=self._slots,
+        keras_slots=self._keras_slots,
         keras_computes=self._keras_computes, has_8bit_states=self._has_8bit_states,
         states_8bit=self._8bit_pairs,
         decays=lambda var: self._decays(var, id(var) in repeated),
@@ -232,6 +251,8 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     if plan is None:
       plan = self._plans.put(key, _plan.make_plan(self._step(repeated), trainable_variables,
                                                   sparse))
+      if not tf.executing_eagerly():  # the function being traced captures its packed vectors
+        self._traced_packed.keep(p for group in plan.groups for p in group.packed)
     for i in plan.host_positions:
       super().update_step(grads[i], trainable_variables[i], learning_rate)
     for i in plan.sparse_positions:
