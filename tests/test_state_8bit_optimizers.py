@@ -292,24 +292,33 @@ def test_xla_without_the_kernels_is_refused_not_silently_changed(monkeypatch):
     step()
 
 
-@pytest.mark.parametrize("mode", ["eager", "function"])
-def test_v1_many_variables_take_one_multi_tensor_op_with_the_reference_numbers(mode):
-  """Several 8-bit variables of a step go to one ResourceApplyAdam8bitMulti (the fast path)."""
+def _run_many_variables(mode, make_variable, optimizer):
+  """Three 8-bit variables stepped 3 times in `mode`; in a tf.function, checks that they take one
+  ResourceApplyAdam8bitMulti and no single-variable op. Returns (initial values, variables,
+  gradients of each step)."""
   rng = np.random.default_rng(9)
   shapes = [(64, 64), (4096,), (70, 90)]
   values = [rng.normal(size=s).astype(np.float32) for s in shapes]
   grads = [[rng.normal(size=s).astype(np.float32) for s in shapes] for _ in range(3)]
-  variables = [tf.Variable(v) for v in values]
-  opt = tf_adam_op.AdamOptimizer(0.01, state_bits=8)
+  variables = [make_variable(v) for v in values]
 
   def step(gs):
-    opt.apply_gradients(zip(gs, variables))
+    optimizer.apply_gradients(zip(gs, variables))
   if mode == "function":
     step = tf.function(step)
     graph = step.get_concrete_function([tf.constant(g) for g in grads[0]]).graph
-    assert [op.type for op in graph.get_operations()].count("ResourceApplyAdam8bitMulti") == 1
+    types = [op.type for op in graph.get_operations()]
+    assert types.count("ResourceApplyAdam8bitMulti") == 1 and "ResourceApplyAdam8bit" not in types
   for gs in grads:
     step([tf.constant(g) for g in gs])
+  return values, variables, grads
+
+
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_v1_many_variables_take_one_multi_tensor_op_with_the_reference_numbers(mode):
+  """Several 8-bit variables of a step go to one ResourceApplyAdam8bitMulti (the fast path)."""
+  values, variables, grads = _run_many_variables(
+      mode, tf.Variable, tf_adam_op.AdamOptimizer(0.01, state_bits=8))
   for k, var in enumerate(variables):
     expected, _ = _v1_reference(values[k], [gs[k] for gs in grads])
     np.testing.assert_array_equal(var.numpy(), expected)
@@ -320,22 +329,8 @@ def test_v1_many_variables_take_one_multi_tensor_op_with_the_reference_numbers(m
 def test_keras_many_variables_take_one_multi_tensor_op_with_the_reference_numbers(mode):
   """tf_adam_op.keras plans the dense updates of 8-bit variables as v1's fast path does: one
   ResourceApplyAdam8bitMulti per (device, dtype, decays) group, with Keras's scalars."""
-  rng = np.random.default_rng(9)
-  shapes = [(64, 64), (4096,), (70, 90)]
-  values = [rng.normal(size=s).astype(np.float32) for s in shapes]
-  grads = [[rng.normal(size=s).astype(np.float32) for s in shapes] for _ in range(3)]
-  variables = [keras.Variable(v) for v in values]
-  opt = tk.Adam(0.01, state_bits=8)
-
-  def step(gs):
-    opt.apply_gradients(zip(gs, variables))
-  if mode == "function":
-    step = tf.function(step)
-    graph = step.get_concrete_function([tf.constant(g) for g in grads[0]]).graph
-    types = [op.type for op in graph.get_operations()]
-    assert types.count("ResourceApplyAdam8bitMulti") == 1 and "ResourceApplyAdam8bit" not in types
-  for gs in grads:
-    step([tf.constant(g) for g in gs])
+  values, variables, grads = _run_many_variables(mode, keras.Variable,
+                                                 tk.Adam(0.01, state_bits=8))
   # Keras's scalars: beta ** t in float32 (its ops.power), 1 - beta rounded from doubles.
   powers = [[tf.pow(tf.constant(b, tf.float32), float(t)).numpy() for b in (0.9, 0.999)]
             for t in (1, 2, 3)]
