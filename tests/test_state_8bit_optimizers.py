@@ -375,6 +375,57 @@ def test_v1_under_mirrored_strategy_equals_the_step_without_it():
   np.testing.assert_array_equal(results[1], results[0])
 
 
+def test_v1_checkpoint_under_mirrored_strategy_restores_and_steps_on_exactly(tmp_path):
+  """The 8-bit slots of a v1 optimizer under a strategy save and restore (into slots not yet
+  created, by restore-on-create), and the restored run steps on as the uninterrupted one."""
+  var0, grads = _data(steps=4)
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+
+  def step(opt, var, g):
+    strategy.run(lambda: opt.apply_gradients([(tf.constant(g), var)]) and None)
+  with strategy.scope():
+    var = tf.Variable(var0)
+    opt = tf_adam_op.AdamOptimizer(0.01, state_bits=8, amsgrad=True)
+  for g in grads[:2]:
+    step(opt, var, g)
+  path = tf.train.Checkpoint(var=var, opt=opt).save(str(tmp_path / "ckpt"))
+  for g in grads[2:]:
+    step(opt, var, g)
+  with strategy.scope():
+    restored_var = tf.Variable(np.zeros_like(var0))
+    restored_opt = tf_adam_op.AdamOptimizer(0.01, state_bits=8, amsgrad=True)
+    tf.train.Checkpoint(var=restored_var, opt=restored_opt).restore(path).expect_partial()
+  for g in grads[2:]:
+    step(restored_opt, restored_var, g)
+  np.testing.assert_array_equal(restored_var.numpy(), var.numpy())
+  for name in ("m", "v", "vhat"):
+    for ours, theirs in zip(restored_opt.state_variables(restored_var)[name],
+                            opt.state_variables(var)[name]):
+      np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+@needs_keras_3
+def test_keras_checkpoint_under_mirrored_strategy_restores_and_fits_on_exactly(tmp_path):
+  """A Keras model with 8-bit states trained by fit under a strategy: its checkpoint restores into
+  a new model and optimizer under the strategy, which fit on to the uninterrupted run's bits."""
+  rng = np.random.default_rng(0)
+  x, y = rng.normal(size=(96, 80)).astype(np.float32), rng.normal(size=(96, 1)).astype(np.float32)
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+  with strategy.scope():
+    model = _keras_model(8)
+  model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0, shuffle=False)
+  path = tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(str(tmp_path / "ckpt"))
+  model.fit(x[64:], y[64:], batch_size=32, epochs=1, verbose=0, shuffle=False)
+  with strategy.scope():
+    restored = _keras_model(8, seed=5)
+    restored.optimizer.build(restored.trainable_variables)
+  tf.train.Checkpoint(model=restored, optimizer=restored.optimizer).restore(path).assert_consumed()
+  restored.fit(x[64:], y[64:], batch_size=32, epochs=1, verbose=0, shuffle=False)
+  for ours, theirs in zip(restored.weights + restored.optimizer.variables,
+                          model.weights + model.optimizer.variables):
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs), err_msg=ours.name)
+
+
 def test_v1_checkpoint_restores_into_slots_not_yet_created(tmp_path):
   """The base class's restore-on-create asks for slots of var's shape: 8-bit slots get their own."""
   var0, grads = _data(steps=3)
