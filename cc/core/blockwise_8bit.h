@@ -142,23 +142,18 @@ inline uint8_t EncodeBySearch(const Codebook& book, float normalized) {
   return static_cast<uint8_t>(code);
 }
 
-// The two codebooks, built on first use (host; a CUDA kernel gets copies in device memory).
-inline const Codebook& SignedCodebook() {
+// The codebook of a map, built on first use (host; a CUDA kernel gets copies in device memory).
+template <const float* kMap>
+inline const Codebook& CodebookOf() {
   static const Codebook* const book = [] {
     auto* b = new Codebook;  // never freed: used until the process ends
-    BuildCodebook(kSignedDynamicMap, b);
+    BuildCodebook(kMap, b);
     return b;
   }();
   return *book;
 }
-inline const Codebook& UnsignedCodebook() {
-  static const Codebook* const book = [] {
-    auto* b = new Codebook;
-    BuildCodebook(kUnsignedDynamicMap, b);
-    return b;
-  }();
-  return *book;
-}
+inline const Codebook& SignedCodebook() { return CodebookOf<kSignedDynamicMap>(); }
+inline const Codebook& UnsignedCodebook() { return CodebookOf<kUnsignedDynamicMap>(); }
 
 // --- One block ----------------------------------------------------------------------------------
 
