@@ -41,9 +41,7 @@ if(TF_ADAM_OP_CUDA_BUILT)
   endif()
   message(STATUS "tf_adam_op: CUDA kernels with nvcc ${CMAKE_CUDA_COMPILER_VERSION} for ${_archs}")
 
-  # (cc/gpu/adam_8bit_gpu.cu is not linked in: the 8-bit ops have no TF GPU kernels yet; the
-  # TF-free harness, tests/gpu_kernels, builds and tests it.)
-  add_library(tf_adam_op_cuda_kernels STATIC cc/gpu/adam_gpu.cu)
+  add_library(tf_adam_op_cuda_kernels STATIC cc/gpu/adam_gpu.cu cc/gpu/adam_8bit_gpu.cu)
   target_include_directories(tf_adam_op_cuda_kernels PRIVATE cc)
   set_target_properties(tf_adam_op_cuda_kernels PROPERTIES
     CUDA_ARCHITECTURES "${_archs}"

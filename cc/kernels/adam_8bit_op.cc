@@ -1,29 +1,29 @@
-// ResourceApplyAdam8bit and ResourceSparseApplyAdam8bit: the OpKernels (CPU) over the 8-bit
-// states. The variables are acquired, locked and checked as for the float-state ops
-// (training_variables.h), the states' shapes and scales too, all before anything is written.
+// ResourceApplyAdam8bit, ResourceSparseApplyAdam8bit and ResourceApplyAdam8bitMulti: the
+// OpKernels over the 8-bit states, on the CPU and (where the CUDA kernels are built) the GPU. The
+// variables are acquired, locked and checked as for the float-state ops (training_variables.h),
+// the states' shapes and scales too, all before anything is written; the updates are the
+// device's functors (adam_8bit_functors.h, gpu_8bit_functors.h).
 #define EIGEN_USE_THREADS
 
-#include <algorithm>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/blockwise_8bit.h"
+#include "kernels/adam_8bit_functors.h"
 #include "kernels/adam_kernel_common.h"
-#include "kernels/apply_adam_v1.h"  // the dtype list
-#include "kernels/cpu_8bit_loop.h"
-#include "kernels/cpu_8bit_sparse.h"
-#include "kernels/cpu_updates.h"
+#include "kernels/apply_adam_v1.h"  // the dtype list, the registration on every device
 #include "kernels/sparse_segments.h"
 #include "kernels/training_variables.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor_shape.h"
-#include "unsupported/Eigen/CXX11/Tensor"
+#if TF_ADAM_OP_WITH_CUDA
+#include "kernels/gpu_8bit_functors.h"
+#endif
 
 namespace tf_adam_op {
 namespace {
 
-using CPUDevice = Eigen::ThreadPoolDevice;
 using ::tensorflow::DataTypeToEnum;
 using ::tensorflow::OpKernel;
 using ::tensorflow::OpKernelConstruction;
@@ -45,8 +45,9 @@ std::vector<VariableInput> StateInputs(bool amsgrad, int vhat_input) {
 
 // Codes of var's shape, ceil(size / 256) scales each, every scale >= 0 or NaN: the states at
 // `pairs` (the acquired variables' positions of each codes, absmax pair) of the variable at `var_k`.
-absl::Status CheckStatesOf(const TrainingVariables& vars, int var_k,
-                           const std::vector<std::pair<int, int>>& pairs) {
+template <typename Device>
+absl::Status CheckStatesOf(tensorflow::OpKernelContext* ctx, const TrainingVariables& vars,
+                           int var_k, const std::vector<std::pair<int, int>>& pairs) {
   const TensorShape& var = vars.tensor(var_k).shape();
   const TensorShape scales({eight_bit::BlockCount(var.num_elements())});
   for (const auto& [k, scales_k] : pairs) {
@@ -63,7 +64,9 @@ absl::Status CheckStatesOf(const TrainingVariables& vars, int var_k,
           " elements: shape ", scales.DebugString(), " for var ", var.DebugString(), ", got ",
           absmax.shape().DebugString()));
     }
-    const float* data = absmax.flat<float>().data();
+    std::vector<float> copy;
+    const float* data = nullptr;
+    TF_RETURN_IF_ERROR(functor::HostScales<Device>()(ctx, absmax, &copy, &data));
     for (int64_t b = 0; b < absmax.NumElements(); ++b) {
       if (!eight_bit::ValidScale(data[b])) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -77,10 +80,11 @@ absl::Status CheckStatesOf(const TrainingVariables& vars, int var_k,
 }
 
 // The states of one variable: the acquired variables' positions of its m, v (and vhat) pairs.
-absl::Status CheckStates(const TrainingVariables& vars) {
+template <typename Device>
+absl::Status CheckStates(tensorflow::OpKernelContext* ctx, const TrainingVariables& vars) {
   std::vector<std::pair<int, int>> pairs;
   for (int k = 1; k < vars.size(); k += 2) pairs.push_back({k, k + 1});
-  return CheckStatesOf(vars, 0, pairs);
+  return CheckStatesOf<Device>(ctx, vars, 0, pairs);
 }
 
 eight_bit::States8bit StatePointersOf(const TrainingVariables& vars,
@@ -118,11 +122,11 @@ struct Options {
   // The variable and its states, locked and checked. Exclusive locks for sparse updates too: a
   // block's codes are rewritten whole, so two updates of one variable must never interleave (the
   // float-state sparse op can share its lock; these cannot).
-  template <typename T>
+  template <typename Device, typename T>
   absl::Status Acquire(OpKernelContext* ctx, TrainingVariables* vars) const {
     TF_RETURN_IF_ERROR(vars->Acquire(ctx, StateInputs(variant.amsgrad, vhat_input),
                                      DataTypeToEnum<T>::value, use_locking, UpdateKind::kDense));
-    return CheckStates(*vars);
+    return CheckStates<Device>(ctx, *vars);
   }
 };
 
@@ -132,7 +136,7 @@ absl::Status ScalarInputs(OpKernelContext* ctx, ScalarPointers* scalars) {
   return OneMinusBetaPointers(ctx, scalars);
 }
 
-template <typename T>
+template <typename Device, typename T>
 class ApplyAdam8bitOp : public OpKernel {
  public:
   explicit ApplyAdam8bitOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -142,8 +146,8 @@ class ApplyAdam8bitOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    TrainingVariables vars(&CopyDeviceBuffer<CPUDevice>);
-    OP_REQUIRES_OK(ctx, options_.Acquire<T>(ctx, &vars));
+    TrainingVariables vars(&CopyDeviceBuffer<Device>);
+    OP_REQUIRES_OK(ctx, (options_.Acquire<Device, T>(ctx, &vars)));
     const Tensor& var = vars.tensor(0);
     const Tensor& grad = ctx->input(k8bitGradInput);
     OP_REQUIRES(ctx, var.shape().IsSameSize(grad.shape()),
@@ -156,27 +160,18 @@ class ApplyAdam8bitOp : public OpKernel {
 
     const int64_t size = var.NumElements();
     if (size == 0) return;
-    const eight_bit::States8bit states = StatePointers(vars, options_.variant.amsgrad);
-    T* var_data = vars.mutable_tensor(0).flat<T>().data();
-    const T* grad_data = grad.flat<T>().data();
-    const AdamStep<OpMathT<T>> step = LoadStep<OpMathT<T>>(scalars);
-    const int64_t blocks = eight_bit::BlockCount(size);
-    // Per block: var and grad of T, two codes and their tables read; var and codes written.
-    const Eigen::TensorOpCost cost((2 * sizeof(T) + 2) * eight_bit::kBlockSize,
-                                   (sizeof(T) + 2) * eight_bit::kBlockSize,
-                                   40 * eight_bit::kBlockSize);
-    const Variant variant = options_.variant;
-    ShardedFor(ctx->eigen_device<CPUDevice>(), blocks, size, cost,
-               [&](int64_t first, int64_t last) {
-      Cpu8bitBlocks<T>(variant, var_data, grad_data, states, size, first, last, step);
-    });
+    const std::vector<Tensor8bit<T>> tensors = {
+        {vars.mutable_tensor(0).flat<T>().data(), grad.flat<T>().data(), size,
+         StatePointers(vars, options_.variant.amsgrad)}};
+    OP_REQUIRES_OK(ctx, (functor::Adam8bitDense<Device, T>()(ctx, options_.variant, tensors,
+                                                             scalars)));
   }
 
  private:
   Options options_;
 };
 
-template <typename T, typename Tindex>
+template <typename Device, typename T, typename Tindex>
 class SparseApplyAdam8bitOp : public OpKernel {
  public:
   explicit SparseApplyAdam8bitOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -187,11 +182,11 @@ class SparseApplyAdam8bitOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
-    TrainingVariables vars(&CopyDeviceBuffer<CPUDevice>);
-    OP_REQUIRES_OK(ctx, options_.Acquire<T>(ctx, &vars));
+    TrainingVariables vars(&CopyDeviceBuffer<Device>);
+    OP_REQUIRES_OK(ctx, (options_.Acquire<Device, T>(ctx, &vars)));
     const Tensor& var = vars.tensor(0);
     const Tensor& grad = ctx->input(k8bitGradInput);
-    const Tensor& indices = ctx->input(k8bitGradInput + 1);
+    const Tensor& indices = ctx->input(k8bitGradInput + 1);  // host memory on every device
     OP_REQUIRES_OK(ctx, CheckSparseShapes(var.shape(), grad.shape(), indices.shape()));
     tensorflow::OpInputList v_terms;
     OP_REQUIRES_OK(ctx, ctx->input_list("v_term", &v_terms));
@@ -215,10 +210,11 @@ class SparseApplyAdam8bitOp : public OpKernel {
     OP_REQUIRES_OK(ctx, vars.PrepareForInPlaceUpdate(ctx));
     if (var.NumElements() == 0) return;
     const SortedSegments segments = SortIntoSegments(index_data, indices.NumElements());
-    CpuSparse8bitUpdate<T>(ctx->eigen_device<CPUDevice>(), vars.mutable_tensor(0).flat<T>().data(),
-                           StatePointers(vars, options_.variant.amsgrad), rows,
-                           var.NumElements() / rows, grad.flat<T>().data(), v_term, segments,
-                           LoadStep<OpMathT<T>>(scalars), lazy_, options_.variant);
+    OP_REQUIRES_OK(ctx, (functor::Adam8bitSparse<Device, T>()(
+                            ctx, options_.variant, lazy_, vars.mutable_tensor(0).flat<T>().data(),
+                            StatePointers(vars, options_.variant.amsgrad), rows,
+                            var.NumElements() / rows, grad.flat<T>().data(), v_term, segments,
+                            scalars)));
   }
 
  private:
@@ -226,9 +222,8 @@ class SparseApplyAdam8bitOp : public OpKernel {
   bool lazy_ = false;
 };
 
-// N variables in one op (ResourceApplyAdam8bitMulti): lists of N handles each, the blocks of all
-// N one index space over the pool.
-template <typename T>
+// N variables in one op (ResourceApplyAdam8bitMulti): lists of N handles each.
+template <typename Device, typename T>
 class ApplyAdam8bitMultiOp : public OpKernel {
  public:
   explicit ApplyAdam8bitMultiOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -257,7 +252,7 @@ class ApplyAdam8bitMultiOp : public OpKernel {
         inputs.push_back({vhat_input_ + n_ + k, "vhat_absmax", -1, tensorflow::DT_FLOAT});
       }
     }
-    TrainingVariables vars(&CopyDeviceBuffer<CPUDevice>);
+    TrainingVariables vars(&CopyDeviceBuffer<Device>);
     OP_REQUIRES_OK(ctx, vars.Acquire(ctx, std::move(inputs), DataTypeToEnum<T>::value,
                                      use_locking_, UpdateKind::kDense));
     const int first_scalar = 5 * n_;
@@ -266,7 +261,7 @@ class ApplyAdam8bitMultiOp : public OpKernel {
     for (int k = 0; k < n_; ++k) {
       pairs[k] = {{n_ + k, 2 * n_ + k}, {3 * n_ + k, 4 * n_ + k}};
       if (variant_.amsgrad) pairs[k].push_back({5 * n_ + k, 6 * n_ + k});
-      const absl::Status checked = CheckStatesOf(vars, k, pairs[k]);
+      const absl::Status checked = CheckStatesOf<Device>(ctx, vars, k, pairs[k]);
       OP_REQUIRES(ctx, checked.ok(),
                   absl::InvalidArgumentError(absl::StrCat("variable ", k, ": ", checked.message())));
       const TensorShape& var = vars.tensor(k).shape();
@@ -282,43 +277,16 @@ class ApplyAdam8bitMultiOp : public OpKernel {
     OP_REQUIRES_OK(ctx, OneMinusBetaPointers(ctx, &scalars));
     OP_REQUIRES_OK(ctx, vars.PrepareForInPlaceUpdate(ctx));
 
-    struct Tensor8bit {
-      T* var;
-      const T* grad;
-      int64_t size;
-      eight_bit::States8bit states;
-    };
-    std::vector<Tensor8bit> tensors;
-    std::vector<int64_t> first_block = {0};  // where each tensor's blocks start
+    std::vector<Tensor8bit<T>> tensors;
     for (int k = 0; k < n_; ++k) {
       const int64_t size = vars.tensor(k).NumElements();
       if (size == 0) continue;
       tensors.push_back({vars.mutable_tensor(k).flat<T>().data(),
                          ctx->input(first_grad + k).flat<T>().data(), size,
                          StatePointersOf(vars, pairs[k])});
-      first_block.push_back(first_block.back() + eight_bit::BlockCount(size));
     }
     if (tensors.empty()) return;
-    const AdamStep<OpMathT<T>> step = LoadStep<OpMathT<T>>(scalars);
-    const Variant variant = variant_;
-    const int64_t total = first_block.back();
-    const Eigen::TensorOpCost cost((2 * sizeof(T) + 2) * eight_bit::kBlockSize,
-                                   (sizeof(T) + 2) * eight_bit::kBlockSize,
-                                   40 * eight_bit::kBlockSize);
-    ShardedFor(ctx->eigen_device<CPUDevice>(), total, total * eight_bit::kBlockSize, cost,
-               [&](int64_t begin, int64_t end) {
-      // The last tensor whose blocks start at or before `begin`, then on through the range.
-      size_t k = std::upper_bound(first_block.begin(), first_block.end(), begin) -
-                 first_block.begin() - 1;
-      while (begin < end) {
-        const int64_t stop = std::min(end, first_block[k + 1]);
-        const Tensor8bit& t = tensors[k];
-        Cpu8bitBlocks<T>(variant, t.var, t.grad, t.states, t.size, begin - first_block[k],
-                         stop - first_block[k], step);
-        begin = stop;
-        ++k;
-      }
-    });
+    OP_REQUIRES_OK(ctx, (functor::Adam8bitDense<Device, T>()(ctx, variant_, tensors, scalars)));
   }
 
  private:
@@ -330,25 +298,46 @@ class ApplyAdam8bitMultiOp : public OpKernel {
 
 }  // namespace
 
-// CPU kernels only: the variables and their states are read and written in host memory.
-#define TF_ADAM_OP_REGISTER_8BIT(T)                                                          \
-  REGISTER_KERNEL_BUILDER(                                                                   \
-      Name("ResourceApplyAdam8bit").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
-      ApplyAdam8bitOp<T>);                                                                   \
-  REGISTER_KERNEL_BUILDER(Name("ResourceSparseApplyAdam8bit")                                \
-                              .Device(::tensorflow::DEVICE_CPU)                              \
-                              .TypeConstraint<T>("T")                                        \
-                              .TypeConstraint<int32_t>("Tindices"),                          \
-                          SparseApplyAdam8bitOp<T, int32_t>);                                \
-  REGISTER_KERNEL_BUILDER(Name("ResourceSparseApplyAdam8bit")                                \
-                              .Device(::tensorflow::DEVICE_CPU)                              \
-                              .TypeConstraint<T>("T")                                        \
-                              .TypeConstraint<int64_t>("Tindices"),                          \
-                          SparseApplyAdam8bitOp<T, int64_t>);                                \
-  REGISTER_KERNEL_BUILDER(                                                                   \
-      Name("ResourceApplyAdam8bitMulti").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
-      ApplyAdam8bitMultiOp<T>);
-TF_ADAM_OP_FOR_EACH_TYPE(TF_ADAM_OP_REGISTER_8BIT)
-#undef TF_ADAM_OP_REGISTER_8BIT
+// On every device the library is built for: the handles, and the sparse op's indices (sorted
+// into segments on the host), in host memory.
+#define TF_ADAM_OP_REGISTER_SPARSE(DEVICE_NAME, DeviceTag, T, Tindex)                          \
+  REGISTER_KERNEL_BUILDER(Name("ResourceSparseApplyAdam8bit")                                  \
+                              .Device(DEVICE_NAME)                                             \
+                              .HostMemory("var")                                               \
+                              .HostMemory("m_codes")                                           \
+                              .HostMemory("m_absmax")                                          \
+                              .HostMemory("v_codes")                                           \
+                              .HostMemory("v_absmax")                                          \
+                              .HostMemory("vhat")                                              \
+                              .HostMemory("indices")                                           \
+                              .TypeConstraint<T>("T")                                          \
+                              .TypeConstraint<Tindex>("Tindices"),                             \
+                          SparseApplyAdam8bitOp<DeviceTag, T, Tindex>);
+#define TF_ADAM_OP_REGISTER(DEVICE_NAME, DeviceTag, T)                                         \
+  REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdam8bit")                                        \
+                              .Device(DEVICE_NAME)                                             \
+                              .HostMemory("var")                                               \
+                              .HostMemory("m_codes")                                           \
+                              .HostMemory("m_absmax")                                          \
+                              .HostMemory("v_codes")                                           \
+                              .HostMemory("v_absmax")                                          \
+                              .HostMemory("vhat")                                              \
+                              .TypeConstraint<T>("T"),                                         \
+                          ApplyAdam8bitOp<DeviceTag, T>);                                      \
+  TF_ADAM_OP_REGISTER_SPARSE(DEVICE_NAME, DeviceTag, T, int32_t)                               \
+  TF_ADAM_OP_REGISTER_SPARSE(DEVICE_NAME, DeviceTag, T, int64_t)                               \
+  REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdam8bitMulti")                                   \
+                              .Device(DEVICE_NAME)                                             \
+                              .HostMemory("vars")                                              \
+                              .HostMemory("m_codes")                                           \
+                              .HostMemory("m_absmax")                                          \
+                              .HostMemory("v_codes")                                           \
+                              .HostMemory("v_absmax")                                          \
+                              .HostMemory("vhat")                                              \
+                              .TypeConstraint<T>("T"),                                         \
+                          ApplyAdam8bitMultiOp<DeviceTag, T>);
+TF_ADAM_OP_REGISTER_ON_EVERY_DEVICE
+#undef TF_ADAM_OP_REGISTER
+#undef TF_ADAM_OP_REGISTER_SPARSE
 
 }  // namespace tf_adam_op

@@ -3,11 +3,17 @@
 // before the step's first write (_step/checks.py, scale_guards): each update op checks its own
 // scales, but an earlier op of the same step would already have written. One op for all the
 // states, because a read and a reduction per state cost an eager step more than its updates.
+#include <vector>
+
 #include "core/blockwise_8bit.h"
+#include "kernels/adam_8bit_functors.h"  // HostScales
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/resource_var.h"
 #include "tensorflow/core/framework/tensor_shape.h"
+#if TF_ADAM_OP_WITH_CUDA
+#include "kernels/gpu_8bit_functors.h"
+#endif
 
 namespace tf_adam_op {
 namespace {
@@ -18,6 +24,7 @@ using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::Var;
 
+template <typename Device>
 class Check8bitScalesOp : public OpKernel {
  public:
   explicit Check8bitScalesOp(OpKernelConstruction* context) : OpKernel(context) {}
@@ -36,7 +43,9 @@ class Check8bitScalesOp : public OpKernel {
                   absl::InvalidArgumentError(absl::StrCat(
                       "scales[", i, "] must be float32 scales of 8-bit states, got ",
                       tensorflow::DataTypeString(scales.dtype()))));
-      const float* data = scales.flat<float>().data();
+      std::vector<float> copy;
+      const float* data = nullptr;
+      OP_REQUIRES_OK(context, functor::HostScales<Device>()(context, scales, &copy, &data));
       bool ok = true;
       for (int64_t b = 0; b < scales.NumElements(); ++b) ok = ok && eight_bit::ValidScale(data[b]);
       valid->vec<bool>()(i) = ok;
@@ -44,7 +53,15 @@ class Check8bitScalesOp : public OpKernel {
   }
 };
 
-REGISTER_KERNEL_BUILDER(Name("Check8bitScales").Device(tensorflow::DEVICE_CPU), Check8bitScalesOp);
+// The handles and the result in host memory on every device (a GPU's scales are copied to the
+// host to be read, as the update ops read them).
+REGISTER_KERNEL_BUILDER(Name("Check8bitScales").Device(tensorflow::DEVICE_CPU),
+                        Check8bitScalesOp<CPUDevice>);
+#if TF_ADAM_OP_WITH_CUDA
+REGISTER_KERNEL_BUILDER(
+    Name("Check8bitScales").Device(tensorflow::DEVICE_GPU).HostMemory("scales").HostMemory("valid"),
+    Check8bitScalesOp<GpuDevice>);
+#endif
 
 }  // namespace
 }  // namespace tf_adam_op

@@ -20,7 +20,8 @@ needs_gpu = pytest.mark.skipif(not GPUS, reason="no GPU visible (these run where
 needs_cuda_build = pytest.mark.skipif(not _build_info.CUDA_KERNELS_BUILT,
                                       reason="built without CUDA kernels (no nvcc at build time)")
 OPS = ("ApplyAdamV1", "ResourceApplyAdamV1", "ResourceApplyAdamV1Multi",
-       "ResourceApplyAdamV1MultiNoAdvance", "SparseApplyAdamV1", "ResourceSparseApplyAdamV1")
+       "ResourceApplyAdamV1MultiNoAdvance", "SparseApplyAdamV1", "ResourceSparseApplyAdamV1",
+       "ResourceApplyAdam8bit", "ResourceSparseApplyAdam8bit", "ResourceApplyAdam8bitMulti")
 DTYPES = {"float16": np.float16, "bfloat16": BFLOAT16, "float32": np.float32, "float64": np.float64}
 TF_DTYPES = {"float16": tf.float16, "bfloat16": tf.bfloat16, "float32": tf.float32,
              "float64": tf.float64}
@@ -78,6 +79,15 @@ def test_gpu_kernels_are_registered_for_every_dtype(op):
         if constraint.name == "T":
           registered.update(constraint.allowed_values.list.type)
   assert registered == {d.as_datatype_enum for d in TF_DTYPES.values()}
+
+
+@needs_cuda_build
+def test_the_8bit_scale_check_has_a_gpu_kernel():
+  """The optimizers check every 8-bit scale of a step with Check8bitScales before any write: on a
+  GPU variable it must run there too (its handles in host memory, the scales copied to the host)."""
+  devices = {kernel.device_type
+             for kernel in kernels.get_registered_kernels_for_op("Check8bitScales").kernel}
+  assert devices == {"CPU", "GPU"}
 
 
 # --- On a GPU -------------------------------------------------------------------------------------
@@ -237,3 +247,71 @@ def test_update_past_2_31_elements_on_the_gpu():
     head_m = m[:3].numpy().astype(np.float32)
   np.testing.assert_array_equal(tail_m, head_m)  # the last elements were reached: 64-bit indexing
   assert np.all(tail_m > 0)
+
+
+def _run_8bit_steps(device, dtype_name, kind, steps=6, seed=3):
+  """Steps of the 8-bit ops on `device`: var, then each state's codes and scales."""
+  rng = np.random.default_rng(seed)
+  dtype = DTYPES[dtype_name]
+  shape = (40, 130)  # 5,200 elements: 20 full blocks and a short one
+  init = rng.standard_normal(shape).astype(dtype)
+  grads = [rng.standard_normal(shape).astype(dtype) for _ in range(steps)]
+  index_batches = [rng.integers(0, shape[0], size=11) for _ in range(steps)]
+  compute = ops.compute_dtype(TF_DTYPES[dtype_name])
+  blocks = -(-init.size // 256)
+  amsgrad = kind == "amsgrad"
+  with tf.device(device):
+    var = tf.Variable(init)
+    pair = lambda: (tf.Variable(np.zeros(shape, np.uint8)), tf.Variable(np.zeros(blocks, np.float32)))
+    states = [pair(), pair()] + ([pair()] if amsgrad else [])
+    handles = [(c.handle, a.handle) for c, a in states]
+    vhat = handles[2] if amsgrad else None
+    for step in range(steps):
+      scalars = [tf.constant(x, compute) for x in (0.9 ** (step + 1), 0.999 ** (step + 1), 0.01,
+                                                   0.9, 0.999, 1e-7)]
+      grad = tf.constant(grads[step])
+      if kind in ("dense", "amsgrad"):
+        ops.resource_apply_adam_8bit(var.handle, *handles[:2], *scalars, grad, vhat_states=vhat)
+      elif kind == "multi":
+        ops.resource_apply_adam_8bit_multi([var.handle], ([handles[0][0]], [handles[0][1]]),
+                                           ([handles[1][0]], [handles[1][1]]), *scalars, [grad])
+      else:
+        ops.resource_sparse_apply_adam_8bit(var.handle, *handles[:2], *scalars,
+                                            tf.gather(grad, tf.range(11)),
+                                            tf.constant(index_batches[step]), lazy=kind == "lazy")
+    return [var.numpy()] + [x.numpy() for pair_ in states for x in pair_]
+
+
+@needs_gpu
+@needs_cuda_build
+@pytest.mark.parametrize("kind", ["dense", "amsgrad", "multi", "sparse", "lazy"])
+@pytest.mark.parametrize("dtype_name", DTYPES.keys())
+def test_8bit_ops_on_the_gpu_equal_the_cpu_bit_for_bit(dtype_name, kind):
+  """The CUDA kernels run the core's own block functions, compiled without FMA: the same codes,
+  scales and variables as the CPU kernels (the CPU emulation of their bodies shows it; this is
+  the check on a real GPU)."""
+  gpu, cpu = _run_8bit_steps("/GPU:0", dtype_name, kind), _run_8bit_steps("/CPU:0", dtype_name, kind)
+  for name, a, b in zip(("var", "m codes", "m scales", "v codes", "v scales", "vhat codes",
+                         "vhat scales"), gpu, cpu):
+    np.testing.assert_array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8),
+                                  err_msg=f"{name} ({kind}, {dtype_name})")
+
+
+@needs_gpu
+@needs_cuda_build
+def test_8bit_optimizer_steps_on_gpu_variables():
+  """tf_adam_op.AdamOptimizer(state_bits=8) on GPU variables, several of them (one multi-tensor op,
+  the scale check first): the CPU's numbers."""
+  rng = np.random.default_rng(4)
+  values = [rng.standard_normal(s).astype(np.float32) for s in [(4096,), (70, 90)]]
+  grads = [[rng.standard_normal(v.shape).astype(np.float32) for v in values] for _ in range(3)]
+  results = []
+  for device in ("/GPU:0", "/CPU:0"):
+    with tf.device(device):
+      variables = [tf.Variable(v) for v in values]
+      opt = tf_adam_op.AdamOptimizer(0.01, state_bits=8)
+      for gs in grads:
+        opt.apply_gradients([(tf.constant(g), v) for g, v in zip(gs, variables)])
+      results.append([v.numpy() for v in variables])
+  for a, b in zip(*results):
+    np.testing.assert_array_equal(a, b)
