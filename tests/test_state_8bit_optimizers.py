@@ -485,6 +485,34 @@ def test_v1_graph_step_with_a_corrupt_scale_writes_nothing():
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_v1_step_under_mirrored_strategy_with_a_corrupt_scale_writes_nothing(mode):
+  """Under a strategy the base class builds the step in the cross-replica context (merge_call):
+  the scale check is made there too, before any update, naming the corrupt state."""
+  rng = np.random.default_rng(5)
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+  with strategy.scope():
+    variables = [tf.Variable(rng.normal(size=(64, 100)).astype(np.float32), name=f"w{i}")
+                 for i in range(3)]
+    opt = tf_adam_op.AdamOptimizer(0.01, state_bits=8)
+  grads = [tf.constant(rng.normal(size=(64, 100)).astype(np.float32)) for _ in variables]
+
+  def step():
+    strategy.run(lambda: opt.apply_gradients(zip(grads, variables)) and None)
+  if mode == "function":
+    step = tf.function(step)
+  step()
+  _corrupt(opt.get_slot(variables[1], "v_absmax"))
+  state = lambda: ([v.numpy() for v in variables]
+                   + [p.numpy() for p in opt._get_beta_accumulators()]
+                   + [opt.get_slot(v, s).numpy() for v in variables for s in opt.get_slot_names()])
+  before = state()
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"negative or infinite.*w1:0"):
+    step()
+  for b, a in zip(before, state()):
+    np.testing.assert_array_equal(a, b)
+
+
 @needs_keras_3
 @pytest.mark.parametrize("mode", ["eager", "function"])
 def test_keras_step_with_a_corrupt_scale_writes_nothing(mode):

@@ -195,7 +195,8 @@ def scale_guards(named_scales, who):
   writing; XLA has no assertions)."""
   if xla.in_xla_context() or not named_scales:
     return []
-  valid = ops.check_8bit_scales([scales.handle for _, scales in named_scales])
+  named_scales = _per_device_components(named_scales)
+  valid = _check_scales_on_their_devices([scales for _, scales in named_scales])
   describe = lambda pairs: [f"{name!r} ({scales.name})" for name, scales in pairs]
   message = (f"{who}: a scale of the 8-bit states of a variable is negative or infinite: the "
              "state is corrupt; nothing was updated. Corrupt states:")
@@ -208,3 +209,32 @@ def scale_guards(named_scales, who):
   described = describe(named_scales)
   corrupt = tf.boolean_mask(tf.constant(described), tf.logical_not(valid))
   return [tf.debugging.Assert(tf.reduce_all(valid), [message, corrupt], summarize=len(described))]
+
+
+def _per_device_components(named_scales):
+  """In a strategy's cross-replica context (v1's step under a strategy), a mirrored scale
+  variable is checked in each of its components, on their devices."""
+  if not tf.distribute.in_cross_replica_context():
+    return named_scales
+  expanded = []
+  for name, scales in named_scales:
+    components = (scales.values if isinstance(scales, tf.distribute.DistributedValues)
+                  else (scales,))
+    expanded.extend((name, component) for component in components)
+  return expanded
+
+
+def _check_scales_on_their_devices(scale_variables):
+  """Check8bitScales over the variables, one op per device they live on (an op reads only its own
+  device's variables); the results in the variables' order."""
+  by_device = {}
+  for i, scales in enumerate(scale_variables):
+    by_device.setdefault(scales.device, []).append(i)
+  if len(by_device) == 1:
+    return ops.check_8bit_scales([scales.handle for scales in scale_variables])
+  results, order = [], []
+  for device, positions in by_device.items():
+    with tf.device(device):
+      results.append(ops.check_8bit_scales([scale_variables[i].handle for i in positions]))
+    order.extend(positions)
+  return tf.gather(tf.concat(results, 0), tf.math.invert_permutation(order))

@@ -114,6 +114,7 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     self._lazy, self._fused, self._amsgrad = bool(lazy), bool(fused), bool(amsgrad)
     self._state_bits, self._min_8bit_size = state_8bit_choice.check_options(
         state_bits, min_8bit_size, self._who())
+    self._scale_slots = {}  # var.ref() -> its 8-bit states' scale slots (states_8bit.py)
     self._beta1, self._beta2 = beta1, beta2  # the beta powers' initial values
     self._plans = plan_lib.PlanCache(size=1)  # the fast path's; a v1 model steps one list
     self._packed_handles = packed.PackedHandleCache()
@@ -211,6 +212,20 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
                                        skip_gradients_aggregation=skip_gradients_aggregation)
     finally:
       self._this_step.repeated = grouping.NONE_REPEATED
+
+  def _distributed_apply(self, distribution, grads_and_vars, global_step=None, name=None):
+    """The base class's step under a strategy (cross-replica context), after the check of the 8-bit
+    states' scales: the check apply_gradients makes is built in the replica's context, which the
+    updates built here do not wait for."""
+    grads_and_vars = tuple(grads_and_vars)
+    variables = [var for _, var in grads_and_vars]
+    guards = []
+    if any(map(self._has_8bit_states, variables)):
+      with framework_ops.init_scope():  # the base class's first act, made before the check
+        self._create_slots(variables)
+      guards = self._scale_guards(variables)
+    with tf.control_dependencies(guards):
+      return super()._distributed_apply(distribution, grads_and_vars, global_step, name)
 
   def _held_for_finish(self, var):
     if self._has_8bit_states(var):  # one 8-bit op each, made now

@@ -43,8 +43,10 @@ class EightBitStates:
           "or give this optimizer min_8bit_size larger than it")
     for name in self._state_names():
       for part in ("codes", "absmax"):
-        self._get_or_make_slot_with_initializer(var, tf.zeros_initializer(), var.shape, var.dtype,
-                                                f"{name}_{part}", self._name)
+        slot = self._get_or_make_slot_with_initializer(var, tf.zeros_initializer(), var.shape,
+                                                       var.dtype, f"{name}_{part}", self._name)
+        if part == "absmax":
+          self._scale_slots.setdefault(var.ref(), {})[name] = slot
 
   def _get_or_make_slot_with_initializer(self, var, initializer, shape, dtype, slot_name, op_name):
     """The base class's, with an 8-bit slot's own shape and dtype whoever asks for it: our slot
@@ -63,10 +65,12 @@ class EightBitStates:
       self._create_slots(list(var_list))
 
   def _scale_guards(self, variables):
-    """checks.scale_guards over the 8-bit states these variables have already."""
-    named = [(var.name, self.get_slot(var, f"{name}_absmax"))
-             for var in variables if self._has_8bit_states(var)
-             for name in self._state_names() if self.get_slot(var, f"{name}_absmax") is not None]
+    """checks.scale_guards over the 8-bit states these variables have already. The scales are
+    found by the variable itself (recorded when its slots were made): in a function under a
+    strategy, the base class's get_slot keys a mirrored variable by an op of that graph and finds
+    none in the cross-replica context where the step is built."""
+    named = [(var.name, scales) for var in variables if self._has_8bit_states(var)
+             for scales in self._scale_slots.get(var.ref(), {}).values()]
     return checks.scale_guards(named, self._who())
 
   def _8bit_pairs(self, var):
