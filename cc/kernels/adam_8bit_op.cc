@@ -299,16 +299,15 @@ class ApplyAdam8bitMultiOp : public OpKernel {
 }  // namespace
 
 // On every device the library is built for: the handles, and the sparse op's indices (sorted
-// into segments on the host), in host memory.
+// into segments on the host), in host memory. The state handles, as every 8-bit op names them:
+#define TF_ADAM_OP_8BIT_STATE_HANDLES                                           \
+  .HostMemory("m_codes").HostMemory("m_absmax").HostMemory("v_codes").HostMemory( \
+      "v_absmax").HostMemory("vhat")
 #define TF_ADAM_OP_REGISTER_SPARSE(DEVICE_NAME, DeviceTag, T, Tindex)                          \
   REGISTER_KERNEL_BUILDER(Name("ResourceSparseApplyAdam8bit")                                  \
                               .Device(DEVICE_NAME)                                             \
                               .HostMemory("var")                                               \
-                              .HostMemory("m_codes")                                           \
-                              .HostMemory("m_absmax")                                          \
-                              .HostMemory("v_codes")                                           \
-                              .HostMemory("v_absmax")                                          \
-                              .HostMemory("vhat")                                              \
+                              TF_ADAM_OP_8BIT_STATE_HANDLES                                    \
                               .HostMemory("indices")                                           \
                               .TypeConstraint<T>("T")                                          \
                               .TypeConstraint<Tindex>("Tindices"),                             \
@@ -317,11 +316,7 @@ class ApplyAdam8bitMultiOp : public OpKernel {
   REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdam8bit")                                        \
                               .Device(DEVICE_NAME)                                             \
                               .HostMemory("var")                                               \
-                              .HostMemory("m_codes")                                           \
-                              .HostMemory("m_absmax")                                          \
-                              .HostMemory("v_codes")                                           \
-                              .HostMemory("v_absmax")                                          \
-                              .HostMemory("vhat")                                              \
+                              TF_ADAM_OP_8BIT_STATE_HANDLES                                    \
                               .TypeConstraint<T>("T"),                                         \
                           ApplyAdam8bitOp<DeviceTag, T>);                                      \
   TF_ADAM_OP_REGISTER_SPARSE(DEVICE_NAME, DeviceTag, T, int32_t)                               \
@@ -329,15 +324,12 @@ class ApplyAdam8bitMultiOp : public OpKernel {
   REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdam8bitMulti")                                   \
                               .Device(DEVICE_NAME)                                             \
                               .HostMemory("vars")                                              \
-                              .HostMemory("m_codes")                                           \
-                              .HostMemory("m_absmax")                                          \
-                              .HostMemory("v_codes")                                           \
-                              .HostMemory("v_absmax")                                          \
-                              .HostMemory("vhat")                                              \
+                              TF_ADAM_OP_8BIT_STATE_HANDLES                                    \
                               .TypeConstraint<T>("T"),                                         \
                           ApplyAdam8bitMultiOp<DeviceTag, T>);
 TF_ADAM_OP_REGISTER_ON_EVERY_DEVICE
 #undef TF_ADAM_OP_REGISTER
 #undef TF_ADAM_OP_REGISTER_SPARSE
+#undef TF_ADAM_OP_8BIT_STATE_HANDLES
 
 }  // namespace tf_adam_op
