@@ -195,10 +195,7 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     checks.check_same_shapes(grads, variables, self._who())
     guards = []
     if not distribute_lib.has_strategy():
-      with_grads = [v for g, v in grads_and_vars if g is not None]
-      if any(map(self._has_8bit_states, with_grads)):  # their scales are checked below
-        with framework_ops.init_scope():  # the base class's first act, made before the checks
-          self._create_slots(with_grads)
+      self._create_8bit_slots_first([v for g, v in grads_and_vars if g is not None])
       guards = (checks.runtime_guards(grads, variables, self._who())
                 + self._scale_guards(variables))
     # The base class drives the step; _resource_apply_dense returns fusable updates as _HeldBack
@@ -219,12 +216,8 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     updates built here do not wait for."""
     grads_and_vars = tuple(grads_and_vars)
     variables = [var for _, var in grads_and_vars]
-    guards = []
-    if any(map(self._has_8bit_states, variables)):
-      with framework_ops.init_scope():  # the base class's first act, made before the check
-        self._create_slots(variables)
-      guards = self._scale_guards(variables)
-    with tf.control_dependencies(guards):
+    self._create_8bit_slots_first(variables)
+    with tf.control_dependencies(self._scale_guards(variables)):
       return super()._distributed_apply(distribution, grads_and_vars, global_step, name)
 
   def _held_for_finish(self, var):

@@ -64,6 +64,13 @@ class EightBitStates:
     with framework_ops.init_scope():
       self._create_slots(list(var_list))
 
+  def _create_8bit_slots_first(self, variables):
+    """The base class's first act, the slots, made ahead of the step's scale checks when a variable
+    has 8-bit states (their scales must exist to be checked)."""
+    if any(map(self._has_8bit_states, variables)):
+      with framework_ops.init_scope():
+        self._create_slots(list(variables))
+
   def _scale_guards(self, variables):
     """checks.scale_guards over the 8-bit states these variables have already. The scales are
     found by the variable itself (recorded when its slots were made): in a function under a
