@@ -66,7 +66,10 @@ def encode(x, book):
     absmax[b] = largest
     if largest == 0:
       continue
-    normalized = np.clip((block * (c(1) / c(largest))).astype(np.float32), -1, 1)
+    # Tiny (denormal) blocks are scaled by 2**64 first, exactly, so that 1 / absmax is finite.
+    prescale = c(2.0**64) if largest < np.float32(2.0**-100) else c(1)
+    normalized = (block * prescale * (c(1) / (c(largest) * prescale))).astype(np.float32)
+    normalized = np.clip(normalized, -1, 1)
     codes[b * BLOCK:b * BLOCK + block.size] = np.searchsorted(mids, normalized, side="left")
   return codes, absmax
 

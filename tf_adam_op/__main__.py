@@ -51,6 +51,8 @@ def _info(_args):
   print(f"compiler: {facts['compiler']}")
   simd = tf_adam_op.ops._op_library.tf_adam_op_cpu_simd().numpy().decode()
   print(f"CPU loop: {simd} (widest the CPU has; TF_ADAM_OP_CPU_SIMD=avx2|baseline picks a narrower one)")
+  codec = tf_adam_op.ops._op_library.tf_adam_op_cpu8bit_codec().numpy().decode()
+  print(f"CPU 8-bit state codec (float32): {codec} (avx512 needs AVX-512 F, BW, DQ and VBMI)")
   print(_build_summary.cuda_kernels())
   from tf_adam_op._step import xla
   print(xla.describe())

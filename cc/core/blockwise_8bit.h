@@ -165,6 +165,16 @@ TF_ADAM_OP_HOST_DEVICE TF_ADAM_OP_8BIT_CODEC_INLINE void DecodeBlock(
   for (int64_t i = 0; i < n; ++i) x[i] = static_cast<C>(book.value[codes[i]]) * scale;
 }
 
+// A block is mapped onto [-1, 1] as x * (1 / absmax), as bitsandbytes does. Below kTinyAbsmax
+// (only denormal values: 1 / absmax overflows float below 2^-128, and 0 * inf would be NaN) x and
+// absmax are first multiplied by 2^64, exactly, so that the reciprocal is finite; wherever the
+// plain reciprocal is finite the scaled product has the same bits (the exact product is the same).
+constexpr float kTinyAbsmax = 0x1p-100f;
+template <typename C>
+TF_ADAM_OP_HOST_DEVICE inline C NormalizingPrescale(float absmax) {
+  return absmax < kTinyAbsmax ? C(0x1p64f) : C(1);
+}
+
 // Encodes x[0, n) into codes and returns the block's new absmax (see the file comment).
 template <typename C>
 TF_ADAM_OP_HOST_DEVICE TF_ADAM_OP_8BIT_CODEC_INLINE float EncodeBlock(
@@ -187,8 +197,11 @@ TF_ADAM_OP_HOST_DEVICE TF_ADAM_OP_8BIT_CODEC_INLINE float EncodeBlock(
     for (int64_t i = 0; i < n; ++i) codes[i] = 0;
     return 0.0f;
   }
-  const C inverse = C(1) / static_cast<C>(absmax);
-  for (int64_t i = 0; i < n; ++i) codes[i] = Encode(book, static_cast<float>(x[i] * inverse));
+  const C prescale = NormalizingPrescale<C>(absmax);
+  const C inverse = C(1) / (static_cast<C>(absmax) * prescale);
+  for (int64_t i = 0; i < n; ++i) {
+    codes[i] = Encode(book, static_cast<float>(x[i] * prescale * inverse));
+  }
   return absmax;
 }
 

@@ -332,4 +332,18 @@ TF_ADAM_OP_REGISTER_ON_EVERY_DEVICE
 #undef TF_ADAM_OP_REGISTER_SPARSE
 #undef TF_ADAM_OP_8BIT_STATE_HANDLES
 
+// Reports the CPU 8-bit codec in use (tf-adam-op info; the tests that make sure the vectorised
+// codec runs where the CPU has it).
+class Cpu8bitCodecOp : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+  void Compute(OpKernelContext* ctx) override {
+    ::tensorflow::Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({}), &out));
+    out->scalar<::tensorflow::tstring>()() = Cpu8bitCodec();
+  }
+};
+REGISTER_KERNEL_BUILDER(Name("TfAdamOpCpu8bitCodec").Device(::tensorflow::DEVICE_CPU),
+                        Cpu8bitCodecOp);
+
 }  // namespace tf_adam_op

@@ -1,6 +1,6 @@
-// The dense 8-bit-state update on the CPU: blocks of core/blockwise_8bit.h, with an AVX-512 encoder
-// and decoder where the CPU has them (the instruction set cpu_adam_loop.cc picks, CpuSimd()). Both
-// encoders give the same codes: the vectorised one computes the same cell and midpoint comparison.
+// The dense 8-bit-state update on the CPU: blocks of core/blockwise_8bit.h, with the AVX-512 codec
+// (kernels/cpu_8bit_codec_avx512.h) where the CPU has it and the instruction set in use is AVX-512
+// (cpu_adam_loop.cc's CpuSimd()). Both codecs give the same codes and values.
 #ifndef TF_ADAM_OP_KERNELS_CPU_8BIT_LOOP_H_
 #define TF_ADAM_OP_KERNELS_CPU_8BIT_LOOP_H_
 
@@ -17,8 +17,8 @@ template <typename T>
 void Cpu8bitBlocks(const Variant& variant, T* var, const T* grad, const eight_bit::States8bit& s,
                    int64_t size, int64_t first, int64_t last, const AdamStep<OpMathT<T>>& step);
 
-// Whether Cpu8bitBlocks<float> runs the AVX-512 codec in this process.
-bool Cpu8bitVectorised();
+// The codec Cpu8bitBlocks<float> runs in this process: "avx512" or "portable".
+const char* Cpu8bitCodec();
 
 }  // namespace tf_adam_op
 

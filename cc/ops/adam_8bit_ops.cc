@@ -166,4 +166,13 @@ input among the N is an error and nothing is written.
 
 #undef TF_ADAM_OP_8BIT_VARIANT_INPUTS
 
+REGISTER_OP("TfAdamOpCpu8bitCodec")
+    .Output("codec: string")
+    .SetIsStateful()  // not constant-folded: it reports the process it runs in
+    .SetShapeFn([](InferenceContext* c) {
+      c->set_output(0, c->Scalar());
+      return absl::OkStatus();
+    })
+    .Doc("The codec of the CPU 8-bit-state kernels for float32 in this process: avx512 or portable.");
+
 }  // namespace tensorflow

@@ -13,6 +13,7 @@
 
 #include "core/adam_update_rule.h"
 #include "core/blockwise_8bit.h"
+#include "core/codebook_pieces.h"
 #include "core/low_precision.h"
 #include "python/bandwidth_probe.h"
 
@@ -183,6 +184,11 @@ PYBIND11_MODULE(_core, module) {
       "codebook_is_exact",
       [](bool is_signed) { return tf_adam_op::BookOf(is_signed).exact; }, py::arg("signed"),
       "Whether every cell of the encoder's table holds at most one midpoint (its exactness).");
+  module.def(
+      "codebook_pieces_fit",
+      [](bool is_signed) { return tf_adam_op::eight_bit::PiecesOf(is_signed).fits; },
+      py::arg("signed"),
+      "Whether the map's midpoints fit the affine pieces the AVX-512 encoder computes codes with.");
   module.def("build_info", []() {
     py::dict info;
     info["tf_version"] = TF_ADAM_OP_TF_VERSION;
