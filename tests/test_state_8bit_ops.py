@@ -68,6 +68,49 @@ def test_kernel_encoder_codes_are_exact():
       s.v[0].numpy(), np.searchsorted(ref.midpoints(ref.UNSIGNED), grad * grad, side="left"))
 
 
+@pytest.mark.parametrize("signed", [True, False])
+def test_both_maps_fit_the_vectorised_encoders_pieces(signed):
+  """The AVX-512 encoder computes codes from affine pieces of the map (core/codebook_pieces.h); if
+  the map did not fit them it would read the tables for every element: no silent slow path."""
+  assert _core.codebook_pieces_fit(signed)
+
+
+def test_kernel_encoder_on_a_sweep_of_every_magnitude():
+  """Every 997th float32 in [-1, 1] (about 2.2 million, every binade and piece), as m and, through
+  their square roots, as v: the kernel's codes are the nearest ones (as above, absmax 1)."""
+  bits = np.arange(0, 0x3F800001, 997, dtype=np.uint32)
+  x = bits.view(np.float32)
+  x = np.concatenate([x, -x])
+  x = np.concatenate([x, np.zeros(-x.size % 255, np.float32)])
+  grad = np.ones((x.size // 255, 256), np.float32)
+  grad[:, 1:] = x.reshape(-1, 255)
+  s = States(np.zeros_like(grad))
+  m, v, _ = s.handles()
+  ops.resource_apply_adam_8bit(s.var.handle, m, v, 0.5, 0.5, 0.01, 0.0, 0.0, 1e-8, grad)
+  np.testing.assert_array_equal(
+      s.m[0].numpy(), np.searchsorted(ref.midpoints(ref.SIGNED), grad, side="left"))
+  np.testing.assert_array_equal(
+      s.v[0].numpy(), np.searchsorted(ref.midpoints(ref.UNSIGNED), grad * grad, side="left"))
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_tiny_blocks_are_scaled_before_the_reciprocal(signed):
+  """A block of denormal values: 1 / absmax overflows float32, so the encoder scales the block by
+  2**64 first (exactly); 0 keeps the code of 0 (it was 0 * inf = NaN, an out-of-table read)."""
+  book = ref.SIGNED if signed else ref.UNSIGNED
+  x = np.zeros(512, np.float32)
+  x[:4] = [1e-40, 3e-41, 2e-42, -5e-41 if signed else 5e-41]
+  x[256:260] = [2e-39, 1e-39, 4e-40, 1e-45]  # absmax just above 2**-128 (reciprocal finite)
+  codes, absmax = _core.quantize_blockwise(x, signed)
+  expected_codes, expected_absmax = ref.encode(x, book)
+  np.testing.assert_array_equal(codes, expected_codes)
+  np.testing.assert_array_equal(absmax, expected_absmax)
+  zero_code = np.searchsorted(ref.midpoints(book), 0.0, side="left")
+  assert np.all(codes[4:256] == zero_code) and np.all(codes[260:] == zero_code)
+  exact = np.searchsorted(ref.midpoints(book), x[:4].astype(np.float64) / np.float64(absmax[0]))
+  np.testing.assert_array_equal(codes[:4], exact)
+
+
 def test_special_blocks():
   x = np.zeros(256 * 3, np.float32)
   x[256 + 5] = np.nan

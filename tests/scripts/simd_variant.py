@@ -1,6 +1,7 @@
 """Child process for test_simd.py: with TF_ADAM_OP_CPU_SIMD set by the parent, runs the dense and
-the multi-tensor op on awkward sizes and values and checks them against the NumPy reference, bit
-for bit. Prints the instruction set the op library reports, then OK."""
+the multi-tensor op on awkward sizes and values, and the float32 8-bit-state op (whose codec
+follows the instruction set), and checks them against the NumPy reference, bit for bit. Prints the
+instruction set and the 8-bit codec the op library reports, then OK."""
 
 import sys
 
@@ -9,6 +10,7 @@ import tensorflow as tf
 
 sys.path.insert(0, sys.argv[1])  # the tests directory, for the reference
 from numpy_reference import adam_step, variant_step
+import state_8bit_reference
 import tf_adam_op  # noqa: F401  (registers the ops)
 from tf_adam_op import ops
 
@@ -32,6 +34,7 @@ def same_bits(a, b):
 
 def main():
   print(ops._op_library.tf_adam_op_cpu_simd().numpy().decode())
+  print(ops._op_library.tf_adam_op_cpu8bit_codec().numpy().decode())
   rng = np.random.default_rng(5)
   for dtype in (np.float32, np.float64):
     compute = ops.compute_dtype(dtype)
@@ -51,6 +54,7 @@ def main():
         for e, a, b in zip(expected, d, mu):
           assert same_bits(a.numpy(), e) and same_bits(b.numpy(), e), (dtype, nesterov, len(s[0]))
     check_variants(rng, dtype)
+  check_8bit_states(rng)
   print("OK")
 
 
@@ -78,6 +82,29 @@ def check_variants(rng, dtype):
         if e is not None:
           assert same_bits(a.numpy(), e) and same_bits(b.numpy(), e), (
               dtype, amsgrad, decay, len(s[0]))
+
+
+def check_8bit_states(rng):
+  """Float32 8-bit-state steps (full blocks and a short one, values over many magnitudes, a zero
+  block and a tiny one) against the 8-bit reference: var, codes and scales."""
+  size = 256 * 40 + 77
+  var = rng.standard_normal(size).astype(np.float32)
+  states = state_8bit_reference.States(size)
+  variables = [tf.Variable(var)] + [
+      tf.Variable(np.zeros(n, dtype)) for _ in range(2)
+      for n, dtype in ((size, np.uint8), (-(-size // 256), np.float32))]
+  for step in range(3):
+    grad = (rng.standard_normal(size) * 10.0**rng.uniform(-8, 2, size)).astype(np.float32)
+    grad[:256] = 0.0
+    grad[256:512] = rng.standard_normal(256) * 1e-30  # a block of tiny (still normal) m
+    powers = (0.9**(step + 1), 0.999**(step + 1))
+    ops.resource_apply_adam_8bit(
+        variables[0].handle, (variables[1].handle, variables[2].handle),
+        (variables[3].handle, variables[4].handle), *powers, 0.01, 0.9, 0.999, 1e-8, grad)
+    var = state_8bit_reference.step(var, states, grad, *powers, 0.01, 0.9, 0.999, 1e-8)
+    expected = [var, *states.m, *states.v]
+    for e, a in zip(expected, variables):
+      assert same_bits(a.numpy(), e), ("8-bit", step)
 
 
 if __name__ == "__main__":
