@@ -1,6 +1,7 @@
 """Every copy of the vectorised CPU loop (AVX-512, AVX2, baseline SSE2) gives the NumPy reference's
-bits, special values included, and so does the 8-bit codec each one runs (AVX-512 or portable). Each runs in its own process, chosen with TF_ADAM_OP_CPU_SIMD; a
-copy this CPU cannot run is skipped, with the reason."""
+bits, special values included, and so does the 8-bit codec each one runs (AVX-512 or portable). Each
+runs in its own process, chosen with TF_ADAM_OP_CPU_SIMD; a copy this CPU cannot run is skipped,
+with the reason."""
 
 import os
 import subprocess
