@@ -34,7 +34,7 @@ namespace tf_adam_op {
 namespace eight_bit {
 
 constexpr int kMaxPieces = 16;
-constexpr int kWindows = 16;
+constexpr int kWindows = 16;  // the last one, [0.5, 2), also takes |x| / absmax an ulp above 1
 constexpr float kPieceBand = 1.0f / 4096;
 // The window of a is (its float bits >> 24) - kFirstWindow, at least 0: two binades per window,
 // window 0 holding every a below 2^-29 (the lowest threshold is about 3e-7).

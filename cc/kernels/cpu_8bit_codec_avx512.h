@@ -101,7 +101,6 @@ TF_ADAM_OP_AVX512_8BIT inline void EncodeByPieces(const CodebookPieces& pieces,
                                                   float absmax, uint8_t* codes) {
   const __m512i magnitude_mask = _mm512_set1_epi32(0x7fffffff);
   const __m512 inverse = _mm512_set1_ps(1.0f / absmax);
-  const __m512 one = _mm512_set1_ps(1.0f);
   const __m512i piece_below = _mm512_loadu_si512(pieces.piece_below);
   const __m512 threshold = _mm512_loadu_ps(pieces.threshold);
   const __m512 slope = _mm512_loadu_ps(pieces.slope), offset = _mm512_loadu_ps(pieces.offset);
@@ -113,8 +112,9 @@ TF_ADAM_OP_AVX512_8BIT inline void EncodeByPieces(const CodebookPieces& pieces,
     const __m512 normalized = _mm512_mul_ps(_mm512_loadu_ps(x + i), inverse);
     const __m512i bits = _mm512_castps_si512(normalized);
     const __mmask16 negative = _mm512_cmplt_epi32_mask(bits, _mm512_setzero_si512());
-    // a = min(|x| / absmax, 1): the portable encoder's clamp to [-1, 1], on the magnitude.
-    const __m512 a = _mm512_min_ps(_mm512_castsi512_ps(_mm512_and_si512(bits, magnitude_mask)), one);
+    // a = |x| / absmax, which rounding can put an ulp above 1: no clamp needed, the top window
+    // reaches to 2 and puts every a above the last threshold in the piece of 1.
+    const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(bits, magnitude_mask));
     // (bits >> 24) - 48, at least 0: 16-bit saturation, the upper half of each lane being 0.
     const __m512i window =
         _mm512_subs_epu16(_mm512_srli_epi32(_mm512_castps_si512(a), 24), first_window);

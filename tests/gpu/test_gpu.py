@@ -59,13 +59,14 @@ def test_build_facts_agree_with_the_registered_kernels():
 @needs_cuda_build
 def test_library_holds_code_for_the_recorded_architectures():
   """The op library carries machine code for each `-real` architecture and PTX for each
-  `-virtual` one that the build facts name; a CUDA 12 build names sm_70, sm_80, sm_90 and PTX."""
+  `-virtual` one that the build facts name; a CUDA 12 build names sm_70, sm_80, sm_90 and PTX
+  unless TF_ADAM_OP_CUDA_ARCHITECTURES chose others (CI's TF 2.15 build: PTX only)."""
   library = os.path.join(_loader.built_files_dir(_build_info), _build_info.OP_LIBRARY)
   cubins, ptx = fatbin.gpu_code(library)
   archs = _build_info.CUDA_ARCHITECTURES.split(",")
   assert cubins == {a.split("-")[0] for a in archs if a.endswith("-real")}
   assert ptx == {a.split("-")[0] for a in archs if a.endswith("-virtual")}
-  if _build_info.CUDA_VERSION.startswith("12."):
+  if _build_info.CUDA_VERSION.startswith("12.") and _build_info.CUDA_ARCHITECTURES_DEFAULT:
     assert cubins == {"70", "80", "90"} and ptx == {"90"}
 
 
