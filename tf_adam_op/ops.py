@@ -236,16 +236,19 @@ def resource_apply_adam_8bit_multi(vars, m_states, v_states, beta1_power, beta2_
                                    beta2, epsilon, grads, use_locking=False, use_nesterov=False,
                                    name=None, *, vhat_states=None, weight_decay=None,
                                    weight_decay_times_lr=False, one_minus_beta=None):
-  """resource_apply_adam_8bit for N variables in one op: vars a list of N handles, m_states and
-  v_states (and vhat_states) (codes, absmax) pairs of lists of N handles. Returns the op."""
+  """resource_apply_adam_8bit for N variables in one op: vars N handles, m_states and v_states
+  (and vhat_states) (codes, absmax) pairs of N handles each; each N handles a list, or a vector of
+  them (pack_handles; packing once and reusing the vectors saves a per-variable cost on every
+  call). Returns the op."""
   grads = list(grads)
-  scalars, extra = _single_variable_inputs(vars[0], grads[0], (beta1_power, beta2_power, lr,
-                                                               beta1, beta2, epsilon), None,
-                                          weight_decay, weight_decay_times_lr, one_minus_beta)
-  extra["vhat"] = [] if vhat_states is None else [*vhat_states[0], *vhat_states[1]]
+  dtype = _list_dtype(grads)
+  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), dtype)
+  extra = _variant_inputs(None, weight_decay, weight_decay_times_lr, dtype, one_minus_beta)
+  extra["vhat"] = [] if vhat_states is None else [pack_handles(h) for h in vhat_states]
   return _library().resource_apply_adam8bit_multi(
-      list(vars), list(m_states[0]), list(m_states[1]), list(v_states[0]), list(v_states[1]),
-      *scalars, grads, use_locking=use_locking, use_nesterov=use_nesterov, name=name, **extra)
+      pack_handles(vars), pack_handles(m_states[0]), pack_handles(m_states[1]),
+      pack_handles(v_states[0]), pack_handles(v_states[1]), *scalars, grads,
+      use_locking=use_locking, use_nesterov=use_nesterov, name=name, **extra)
 
 
 def check_8bit_scales(scales, name=None):

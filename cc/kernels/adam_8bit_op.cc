@@ -55,13 +55,13 @@ absl::Status CheckStatesOf(tensorflow::OpKernelContext* ctx, const TrainingVaria
     const Tensor& absmax = vars.tensor(scales_k);
     if (!codes.shape().IsSameSize(var)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "var and ", vars.name(k), " do not have the same shape: ", var.DebugString(), " vs ",
+          vars.name(var_k), " and ", vars.name(k), " do not have the same shape: ", var.DebugString(), " vs ",
           codes.shape().DebugString()));
     }
     if (!absmax.shape().IsSameSize(scales)) {
       return absl::InvalidArgumentError(absl::StrCat(
           vars.name(scales_k), " must have one scale per block of ", eight_bit::kBlockSize,
-          " elements: shape ", scales.DebugString(), " for var ", var.DebugString(), ", got ",
+          " elements: shape ", scales.DebugString(), " for ", vars.name(var_k), " ", var.DebugString(), ", got ",
           absmax.shape().DebugString()));
     }
     std::vector<float> copy;
@@ -70,8 +70,8 @@ absl::Status CheckStatesOf(tensorflow::OpKernelContext* ctx, const TrainingVaria
     for (int64_t b = 0; b < absmax.NumElements(); ++b) {
       if (!eight_bit::ValidScale(data[b])) {
         return absl::InvalidArgumentError(absl::StrCat(
-            vars.name(scales_k), "[", b, "] = ", data[b],
-            " is not a scale an 8-bit state can have (>= 0 and finite, or NaN): the state is "
+            vars.name(scales_k), ": block ", b, "'s scale is ", data[b],
+            ", not a scale an 8-bit state can have (>= 0 and finite, or NaN): the state is "
             "corrupt"));
       }
     }
@@ -222,7 +222,7 @@ class SparseApplyAdam8bitOp : public OpKernel {
   bool lazy_ = false;
 };
 
-// N variables in one op (ResourceApplyAdam8bitMulti): lists of N handles each.
+// N variables in one op (ResourceApplyAdam8bitMulti): vectors of N handles.
 template <typename Device, typename T>
 class ApplyAdam8bitMultiOp : public OpKernel {
  public:
@@ -230,40 +230,41 @@ class ApplyAdam8bitMultiOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &n_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_nesterov", &variant_.nesterov));
-    OP_REQUIRES_OK(ctx, ReadVariantAttrs(ctx, "n_vhat", &variant_, /*vhats_for_amsgrad=*/2 * n_));
+    OP_REQUIRES_OK(ctx, ReadVariantAttrs(ctx, "n_vhat", &variant_, /*vhats_for_amsgrad=*/2));
     OP_REQUIRES_OK(ctx, OptionalInputIndex(*this, "vhat", &vhat_input_));
     OP_REQUIRES_OK(ctx, CheckScalarAttr<T>(ctx));
   }
 
   void Compute(OpKernelContext* ctx) override {
-    static const char* const kLists[] = {"vars", "m_codes", "m_absmax", "v_codes", "v_absmax"};
+    static const char* const kLists[] = {"vars",     "m_codes",    "m_absmax",   "v_codes",
+                                         "v_absmax", "vhat_codes", "vhat_absmax"};
     static const tensorflow::DataType kTypes[] = {
         tensorflow::DT_INVALID, tensorflow::DT_UINT8, tensorflow::DT_FLOAT, tensorflow::DT_UINT8,
-        tensorflow::DT_FLOAT};
+        tensorflow::DT_FLOAT,   tensorflow::DT_UINT8, tensorflow::DT_FLOAT};
+    // The vectors: the five lists' (inputs 0-4), then vhat's two after the grads.
+    std::vector<int> vectors = {0, 1, 2, 3, 4};
+    if (variant_.amsgrad) vectors.insert(vectors.end(), {vhat_input_, vhat_input_ + 1});
     std::vector<VariableInput> inputs;
-    for (int list = 0; list < 5; ++list) {
-      for (int k = 0; k < n_; ++k) inputs.push_back({list * n_ + k, kLists[list], -1, kTypes[list]});
-    }
-    if (variant_.amsgrad) {
+    for (size_t list = 0; list < vectors.size(); ++list) {
+      const Tensor& handles = ctx->input(vectors[list]);
+      OP_REQUIRES(ctx, handles.shape() == TensorShape({n_}),
+                  absl::InvalidArgumentError(absl::StrCat(
+                      kLists[list], " must hold the ", n_,
+                      " variables' handles (a vector), got shape ", handles.shape().DebugString())));
       for (int k = 0; k < n_; ++k) {
-        inputs.push_back({vhat_input_ + k, "vhat_codes", -1, tensorflow::DT_UINT8});
-      }
-      for (int k = 0; k < n_; ++k) {
-        inputs.push_back({vhat_input_ + n_ + k, "vhat_absmax", -1, tensorflow::DT_FLOAT});
+        inputs.push_back({vectors[list], kLists[list], k, kTypes[list]});
       }
     }
     TrainingVariables vars(&CopyDeviceBuffer<Device>);
     OP_REQUIRES_OK(ctx, vars.Acquire(ctx, std::move(inputs), DataTypeToEnum<T>::value,
                                      use_locking_, UpdateKind::kDense));
-    const int first_scalar = 5 * n_;
+    const int first_scalar = 5;
     const int first_grad = first_scalar + kScalarCount;
     std::vector<std::vector<std::pair<int, int>>> pairs(n_);
     for (int k = 0; k < n_; ++k) {
       pairs[k] = {{n_ + k, 2 * n_ + k}, {3 * n_ + k, 4 * n_ + k}};
       if (variant_.amsgrad) pairs[k].push_back({5 * n_ + k, 6 * n_ + k});
-      const absl::Status checked = CheckStatesOf<Device>(ctx, vars, k, pairs[k]);
-      OP_REQUIRES(ctx, checked.ok(),
-                  absl::InvalidArgumentError(absl::StrCat("variable ", k, ": ", checked.message())));
+      OP_REQUIRES_OK(ctx, CheckStatesOf<Device>(ctx, vars, k, pairs[k]));  // names states[k]
       const TensorShape& var = vars.tensor(k).shape();
       const TensorShape& grad = ctx->input(first_grad + k).shape();
       OP_REQUIRES(ctx, var.IsSameSize(grad),

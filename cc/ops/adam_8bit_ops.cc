@@ -1,6 +1,8 @@
 // The 8-bit-state Adam ops: ApplyAdamV1's rule with m, v (and AMSGrad's vhat) kept as codes and
 // per-block scales (core/blockwise_8bit.h). Their own family beside the float-state ops: the state
 // inputs differ in number and type, everything else (scalars, variant inputs, checks) is the same.
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
@@ -126,11 +128,11 @@ before its first write.
 )doc");
 
 REGISTER_OP("ResourceApplyAdam8bitMulti")
-    .Input("vars: N * resource")
-    .Input("m_codes: N * resource")
-    .Input("m_absmax: N * resource")
-    .Input("v_codes: N * resource")
-    .Input("v_absmax: N * resource")
+    .Input("vars: resource")
+    .Input("m_codes: resource")
+    .Input("m_absmax: resource")
+    .Input("v_codes: resource")
+    .Input("v_absmax: resource")
     .Input("beta1_power: Tscalar")
     .Input("beta2_power: Tscalar")
     .Input("lr: Tscalar")
@@ -142,26 +144,30 @@ REGISTER_OP("ResourceApplyAdam8bitMulti")
     .Attr("N: int >= 1")
     .Attr("use_nesterov: bool = false")
     .SetShapeFn([](InferenceContext* c) {
-      int n;
+      int n, n_vhat;
       TF_RETURN_IF_ERROR(c->GetAttr("N", &n));
-      ShapeHandle unused;
-      for (int i = 5 * n; i < 5 * n + ::tf_adam_op::kScalarCount; ++i) {
-        TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
+      TF_RETURN_IF_ERROR(c->GetAttr("n_vhat", &n_vhat));
+      std::vector<int> vectors = {0, 1, 2, 3, 4};
+      for (int k = 0; k < n_vhat; ++k) vectors.push_back(5 + ::tf_adam_op::kScalarCount + n + k);
+      for (int i : vectors) {  // vectors of N handles
+        ShapeHandle handles;
+        TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 1, &handles));
+        shape_inference::DimensionHandle unused_dim;
+        TF_RETURN_IF_ERROR(c->WithValue(c->Dim(handles, 0), n, &unused_dim));
       }
-      for (int k = 0; k < n; ++k) {
-        ShapeHandle var = HandleShape(c, k);
-        TF_RETURN_IF_ERROR(c->Merge(var, HandleShape(c, n + k), &var));
-        TF_RETURN_IF_ERROR(c->Merge(var, HandleShape(c, 3 * n + k), &var));
-        TF_RETURN_IF_ERROR(
-            c->Merge(var, c->input(5 * n + ::tf_adam_op::kScalarCount + k), &var));
+      ShapeHandle unused;
+      for (int i = 5; i < 5 + ::tf_adam_op::kScalarCount; ++i) {
+        TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
       }
       return absl::OkStatus();
     })
     .Doc(R"doc(
-ResourceApplyAdam8bit for N variables in one op: each list holds N handles (vars, the codes and
-scales of m and v; vhat: none, or 2N handles, N codes then N scales), then the scalars, the N
-grads. The blocks of all N are one index space shared by the threads. All or nothing: any bad
-input among the N is an error and nothing is written.
+ResourceApplyAdam8bit for N variables in one op. The handles come packed, N per 1-D tensor
+(tf.stack of the handles): vars, the codes and scales of m and v, and vhat (none, or two vectors:
+codes, scales); an op (or a tf.function) with 5N separate resource inputs would cost a dispatch or a
+capture per input, which for hundreds of small variables is more than the update itself. Then the
+scalars and the N grads. The blocks of all N are one index space shared by the threads. Any bad
+input among the N is an error, and then nothing is written (all or nothing).
 )doc");
 
 #undef TF_ADAM_OP_8BIT_VARIANT_INPUTS

@@ -85,8 +85,8 @@ ffi::Error CheckScales(const Call8bit& call) {
     for (int64_t b = 0; b < blocks; ++b) {
       if (!eight_bit::ValidScale(data[b])) {
         return ffi::Error::InvalidArgument(absl::StrCat(
-            name, "[", b, "] = ", data[b],
-            " is not a scale an 8-bit state can have (>= 0 and finite, or NaN): the state is "
+            name, ": block ", b, "'s scale is ", data[b],
+            ", not a scale an 8-bit state can have (>= 0 and finite, or NaN): the state is "
             "corrupt"));
       }
     }

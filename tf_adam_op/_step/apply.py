@@ -84,8 +84,8 @@ def sparse_8bit(var, m_states, v_states, scalars, values, indices, *, vhat_state
 
 
 def group_8bit(handle_lists, scalars, grads, *, decays, use_locking=False):
-  """A group's update with 8-bit states (ResourceApplyAdam8bitMulti): handle_lists are the lists
-  of vars, m codes, m scales, v codes, v scales (and vhat's two)."""
+  """A group's update with 8-bit states (ResourceApplyAdam8bitMulti): handle_lists are the handle
+  vectors (or lists) of vars, m codes, m scales, v codes, v scales (and vhat's two)."""
   var_handles, m_codes, m_absmax, v_codes, v_absmax, *vhat = handle_lists
   return ops.resource_apply_adam_8bit_multi(
       var_handles, (m_codes, m_absmax), (v_codes, v_absmax), *scalars.inputs(), grads,

@@ -25,6 +25,7 @@ class KerasStep:
   keras_computes: Callable  # tf.Variable -> whether Keras's own update_step updates it
   has_8bit_states: Callable  # tf.Variable -> whether its states are 8-bit (their own op family)
   states_8bit: Callable  # Keras variable -> its (codes, absmax) tf.Variable pairs of m, v (, vhat)
+  keras_states_8bit: Callable  # the same as the Keras variables (what a SavedModel tracks)
   decays: Callable  # tf.Variable -> whether the op applies its weight decay
   keras_update: Callable  # Keras's own update_step(grad, variable, learning_rate)
   update_one: Callable  # one fused op: (grad, Keras variable, learning_rate) -> op
@@ -45,6 +46,14 @@ def slot_lists(slots, keras_variables):
   KerasStep.slots (tf.Variables) or KerasStep.keras_slots."""
   by_slot = zip(*(slots(keras_var) for keras_var in keras_variables))
   return [list(slots) for slots in by_slot if slots[0] is not None]
+
+
+def state_8bit_lists(pairs_of, keras_variables):
+  """The codes and the scales of m, v (and, with AMSGrad, vhat) of `keras_variables`, one list
+  each (m codes, m scales, v codes, ...): `pairs_of` is KerasStep.states_8bit or keras_states_8bit."""
+  pairs = [pairs_of(keras_var) for keras_var in keras_variables]
+  return tuple([variable_pairs[state][part] for variable_pairs in pairs]
+               for state in range(len(pairs[0])) if pairs[0][state] is not None for part in (0, 1))
 
 
 def make_plan(step, trainable_variables, sparse):
@@ -70,9 +79,10 @@ def make_plan(step, trainable_variables, sparse):
                                                     tracked)
   groups_8bit = plan_lib.plan_groups(dense_8bit, lambda var: decays[id(var)])
   for group in groups_8bit:
-    pairs = [step.states_8bit(trainable_variables[i]) for i in group.positions]
-    group.states = tuple(
-        [variable_pairs[state][part] for variable_pairs in pairs]
-        for state in range(len(pairs[0])) if pairs[0][state] is not None for part in (0, 1))
+    keras_vars = [trainable_variables[i] for i in group.positions]
+    group.states = state_8bit_lists(step.states_8bit, keras_vars)
+    tracked = [keras_vars] + list(state_8bit_lists(step.keras_states_8bit, keras_vars))
+    group.packed, group.handles = packed.pack_eager([group.variables, *group.states],
+                                                    grouping.host_device(group.device), tracked)
   return plan_lib.StepPlan(tuple(trainable_variables), groups, sparse_positions=sparse_positions,
                            groups_8bit=groups_8bit, host_positions=keras_positions)

@@ -227,7 +227,7 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
         optimizer=self, iterations=self._iterations.value, slots=self._slots,
         keras_slots=self._keras_slots,
         keras_computes=self._keras_computes, has_8bit_states=self._has_8bit_states,
-        states_8bit=self._8bit_pairs,
+        states_8bit=self._8bit_pairs, keras_states_8bit=self._keras_8bit_pairs,
         decays=lambda var: self._decays(var, id(var) in repeated),
         keras_update=super().update_step,
         update_one=lambda grad, keras_var, lr: self._update_one(
@@ -252,7 +252,8 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
       plan = self._plans.put(key, _plan.make_plan(self._step(repeated), trainable_variables,
                                                   sparse))
       if not tf.executing_eagerly():  # the function being traced captures its packed vectors
-        self._traced_packed.keep(p for group in plan.groups for p in group.packed)
+        self._traced_packed.keep(p for group in plan.groups + plan.groups_8bit
+                                 for p in group.packed)
     for i in plan.host_positions:
       super().update_step(grads[i], trainable_variables[i], learning_rate)
     for i in plan.sparse_positions:

@@ -45,12 +45,17 @@ class EightBitStates:
         shape=(blocks,), initializer="zeros", dtype="float32", name=f"{prefix}_{name}_absmax")
     return codes
 
-  def _8bit_pairs(self, keras_var):
-    """(codes, absmax) tf.Variable pairs of m, v and vhat (None without AMSGrad)."""
-    tf_variable = _decisions.tf_variable
-    pairs = tuple((tf_variable(codes), tf_variable(self._8bit_scales[id(codes)]))
-                  if codes is not None else None for codes in self._state_lists(keras_var))
+  def _keras_8bit_pairs(self, keras_var):
+    """(codes, absmax) Keras variable pairs of m, v and vhat (None without AMSGrad)."""
+    pairs = tuple((codes, self._8bit_scales[id(codes)]) if codes is not None else None
+                  for codes in self._state_lists(keras_var))
     return pairs + (None,) * (3 - len(pairs))
+
+  def _8bit_pairs(self, keras_var):
+    """The same pairs as tf.Variables."""
+    tf_variable = _decisions.tf_variable
+    return tuple(None if pair is None else (tf_variable(pair[0]), tf_variable(pair[1]))
+                 for pair in self._keras_8bit_pairs(keras_var))
 
   def _state_lists(self, keras_var):
     index = self._get_variable_index(keras_var)
@@ -73,12 +78,12 @@ class EightBitStates:
                             _inputs.as_dtype(grad, dtype), vhat_states=handles[2], decays=decays)
 
   def _update_8bit_group(self, group, grads, learning_rate):
-    """One ResourceApplyAdam8bitMulti over a planned group (_plan.make_plan's groups_8bit)."""
-    handles = [[variable.handle for variable in variables]
-               for variables in (group.variables,) + group.states]
+    """One ResourceApplyAdam8bitMulti over a planned group (_plan.make_plan's groups_8bit), with
+    the group's packed handle vectors."""
     scalars = _inputs.step_scalars(self, group.dtype, learning_rate, group.decays)
     with tf.device(group.device):
-      return apply.group_8bit(handles, scalars, [_inputs.as_dtype(g, group.dtype) for g in grads],
+      return apply.group_8bit(group.handles, scalars,
+                              [_inputs.as_dtype(g, group.dtype) for g in grads],
                               decays=group.decays)
 
   def _scale_guards(self, keras_variables):

@@ -5,6 +5,12 @@ import tensorflow as tf
 from tensorflow.python.trackable import base as trackable
 
 
+# The lists a group's packed vectors hold: float states (3, or 4 with AMSGrad), 8-bit states (5 or 7).
+_LIST_NAMES = ("vars", "ms", "vs", "vhats")
+_8BIT_LIST_NAMES = ("vars", "m_codes", "m_absmax", "v_codes", "v_absmax", "vhat_codes",
+                    "vhat_absmax")
+
+
 class SavedModelSupport:
   """Mixed into AdamOptimizer (which has `_packed_handles`, a _step/packed.PackedHandleCache)."""
 
@@ -29,6 +35,7 @@ class SavedModelSupport:
       first = sum(name.startswith("packed_handles_") and name.endswith("_vars")
                   for name in children)
       for i, resources in enumerate(self._packed_handles.resources(), start=first):
-        for name, resource in zip(("vars", "ms", "vs", "vhats"), resources):
+        names = _LIST_NAMES if len(resources) <= len(_LIST_NAMES) else _8BIT_LIST_NAMES
+        for name, resource in zip(names, resources):
           children[f"packed_handles_{i}_{name}"] = resource
     return children

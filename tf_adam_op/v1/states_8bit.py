@@ -101,8 +101,9 @@ class EightBitStates:
     if group.states is None:  # the slots, looked up once per plan (a lookup costs an eager step)
       group.states = tuple([self.get_slot(v, f"{name}_{part}") for v in group.variables]
                            for name in self._state_names() for part in ("codes", "absmax"))
-    handles = [[variable.handle for variable in variables]
-               for variables in (group.variables,) + group.states]
+    with self._state_lock:  # packed once per variable list (_step/packed.py)
+      handles = self._packed_handles.vectors(group.variables,
+                                             lambda: [group.variables, *group.states])
     with tf.device(group.device):
       return [apply.group_8bit(handles, self._scalars(group.dtype), grads, decays=group.decays,
                                use_locking=self._use_locking)]
