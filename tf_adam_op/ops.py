@@ -253,8 +253,9 @@ def resource_apply_adam_8bit_multi(vars, m_states, v_states, beta1_power, beta2_
 
 def check_8bit_scales(scales, name=None):
   """Check8bitScales: a bool vector, whether each variable of `scales` (handles of 8-bit states'
-  float32 scale vectors) holds only scales a step can leave (>= 0 and finite, or NaN)."""
-  return _library().check8bit_scales(list(scales), name=name)
+  float32 scale vectors: a list, or a vector of them, pack_handles) holds only scales a step can
+  leave (>= 0 and finite, or NaN)."""
+  return _library().check8bit_scales(pack_handles(scales), name=name)
 
 
 def _v_terms(grad, v_term, dense_rule):

@@ -5,6 +5,8 @@
 // states, because a read and a reduction per state cost an eager step more than its updates.
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+
 #include "core/blockwise_8bit.h"
 #include "kernels/adam_8bit_functors.h"  // HostScales
 #include "tensorflow/core/framework/op_kernel.h"
@@ -30,13 +32,19 @@ class Check8bitScalesOp : public OpKernel {
   explicit Check8bitScalesOp(OpKernelConstruction* context) : OpKernel(context) {}
 
   void Compute(OpKernelContext* context) override {
+    const Tensor& handles = context->input(0);
+    OP_REQUIRES(context, tensorflow::TensorShapeUtils::IsVector(handles.shape()),
+                absl::InvalidArgumentError(absl::StrCat(
+                    "scales must be a vector of handles, got shape ",
+                    handles.shape().DebugString())));
+    const int64_t n = handles.NumElements();
     Tensor* valid = nullptr;
-    OP_REQUIRES_OK(context, context->allocate_output(
-                                0, tensorflow::TensorShape({context->num_inputs()}), &valid));
-    for (int i = 0; i < context->num_inputs(); ++i) {
+    OP_REQUIRES_OK(context,
+                   context->allocate_output(0, tensorflow::TensorShape({n}), &valid));
+    for (int64_t i = 0; i < n; ++i) {
       tensorflow::core::RefCountPtr<Var> var;
       OP_REQUIRES_OK(context, tensorflow::LookupResource(
-                                  context, tensorflow::HandleFromInput(context, i), &var));
+                                  context, handles.flat<tensorflow::ResourceHandle>()(i), &var));
       tensorflow::tf_shared_lock lock(*var->mu());
       const Tensor& scales = *var->tensor();
       OP_REQUIRES(context, scales.dtype() == tensorflow::DT_FLOAT,

@@ -112,19 +112,19 @@ those blocks keep their values, re-encoded with the block's new scale.
 #undef TF_ADAM_OP_8BIT_INPUTS
 
 REGISTER_OP("Check8bitScales")
-    .Input("scales: N * resource")
+    .Input("scales: resource")
     .Output("valid: bool")
-    .Attr("N: int >= 1")
     .SetShapeFn([](InferenceContext* c) {
-      int n;
-      TF_RETURN_IF_ERROR(c->GetAttr("N", &n));
-      c->set_output(0, c->Vector(n));
+      ShapeHandle handles;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 1, &handles));
+      c->set_output(0, handles);
       return absl::OkStatus();
     })
     .Doc(R"doc(
 valid[i]: whether every scale in the float32 variable scales[i] (the absmax of an 8-bit state) is
-one a step can leave (>= 0 and finite, or NaN). Reads only; for checking a whole step's states
-before its first write.
+one a step can leave (>= 0 and finite, or NaN). scales is a vector of handles (tf.stack of them,
+packed once: an input per variable would cost a dispatch or capture each). Reads only; for
+checking a whole step's states before its first write.
 )doc");
 
 REGISTER_OP("ResourceApplyAdam8bitMulti")

@@ -186,17 +186,21 @@ def runtime_guards(grads, variables, who, broadcast=False):
   return guards
 
 
-def scale_guards(named_scales, who):
+def scale_guards(named_scales, who, pack=None):
   """The check of 8-bit states' scales (docs/state_8bit.md), made before a step writes anything:
   `named_scales` is [(variable name, absmax variable)]. Every scale must be >= 0 and finite, or
   NaN (a poisoned block). One Check8bitScales op reads them all. Eager: raises
   InvalidArgumentError now, naming the variable, and returns []. A graph: returns an assertion
   op for the step's writes to wait for. Under XLA: [] (the ops' handlers check their own before
-  writing; XLA has no assertions)."""
+  writing; XLA has no assertions). `pack`: the absmax variables (all on one device) -> their
+  handles packed in one vector, kept by the caller (one input instead of one per state)."""
   if xla.in_xla_context() or not named_scales:
     return []
-  named_scales = _per_device_components(named_scales)
-  valid = _check_scales_on_their_devices([scales for _, scales in named_scales])
+  if tf.distribute.has_strategy():  # a mirrored scale is one variable per replica: no kept vector
+    pack = None
+    if tf.distribute.in_cross_replica_context():
+      named_scales = _per_device_components(named_scales)
+  valid = _check_scales_on_their_devices([scales for _, scales in named_scales], pack)
   describe = lambda pairs: [f"{name!r} ({scales.name})" for name, scales in pairs]
   message = (f"{who}: a scale of the 8-bit states of a variable is negative or infinite: the "
              "state is corrupt; nothing was updated. Corrupt states:")
@@ -214,8 +218,6 @@ def scale_guards(named_scales, who):
 def _per_device_components(named_scales):
   """In a strategy's cross-replica context (v1's step under a strategy), a mirrored scale
   variable is checked in each of its components, on their devices."""
-  if not tf.distribute.in_cross_replica_context():
-    return named_scales
   expanded = []
   for name, scales in named_scales:
     components = (scales.values if isinstance(scales, tf.distribute.DistributedValues)
@@ -224,14 +226,15 @@ def _per_device_components(named_scales):
   return expanded
 
 
-def _check_scales_on_their_devices(scale_variables):
+def _check_scales_on_their_devices(scale_variables, pack=None):
   """Check8bitScales over the variables, one op per device they live on (an op reads only its own
   device's variables); the results in the variables' order."""
   by_device = {}
   for i, scales in enumerate(scale_variables):
     by_device.setdefault(scales.device, []).append(i)
   if len(by_device) == 1:
-    return ops.check_8bit_scales([scales.handle for scales in scale_variables])
+    return ops.check_8bit_scales(pack(scale_variables) if pack is not None
+                                 else [scales.handle for scales in scale_variables])
   results, order = [], []
   for device, positions in by_device.items():
     with tf.device(device):

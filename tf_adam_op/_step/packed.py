@@ -131,7 +131,7 @@ class TracedPackedHandles:
     self._kept = []
 
   def keep(self, packed_handles):
-    self._kept.extend(packed_handles)
+    self._kept.extend(p for p in packed_handles if not any(p is kept for kept in self._kept))
 
   def resources(self):
     return list(self._kept)

@@ -16,6 +16,8 @@ import tensorflow as tf
 
 from tf_adam_op._step import apply
 from tf_adam_op._step import checks
+from tf_adam_op._step import grouping
+from tf_adam_op._step import packed
 from tf_adam_op._step import xla
 from tf_adam_op.keras import _decisions
 from tf_adam_op.keras import _inputs
@@ -23,6 +25,32 @@ from tf_adam_op.state_8bit import choice
 from tf_adam_op.state_8bit import codec
 
 _STATE_NAMES = {"momentum": "m", "velocity": "v", "velocity_hat": "vhat"}
+
+
+class _ScaleCheck:
+  """The scales of a variable list's 8-bit states, named for the check's message, and their
+  handles packed once (checks.scale_guards' `pack`); a function being traced captures the packed
+  vector, which tf.saved_model must then find tracked (the optimizer's _traced_packed)."""
+
+  def __init__(self, optimizer, keras_variables):
+    self.variables = tuple(keras_variables)
+    pairs = [(keras_var.name, keras_pair[1], tf_pair[1]) for keras_var in keras_variables
+             if optimizer._has_8bit_states(keras_var)
+             for keras_pair, tf_pair in zip(optimizer._keras_8bit_pairs(keras_var),
+                                            optimizer._8bit_pairs(keras_var))
+             if keras_pair is not None]
+    self.named = [(name, scales) for name, _, scales in pairs]
+    self._tracked = [keras_scales for _, keras_scales, _ in pairs]
+    self._traced = optimizer._traced_packed
+    self._packed = self._vector = None
+
+  def pack(self, scale_variables):
+    if self._vector is None:
+      self._packed, (self._vector,) = packed.pack_eager(
+          [scale_variables], grouping.host_device(scale_variables[0].device), [self._tracked])
+    if not tf.executing_eagerly():
+      self._traced.keep(self._packed)
+    return self._vector
 
 
 class EightBitStates:
@@ -95,12 +123,9 @@ class EightBitStates:
     # than on the check), and used while the same variables come back.
     key = tuple(map(id, keras_variables))
     known = self._8bit_scales_of.get(key)
-    if known is None or not all(map(operator.is_, known[0], keras_variables)):
-      named = [(keras_var.name, pair[1]) for keras_var in keras_variables
-               if self._has_8bit_states(keras_var)
-               for pair in self._8bit_pairs(keras_var) if pair is not None]
-      known = self._8bit_scales_of.put(key, (tuple(keras_variables), named))
-    return checks.scale_guards(known[1], "tf_adam_op.keras")
+    if known is None or not all(map(operator.is_, known.variables, keras_variables)):
+      known = self._8bit_scales_of.put(key, _ScaleCheck(self, keras_variables))
+    return checks.scale_guards(known.named, "tf_adam_op.keras", pack=known.pack)
 
   def state_variables(self, var):
     """{"m", "v" (, "vhat")} -> var's state tf.Variable, or its (codes, absmax) pair with 8-bit

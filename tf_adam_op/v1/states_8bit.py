@@ -78,7 +78,12 @@ class EightBitStates:
     none in the cross-replica context where the step is built."""
     named = [(var.name, scales) for var in variables if self._has_8bit_states(var)
              for scales in self._scale_slots.get(var.ref(), {}).values()]
-    return checks.scale_guards(named, self._who())
+    return checks.scale_guards(named, self._who(), pack=self._packed_scales)
+
+  def _packed_scales(self, scale_variables):
+    """The handle vector of these scale variables, packed once per list (_step/packed.py)."""
+    with self._state_lock:
+      return self._packed_handles.vectors(scale_variables, lambda: [scale_variables])[0]
 
   def _8bit_pairs(self, var):
     """(codes, absmax) handle pairs of m, v and vhat (None without AMSGrad)."""
