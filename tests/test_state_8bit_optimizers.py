@@ -170,6 +170,15 @@ def test_keras_fit_equals_its_own_update_steps_and_reference():
 
 
 @needs_keras_3
+def test_keras_state_variables_are_none_for_a_variable_the_optimizer_does_not_update():
+  mine, other = tf.Variable(np.zeros(SHAPE, np.float32)), tf.Variable(np.zeros(SHAPE, np.float32))
+  opt = tk.Adam(state_bits=8)
+  assert opt.state_variables(mine) is None  # not built yet
+  opt.apply_gradients([(tf.ones(SHAPE), mine)])
+  assert set(opt.state_variables(mine)) == {"m", "v"} and opt.state_variables(other) is None
+
+
+@needs_keras_3
 def test_keras_config_and_checkpoint(tmp_path):
   model = _keras_model(8)
   rng = np.random.default_rng(0)

@@ -129,8 +129,9 @@ class EightBitStates:
 
   def state_variables(self, var):
     """{"m", "v" (, "vhat")} -> var's state tf.Variable, or its (codes, absmax) pair with 8-bit
-    states; None before the optimizer is built for var (tf_adam_op.state_8bit's converters)."""
-    if not self.built:
+    states; None before the optimizer is built for var, or for a variable it does not update
+    (tf_adam_op.state_8bit's converters)."""
+    if not self.built or self._var_key(var) not in self._trainable_variables_indices:
       return None
     names = ("m", "v", "vhat")
     if self._has_8bit_states(var):
