@@ -34,7 +34,10 @@ def test_info_prints_the_build_facts(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert f"running {tf.__version__}" in result.stdout
   if _build_info.CUDA_KERNELS_BUILT:
-    assert f"GPU kernels: built with CUDA {_build_info.CUDA_VERSION} for sm_" in result.stdout
+    # machine code (sm_N) and PTX as the build facts name them (CI's TF 2.15 build: PTX only)
+    archs = [a.partition("-") for a in _build_info.CUDA_ARCHITECTURES.split(",")]
+    names = ", ".join(f"PTX {n}" if kind == "virtual" else f"sm_{n}" for n, _, kind in archs)
+    assert f"GPU kernels: built with CUDA {_build_info.CUDA_VERSION} for {names}" in result.stdout
     # what a CUDA 13 build means is said where it is seen (pip hides CMake's warning)
     cuda13 = _build_info.CUDA_VERSION.startswith("13.")
     assert ("580 series or newer" in result.stdout) == cuda13
