@@ -10,6 +10,7 @@ import copy
 import operator
 
 import tensorflow as tf
+from tensorflow.python.framework import func_graph
 from tensorflow.python.framework import ops
 from tensorflow.python.saved_model import registration
 from tensorflow.python.trackable import resource
@@ -111,15 +112,37 @@ class PackedHandleCache:
 
   def vectors(self, variables, variable_lists):
     """The vectors of `variable_lists()`, on the host of variables[0]: kept for eager variables
-    (handles), Pack ops in the graph for graph variables (TF1)."""
+    (handles), Pack ops in the graph for graph variables (TF1).
+
+    Variables passed to a tf.function as arguments are the exception: TensorFlow runs the trace
+    made for the first call with the handles of each call's arguments (a later call may pass other
+    variables, or the same in another order), and stock's ops take `var.handle`, which stands for
+    the argument there. So their vector (the first list) is packed in the graph, from those
+    handles; the other lists (slots) stay the trace's own, as stock's `get_slot` does."""
     device = grouping.host_device(variables[0].device)
     if any(getattr(v, "_in_graph_mode", True) for v in variables):
       return pack_in_graph(variable_lists(), device)
-    return self.handles(variables, variable_lists, device)
+    vectors = self.handles(variables, variable_lists, device)
+    if passed_as_arguments(variables):
+      return pack_in_graph([variables], device) + vectors[1:]
+    return vectors
 
   def resources(self):
     """The PackedHandles of each kept list, in the order they were made (for tf.saved_model)."""
     return [packed for _, packed, _ in self._entries.values()]
+
+
+def passed_as_arguments(variables):
+  """Whether any of `variables` (eager) was passed as an argument to a tf.function being traced
+  here or around here: TensorFlow's own test (FuncGraph.watch_variable), its handle among the
+  function's resource inputs, which a variable only reached through a capture is not."""
+  graph = ops.get_default_graph()
+  while isinstance(graph, func_graph.FuncGraph):
+    arguments = getattr(graph, "_resource_tensor_inputs", ())
+    if any(v.handle in arguments for v in variables):
+      return True
+    graph = graph.outer_graph
+  return False
 
 
 class TracedPackedHandles:
