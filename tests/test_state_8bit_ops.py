@@ -283,3 +283,28 @@ def test_bad_index_is_refused_before_any_write():
   with pytest.raises(tf.errors.InvalidArgumentError, match=r"indices\[1\] = 20 is not in \[0, 20\)"):
     _unchanged(s, lambda: ops.resource_sparse_apply_adam_8bit(
         s.var.handle, m, v, 0.9, 0.999, *HYPER, np.ones((2, 300), np.float32), [3, 20]))
+
+
+# Names with every character a name could hold that MLIR's string syntax gives a meaning to.
+_AWKWARD_NAMES = ['a "quoted" name', "back\\slash }{ , = : #", "tab\tand unicode \u00e9"]
+
+
+@pytest.mark.parametrize("jit_compile", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not __import__("tf_adam_op._step.xla", fromlist=["x"]).kernels_enabled(),
+    reason="no XLA kernels here"))], ids=["cpu kernel", "xla custom call"])
+def test_check_8bit_scale_values_names_the_first_corrupt_block(jit_compile):
+  """Check8bitScaleValues: 1.0 when every scale is valid (NaN included: a poisoned block), else
+  InvalidArgument naming the scales by their name and the block (docs/errors.md)."""
+  check = tf.function(lambda *scales: ops.check_8bit_scale_values(scales, _AWKWARD_NAMES),
+                      jit_compile=jit_compile)
+  good = [tf.constant([0.0, 1.5, np.nan], tf.float32), tf.constant([2.0], tf.float32),
+          tf.constant([3.0, 0.0], tf.float32)]
+  assert check(*good).numpy() == np.float32(1.0)
+  for k, bad_value in [(1, -1.0), (2, np.inf)]:
+    scales = list(good)
+    scales[k] = tf.tensor_scatter_nd_update(scales[k], [[len(good[k].numpy()) - 1]], [bad_value])
+    expected = (f"{_AWKWARD_NAMES[k]}: block {len(good[k].numpy()) - 1}'s scale is "
+                f"{'-1' if bad_value == -1.0 else 'inf'}, not a scale an 8-bit state can have")
+    with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+      check(*scales)
+    assert expected in str(raised.value)

@@ -282,7 +282,8 @@ def test_corrupt_scale_under_xla_is_refused_before_any_write():
   @tf.function(jit_compile=True)
   def step():
     opt.apply_gradients([(tf.ones(SHAPE), var)])
-  with pytest.raises(tf.errors.InvalidArgumentError, match=r"m_absmax: block 3's scale is -1, .*corrupt"):
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"8-bit states of 'Variable:0' \(Variable/Adam[_0-9]*:0\): block 3's scale is -1, .*corrupt"):
     step()
   after = [var.numpy()] + [opt.get_slot(var, n).numpy() for n in ("m_codes", "v_codes")]
   for b, a in zip(before, after):
@@ -475,19 +476,31 @@ def _corrupt(scales):
   scales.assign(tf.tensor_scatter_nd_update(scales, [[0]], [-1.0]))
 
 
-def test_v1_graph_step_with_a_corrupt_scale_writes_nothing():
-  rng = np.random.default_rng(4)
-  values = [rng.normal(size=s).astype(np.float32) for s in [(4096,), SHAPE, (10,)]]
-  variables = [tf.Variable(v) for v in values]
-  opt = tf_adam_op.AdamOptimizer(0.01, state_bits=8)
+# The message of the step-wide check: a Check8bitScales assertion, or under XLA (no assertions) a
+# Check8bitScaleValues every 8-bit update of the step waits for (checks.xla_scale_check).
+_STEP_CHECK_MESSAGE = {
+    "eager": "negative or infinite", "function": "negative or infinite",
+    "xla": r"8-bit states of '[^']*' \([^)]*\): block 0's scale is -1, not a scale .*corrupt"}
 
-  @tf.function
+
+@pytest.mark.parametrize("mode", [
+    "function", pytest.param("xla", marks=needs_xla_kernels)])
+@pytest.mark.parametrize("general_path", [False, True], ids=["fast path", "general path (fused=False)"])
+def test_v1_graph_step_with_a_corrupt_scale_writes_nothing(mode, general_path):
+  """The corrupt state is the second of three 8-bit variables: the first one's update must not
+  have run (under XLA each 8-bit variable is an op of its own, in the order given)."""
+  rng = np.random.default_rng(4)
+  values = [rng.normal(size=s).astype(np.float32) for s in [(4096,), SHAPE, (10,), SHAPE]]
+  variables = [tf.Variable(v) for v in values]
+  opt = tf_adam_op.AdamOptimizer(0.01, state_bits=8, fused=not general_path)
+
+  @tf.function(jit_compile=mode == "xla")
   def step():
     opt.apply_gradients([(tf.ones_like(v), v) for v in variables])
   step()
   _corrupt(opt.get_slot(variables[1], "v_absmax"))
   before = [v.numpy() for v in variables] + [p.numpy() for p in opt._get_beta_accumulators()]
-  with pytest.raises(tf.errors.InvalidArgumentError, match="negative or infinite"):
+  with pytest.raises(tf.errors.InvalidArgumentError, match=_STEP_CHECK_MESSAGE[mode]):
     step()
   after = [v.numpy() for v in variables] + [p.numpy() for p in opt._get_beta_accumulators()]
   for b, a in zip(before, after):
@@ -523,7 +536,7 @@ def test_v1_step_under_mirrored_strategy_with_a_corrupt_scale_writes_nothing(mod
 
 
 @needs_keras_3
-@pytest.mark.parametrize("mode", ["eager", "function"])
+@pytest.mark.parametrize("mode", ["eager", "function", pytest.param("xla", marks=needs_xla_kernels)])
 def test_keras_step_with_a_corrupt_scale_writes_nothing(mode):
   import keras
   rng = np.random.default_rng(4)
@@ -533,12 +546,12 @@ def test_keras_step_with_a_corrupt_scale_writes_nothing(mode):
 
   def step():
     opt.apply_gradients([(tf.ones(v.shape), v) for v in variables])
-  if mode == "function":
-    step = tf.function(step)
+  if mode != "eager":
+    step = tf.function(step, jit_compile=mode == "xla")
   step()
   _corrupt(opt.state_variables(variables[1])["v"][1])
   before = [np.asarray(v) for v in variables] + [int(opt.iterations)]
-  with pytest.raises(tf.errors.InvalidArgumentError, match="negative or infinite"):
+  with pytest.raises(tf.errors.InvalidArgumentError, match=_STEP_CHECK_MESSAGE[mode]):
     step()
   after = [np.asarray(v) for v in variables] + [int(opt.iterations)]
   for b, a in zip(before, after):

@@ -258,6 +258,13 @@ def check_8bit_scales(scales, name=None):
   return _library().check8bit_scales(pack_handles(scales), name=name)
 
 
+def check_8bit_scale_values(scales, names, name=None):
+  """Check8bitScaleValues: a float32 1.0 once every scale in the float32 tensors `scales` (8-bit
+  states' scale vectors, read) is one a step can leave; otherwise InvalidArgumentError naming
+  names[i] and the block. Under XLA its 1.0 is what a step's 8-bit updates wait for."""
+  return _library().check8bit_scale_values(list(scales), names=list(names), name=name)
+
+
 def _v_terms(grad, v_term, dense_rule):
   """The sparse ops' v_term list: none, the given term, or the dense form's squares of grad."""
   if v_term is None and dense_rule:

@@ -12,6 +12,7 @@
 #include "core/blockwise_8bit.h"
 #include "kernels/adam_8bit_functors.h"
 #include "kernels/adam_kernel_common.h"
+#include "kernels/corrupt_scales.h"
 #include "kernels/apply_adam_v1.h"  // the dtype list, the registration on every device
 #include "kernels/sparse_segments.h"
 #include "kernels/training_variables.h"
@@ -67,13 +68,10 @@ absl::Status CheckStatesOf(tensorflow::OpKernelContext* ctx, const TrainingVaria
     std::vector<float> copy;
     const float* data = nullptr;
     TF_RETURN_IF_ERROR(functor::HostScales<Device>()(ctx, absmax, &copy, &data));
-    for (int64_t b = 0; b < absmax.NumElements(); ++b) {
-      if (!eight_bit::ValidScale(data[b])) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            vars.name(scales_k), ": block ", b, "'s scale is ", data[b],
-            ", not a scale an 8-bit state can have (>= 0 and finite, or NaN): the state is "
-            "corrupt"));
-      }
+    const int64_t bad = eight_bit::FirstInvalidScale(data, absmax.NumElements());
+    if (bad >= 0) {
+      return absl::InvalidArgumentError(
+          eight_bit::CorruptScaleMessage(vars.name(scales_k), bad, data[bad]));
     }
   }
   return absl::OkStatus();

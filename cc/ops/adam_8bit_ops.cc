@@ -1,6 +1,7 @@
 // The 8-bit-state Adam ops: ApplyAdamV1's rule with m, v (and AMSGrad's vhat) kept as codes and
 // per-block scales (core/blockwise_8bit.h). Their own family beside the float-state ops: the state
 // inputs differ in number and type, everything else (scalars, variant inputs, checks) is the same.
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -125,6 +126,30 @@ valid[i]: whether every scale in the float32 variable scales[i] (the absmax of a
 one a step can leave (>= 0 and finite, or NaN). scales is a vector of handles (tf.stack of them,
 packed once: an input per variable would cost a dispatch or capture each). Reads only; for
 checking a whole step's states before its first write.
+)doc");
+
+REGISTER_OP("Check8bitScaleValues")
+    .Input("scales: N * float")
+    .Attr("N: int >= 1")
+    .Attr("names: list(string)")
+    .Output("one: float")
+    .SetShapeFn([](InferenceContext* c) {
+      std::vector<std::string> names;
+      TF_RETURN_IF_ERROR(c->GetAttr("names", &names));
+      if (static_cast<int>(names.size()) != c->num_inputs()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "names must name each of the ", c->num_inputs(), " scale vectors, got ",
+            names.size(), " names"));
+      }
+      c->set_output(0, c->Scalar());
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+one is 1.0 once every scale in every scales[i] (the values of an 8-bit state's float32 scale
+vector) is one a step can leave (>= 0 and finite, or NaN); otherwise the op fails with
+InvalidArgument naming names[i] and the block. For XLA, where a step has no assertions and orders
+ops by data only: the optimizers multiply each 8-bit update's learning rate by one (exactly the
+same number), so that no update of the step runs before the check, and none after it fails.
 )doc");
 
 REGISTER_OP("ResourceApplyAdam8bitMulti")

@@ -7,7 +7,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/blockwise_8bit.h"
 #include "xla/xla_kernel_common.h"
 
@@ -131,6 +133,42 @@ class Adam8bitXlaOp : public XlaOpKernel {
   int n_v_term_ = 0;
 };
 
+// Check8bitScaleValues: one custom call over the scale vectors (cpu_8bit_custom_calls.cc), its
+// float32 1.0 the data every 8-bit update of the step waits for (the optimizers multiply their
+// learning rate by it): XLA orders by data only and has no assertions.
+class Check8bitScaleValuesXlaOp : public XlaOpKernel {
+ public:
+  explicit Check8bitScaleValuesXlaOp(OpKernelConstruction* ctx) : XlaOpKernel(ctx) {
+    std::vector<std::string> names;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("names", &names));
+    // The names as one MLIR string attribute: joined by newlines, every byte but a letter or a
+    // digit written as \XX, so that no name can end the string or the dictionary.
+    std::string joined = absl::StrJoin(names, "\n");
+    attributes_ = absl::StrCat("{", xla_calls::kAttrNames, " = \"");
+    for (const unsigned char c : joined) {
+      if (absl::ascii_isalnum(c)) {
+        attributes_.push_back(static_cast<char>(c));
+      } else {
+        absl::StrAppend(&attributes_, "\\", absl::Hex(c, absl::kZeroPad2));
+      }
+    }
+    absl::StrAppend(&attributes_, "\"}");
+  }
+
+  void Compile(XlaOpKernelContext* ctx) override {
+    std::vector<xla::XlaOp> scales;
+    for (int i = 0; i < ctx->num_inputs(); ++i) scales.push_back(ctx->Input(i));
+    ctx->SetOutput(0, xla::CustomCall(ctx->builder(), xla_calls::kCheckScalesTarget, scales,
+                                      xla::ShapeUtil::MakeShape(xla::F32, {}), attributes_,
+                                      /*has_side_effect=*/false, /*output_operand_aliasing=*/{},
+                                      /*literal=*/nullptr, xla::CustomCallSchedule::SCHEDULE_NONE,
+                                      xla::CustomCallApiVersion::API_VERSION_TYPED_FFI));
+  }
+
+ private:
+  std::string attributes_;
+};
+
 // The CPU's XLA device only: the handlers are the CPU loops.
 const std::vector<absl::string_view>& CpuJit() {
   static const auto* devices = new std::vector<absl::string_view>{::tensorflow::DEVICE_CPU_XLA_JIT};
@@ -140,6 +178,7 @@ const std::vector<absl::string_view>& CpuJit() {
 REGISTER_XLA_OP(
     Name("ResourceApplyAdam8bit").Device(CpuJit()).TypeConstraint("T", xla_kernels::VariableTypes()),
     Adam8bitXlaOp);
+REGISTER_XLA_OP(Name("Check8bitScaleValues").Device(CpuJit()), Check8bitScaleValuesXlaOp);
 REGISTER_XLA_OP(Name("ResourceSparseApplyAdam8bit")
                     .Device(CpuJit())
                     .TypeConstraint("T", xla_kernels::VariableTypes())
@@ -159,6 +198,13 @@ REGISTER_XLA_OP(Name("ResourceSparseApplyAdam8bit")
         builder.Build(), "Adam8bitXlaOp",
         [](OpKernelConstruction* ctx) -> tensorflow::OpKernel* { return new Adam8bitXlaOp(ctx); });
   }
+  new tensorflow::kernel_factory::OpKernelRegistrar(
+      tensorflow::KernelDefBuilder("Check8bitScaleValues")
+          .Device(tensorflow::DEVICE_CPU_XLA_JIT)
+          .Build(),
+      "Check8bitScaleValuesXlaOp", [](OpKernelConstruction* ctx) -> tensorflow::OpKernel* {
+        return new Check8bitScaleValuesXlaOp(ctx);
+      });
   return true;
 }();
 

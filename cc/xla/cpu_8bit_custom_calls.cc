@@ -5,12 +5,15 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "core/blockwise_8bit.h"
 #include "kernels/cpu_8bit_loop.h"
 #include "kernels/cpu_8bit_sparse.h"
+#include "kernels/corrupt_scales.h"
 #include "kernels/cpu_updates.h"
 #include "kernels/sparse_segments.h"
 #include "xla/call_operands.h"
@@ -82,15 +85,30 @@ ffi::Error CheckScales(const Call8bit& call) {
                                                          {call.states.vhat_absmax, "vhat_absmax"}};
   for (const auto& [data, name] : scales) {
     if (data == nullptr) continue;
-    for (int64_t b = 0; b < blocks; ++b) {
-      if (!eight_bit::ValidScale(data[b])) {
-        return ffi::Error::InvalidArgument(absl::StrCat(
-            name, ": block ", b, "'s scale is ", data[b],
-            ", not a scale an 8-bit state can have (>= 0 and finite, or NaN): the state is "
-            "corrupt"));
-      }
+    const int64_t bad = eight_bit::FirstInvalidScale(data, blocks);
+    if (bad >= 0) {
+      return ffi::Error::InvalidArgument(eight_bit::CorruptScaleMessage(name, bad, data[bad]));
     }
   }
+  return ffi::Error::Success();
+}
+
+// Check8bitScaleValues (adam_8bit_xla_kernels.cc): every operand a scale vector, `names` their
+// names joined by newlines; the result a float32 1.0 once all are valid.
+ffi::Error CheckScaleValues(ffi::RemainingArgs args, ffi::Result<ffi::AnyBuffer> one,
+                            std::string_view names) {
+  const std::vector<std::string> named = absl::StrSplit(names, '\n');
+  for (size_t i = 0; i < args.size(); ++i) {
+    auto scales = args.get<ffi::AnyBuffer>(i);
+    if (!scales.has_value()) return Internal("missing scales");
+    const float* data = static_cast<const float*>(scales->untyped_data());
+    const int64_t bad = eight_bit::FirstInvalidScale(data, scales->element_count());
+    if (bad >= 0) {
+      return ffi::Error::InvalidArgument(eight_bit::CorruptScaleMessage(
+          i < named.size() ? named[i] : absl::StrCat("scales[", i, "]"), bad, data[bad]));
+    }
+  }
+  *static_cast<float*>(one->untyped_data()) = 1.0f;
   return ffi::Error::Success();
 }
 
@@ -183,6 +201,13 @@ XLA_FFI_DEFINE_HANDLER(kTfAdamOpSparseAdam8bitCpu, ::tf_adam_op::SparseAdam8bit,
                            .Attr<int64_t>(::tf_adam_op::xla_calls::kAttrLazy)
                            .Attr<int64_t>(::tf_adam_op::xla_calls::kAttrDenseRule)
                            .Attr<int64_t>(::tf_adam_op::xla_calls::kAttrVTerm));
+XLA_FFI_DEFINE_HANDLER(kTfAdamOpCheckScaleValuesCpu, ::tf_adam_op::CheckScaleValues,
+                       ::xla::ffi::Ffi::Bind()
+                           .RemainingArgs()
+                           .Ret<::xla::ffi::AnyBuffer>()
+                           .Attr<std::string_view>(::tf_adam_op::xla_calls::kAttrNames));
+XLA_FFI_REGISTER_HANDLER(XLA_FFI_GetApi(), ::tf_adam_op::xla_calls::kCheckScalesTarget, "Host",
+                         kTfAdamOpCheckScaleValuesCpu);
 XLA_FFI_REGISTER_HANDLER(XLA_FFI_GetApi(), ::tf_adam_op::xla_calls::kDense8bitTarget, "Host",
                          kTfAdamOpDenseAdam8bitCpu);
 XLA_FFI_REGISTER_HANDLER(XLA_FFI_GetApi(), ::tf_adam_op::xla_calls::kSparse8bitTarget, "Host",

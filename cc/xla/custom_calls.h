@@ -23,6 +23,9 @@ constexpr char kSparseTarget[] = "tf_adam_op_sparse_adam";
 // indices, v_term); results var and the states, aliased. Attributes as the float calls'.
 constexpr char kDense8bitTarget[] = "tf_adam_op_dense_adam_8bit";
 constexpr char kSparse8bitTarget[] = "tf_adam_op_sparse_adam_8bit";
+// Check8bitScaleValues: operands the scale vectors, result a float32 scalar (1.0); attribute
+// kAttrNames, their names joined by newlines.
+constexpr char kCheckScalesTarget[] = "tf_adam_op_check_8bit_scales";
 
 constexpr int kScalars = 6;
 
@@ -36,6 +39,7 @@ constexpr char kAttrLazy[] = "lazy";                      // sparse
 constexpr char kAttrScaleFirst[] = "scale_first";         // sparse
 constexpr char kAttrDenseRule[] = "dense_rule";           // sparse
 constexpr char kAttrVTerm[] = "v_term";                   // sparse: 0 or 1
+constexpr char kAttrNames[] = "names";                    // a string (Check8bitScaleValues)
 
 }  // namespace xla_calls
 }  // namespace tf_adam_op

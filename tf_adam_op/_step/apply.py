@@ -5,6 +5,10 @@ go to which op, and with which scalars, is decided above; how an op's inputs are
 written here once.
 """
 
+import dataclasses
+
+import tensorflow as tf
+
 from tf_adam_op import ops
 
 
@@ -66,18 +70,29 @@ def _8bit_variant(scalars, decays, vhat_states):
   return options
 
 
+def _after_check(scalars, checked):
+  """The scalars with lr * checked (checks.xla_scale_check's 1.0, in lr's dtype): the same lr,
+  exactly, and an input the update cannot run before the check."""
+  if checked is None:
+    return scalars
+  return dataclasses.replace(scalars, lr=scalars.lr * tf.cast(checked, scalars.lr.dtype))
+
+
 def dense_8bit(var, m_states, v_states, scalars, grad, *, vhat_states=None, decays=False,
-               use_locking=False):
+               use_locking=False, checked=None):
   """One variable's dense update with 8-bit states (ResourceApplyAdam8bit): m_states, v_states
-  (and vhat_states) are (codes, absmax) handle pairs."""
+  (and vhat_states) are (codes, absmax) handle pairs. `checked`: under XLA, the step's scale
+  check (checks.xla_scale_check), which the update waits for."""
+  scalars = _after_check(scalars, checked)
   return ops.resource_apply_adam_8bit(var, m_states, v_states, *scalars.inputs(), grad,
                                       use_locking=use_locking,
                                       **_8bit_variant(scalars, decays, vhat_states))
 
 
 def sparse_8bit(var, m_states, v_states, scalars, values, indices, *, vhat_states=None,
-                decays=False, use_locking=False, lazy=False, dense_rule=False):
+                decays=False, use_locking=False, lazy=False, dense_rule=False, checked=None):
   """One variable's IndexedSlices update with 8-bit states (ResourceSparseApplyAdam8bit)."""
+  scalars = _after_check(scalars, checked)
   return ops.resource_sparse_apply_adam_8bit(
       var, m_states, v_states, *scalars.inputs(), values, indices, use_locking=use_locking,
       lazy=lazy, dense_rule=dense_rule, **_8bit_variant(scalars, decays, vhat_states))

@@ -191,9 +191,9 @@ def scale_guards(named_scales, who, pack=None):
   `named_scales` is [(variable name, absmax variable)]. Every scale must be >= 0 and finite, or
   NaN (a poisoned block). One Check8bitScales op reads them all. Eager: raises
   InvalidArgumentError now, naming the variable, and returns []. A graph: returns an assertion
-  op for the step's writes to wait for. Under XLA: [] (the ops' handlers check their own before
-  writing; XLA has no assertions). `pack`: the absmax variables (all on one device) -> their
-  handles packed in one vector, kept by the caller (one input instead of one per state)."""
+  op for the step's writes to wait for. Under XLA: [] (XLA has no assertions: xla_scale_check).
+  `pack`: the absmax variables (all on one device) -> their handles packed in one vector, kept by
+  the caller (one input instead of one per state)."""
   if xla.in_xla_context() or not named_scales:
     return []
   if tf.distribute.has_strategy():  # a mirrored scale is one variable per replica: no kept vector
@@ -213,6 +213,22 @@ def scale_guards(named_scales, who, pack=None):
   described = describe(named_scales)
   corrupt = tf.boolean_mask(tf.constant(described), tf.logical_not(valid))
   return [tf.debugging.Assert(tf.reduce_all(valid), [message, corrupt], summarize=len(described))]
+
+
+def xla_scale_check(named_scales, who):
+  """The same check under XLA, as data: XLA has no assertions and orders ops by data only, and
+  each 8-bit op's handler checks only its own scales (an earlier op of the step would already have
+  written). So one Check8bitScaleValues reads every scale of the step and returns a float32 1.0,
+  which each 8-bit update multiplies its learning rate by (apply.dense_8bit's `checked`: the same
+  number, exactly): no update runs before the check, none after it fails. None outside XLA,
+  without 8-bit states, or where the 8-bit XLA kernels cannot run (the updates raise
+  NotImplementedError)."""
+  if not xla.in_xla_context() or not named_scales:
+    return None
+  if not all(xla.kernels_usable_8bit(scales) for _, scales in named_scales):
+    return None
+  names = [f"{who}: the 8-bit states of {name!r} ({scales.name})" for name, scales in named_scales]
+  return ops.check_8bit_scale_values([scales.read_value() for _, scales in named_scales], names)
 
 
 def _per_device_components(named_scales):

@@ -28,6 +28,8 @@ in the fused ops' order (_xla_step.py, _step/composite.py). Under a tf.distribut
 variable's update is one fused op per replica, through Keras's own per-variable distribution.
 """
 
+import threading
+
 import keras
 import tensorflow as tf
 from tensorflow.python.distribute import distribute_lib
@@ -75,6 +77,7 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     self._8bit_scales = {}  # id(codes variable) -> its absmax variable (states_8bit.py)
     self._8bit_scales_of = plan_lib.BoundedCache()  # variable list -> its states' scales (same)
     self._traced_packed = packed.TracedPackedHandles()  # see _trackable_children
+    self._building_step = threading.local()  # what one step's ops share while it is built
     self.lazy = bool(lazy)
     self._plans = plan_lib.PlanCache()  # see _update_round
     self._variable_dims = plan_lib.BoundedCache()  # see _shapes_as_variables
@@ -107,6 +110,12 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     a dense gradient that does not broadcast to its variable is a ValueError now (while tracing,
     as Keras's own shape inference raises it); an IndexedSlices index out of range raises now
     (eager) or, in a graph, stops the step before any of its writes, `iterations` included."""
+    try:
+      return self._apply_after_checks(grads, trainable_variables)
+    finally:
+      self._step_built()
+
+  def _apply_after_checks(self, grads, trainable_variables):
     scale_guards = self._scale_guards(trainable_variables)  # 8-bit states' scales
     if self._shapes_as_variables(grads, trainable_variables) and not scale_guards:
       return super()._backend_apply_gradients(grads, trainable_variables)  # nothing to check

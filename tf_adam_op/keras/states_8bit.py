@@ -101,9 +101,10 @@ class EightBitStates:
       values = tf.cast(grad.values, dtype)  # Keras casts the gradient to the variable's dtype
       return apply.sparse_8bit(var.handle, handles[0], handles[1], scalars, values, grad.indices,
                                vhat_states=handles[2], decays=decays, lazy=self.lazy,
-                               dense_rule=True)
+                               dense_rule=True, checked=self._scales_checked())
     return apply.dense_8bit(var.handle, handles[0], handles[1], scalars,
-                            _inputs.as_dtype(grad, dtype), vhat_states=handles[2], decays=decays)
+                            _inputs.as_dtype(grad, dtype), vhat_states=handles[2], decays=decays,
+                            checked=self._scales_checked())
 
   def _update_8bit_group(self, group, grads, learning_rate):
     """One ResourceApplyAdam8bitMulti over a planned group (_plan.make_plan's groups_8bit), with
@@ -125,7 +126,16 @@ class EightBitStates:
     known = self._8bit_scales_of.get(key)
     if known is None or not all(map(operator.is_, known.variables, keras_variables)):
       known = self._8bit_scales_of.put(key, _ScaleCheck(self, keras_variables))
+    # Under XLA, as data the step's 8-bit updates take (cleared by _step_built).
+    self._building_step.scales_checked = checks.xla_scale_check(known.named, "tf_adam_op.keras")
     return checks.scale_guards(known.named, "tf_adam_op.keras", pack=known.pack)
+
+  def _scales_checked(self):
+    """The step's xla_scale_check, while the step is being built (None outside XLA)."""
+    return getattr(self._building_step, "scales_checked", None)
+
+  def _step_built(self):
+    self._building_step.scales_checked = None
 
   def state_variables(self, var):
     """{"m", "v" (, "vhat")} -> var's state tf.Variable, or its (codes, absmax) pair with 8-bit

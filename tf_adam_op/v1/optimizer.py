@@ -179,6 +179,12 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
 
   def apply_gradients(self, grads_and_vars, global_step=None, name=None,
                       skip_gradients_aggregation=False):
+    try:
+      return self._apply_gradients(grads_and_vars, global_step, name, skip_gradients_aggregation)
+    finally:
+      self._step_built()
+
+  def _apply_gradients(self, grads_and_vars, global_step, name, skip_gradients_aggregation):
     grads_and_vars = tuple(grads_and_vars)  # it may be a generator; it is read more than once
     variables = [var for _, var in grads_and_vars]
     if paths.fuses_here(self._fused, variables) and (
@@ -217,8 +223,11 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     grads_and_vars = tuple(grads_and_vars)
     variables = [var for _, var in grads_and_vars]
     self._create_8bit_slots_first(variables)
-    with tf.control_dependencies(self._scale_guards(variables)):
-      return super()._distributed_apply(distribution, grads_and_vars, global_step, name)
+    try:
+      with tf.control_dependencies(self._scale_guards(variables)):
+        return super()._distributed_apply(distribution, grads_and_vars, global_step, name)
+    finally:
+      self._step_built()
 
   def _held_for_finish(self, var):
     if self._has_8bit_states(var):  # one 8-bit op each, made now
@@ -244,7 +253,8 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     if group_grads is None:
       return False, None
     guards = []
-    if len(plan.groups) + len(plan.groups_8bit) > 1:  # one op is all or nothing by itself
+    # One op is all or nothing by itself; under XLA a group of 8-bit variables is an op each.
+    if len(plan.groups) + len(plan.groups_8bit) > 1 or (plan.groups_8bit and xla.in_xla_context()):
       grads, variables = [g for g, _ in grads_and_vars], [v for _, v in grads_and_vars]
       checks.check_same_shapes(grads, variables, self._who())
       guards = checks.runtime_guards(grads, variables, self._who()) + self._scale_guards(variables)

@@ -78,7 +78,16 @@ class EightBitStates:
     none in the cross-replica context where the step is built."""
     named = [(var.name, scales) for var in variables if self._has_8bit_states(var)
              for scales in self._scale_slots.get(var.ref(), {}).values()]
+    # Under XLA, as data the step's 8-bit updates take (cleared by _step_built when it is built).
+    self._this_step.scales_checked = checks.xla_scale_check(named, self._who())
     return checks.scale_guards(named, self._who(), pack=self._packed_scales)
+
+  def _scales_checked(self):
+    """The step's xla_scale_check, while the step is being built (None outside XLA)."""
+    return getattr(self._this_step, "scales_checked", None)
+
+  def _step_built(self):
+    self._this_step.scales_checked = None
 
   def _packed_scales(self, scale_variables):
     """The handle vector of these scale variables, packed once per list (_step/packed.py)."""
@@ -95,7 +104,8 @@ class EightBitStates:
     xla.check_8bit_usable(var, self._who())
     m, v, vhat = self._8bit_pairs(var)
     return apply.dense_8bit(var.handle, m, v, self._scalars(var.dtype), grad, vhat_states=vhat,
-                            decays=self._decays(var), use_locking=self._use_locking)
+                            decays=self._decays(var), use_locking=self._use_locking,
+                            checked=self._scales_checked())
 
   def _apply_8bit_group(self, group, grads):
     """The ops of a planned group of variables with 8-bit states (the fast path's): one
@@ -118,7 +128,8 @@ class EightBitStates:
     m, v, vhat = self._8bit_pairs(var)
     return apply.sparse_8bit(var.handle, m, v, self._scalars(var.dtype), values, indices,
                              vhat_states=vhat, decays=self._decays(var),
-                             use_locking=self._use_locking, lazy=self._lazy)
+                             use_locking=self._use_locking, lazy=self._lazy,
+                             checked=self._scales_checked())
 
   def state_variables(self, var):
     """{"m", "v" (, "vhat")} -> var's slot variable, or its (codes, absmax) pair with 8-bit states;
