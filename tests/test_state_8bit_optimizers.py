@@ -1,6 +1,8 @@
 """state_bits=8 on both optimizer families: every mode against the NumPy reference of the 8-bit
 rule, small variables kept in float32, checkpoints, conversions, and what is refused."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -576,3 +578,95 @@ def test_codec_and_options_refuse_what_they_cannot_mean():
     tf_adam_op.AdamOptimizer(state_bits=8.0)
   with pytest.raises(ValueError, match="cannot hold negative values"):
     state_8bit.quantize(np.array([-1.0, 0.5]), signed=False)
+
+
+@needs_xla_kernels
+@pytest.mark.parametrize("family", ["v1", pytest.param("keras", marks=needs_keras_3)])
+def test_xla_step_with_a_sparse_float_update_and_a_corrupt_scale_writes_nothing(family):
+  """Under XLA a step's sparse updates of float-state variables are not ordered after its 8-bit
+  ones by anything else: they wait for the scale check too."""
+  rng = np.random.default_rng(6)
+  make = tf.Variable
+  if family == "keras":
+    import keras
+    make = keras.Variable
+  embedding = make(rng.normal(size=(64, 8)).astype(np.float32))  # 512 elements: float states
+  big = make(rng.normal(size=SHAPE).astype(np.float32))  # 8-bit states
+  opt = (tf_adam_op.AdamOptimizer(0.01, state_bits=8) if family == "v1"
+         else tk.Adam(0.01, state_bits=8))
+  rows = tf.IndexedSlices(tf.ones([3, 8]), tf.constant([1, 5, 9]), tf.constant([64, 8]))
+
+  @tf.function(jit_compile=True)
+  def step():
+    opt.apply_gradients([(rows, embedding), (tf.ones(SHAPE), big)])
+  step()
+  scales = (opt.get_slot(big, "v_absmax") if family == "v1"
+            else opt.state_variables(big)["v"][1])
+  _corrupt(scales)
+  state = lambda: [np.asarray(embedding), np.asarray(big)] + (
+      [p.numpy() for p in opt._get_beta_accumulators()] if family == "v1"
+      else [int(opt.iterations)])
+  before = state()
+  with pytest.raises(tf.errors.InvalidArgumentError, match=_STEP_CHECK_MESSAGE["xla"]):
+    step()
+  for b, a in zip(before, state()):
+    np.testing.assert_array_equal(a, b)
+
+
+def _updates_not_waiting_for_the_check(hlo):
+  """The tf_adam_op update custom calls of an XLA step's HLO (its entry computation) that do not
+  depend, through their operands, on the step's Check8bitScaleValues call; and the check's count."""
+  entry = hlo[hlo.index("\nENTRY"):]
+  entry = entry[:entry.index("\n}")]
+  operands, targets = {}, {}
+  for line in entry.splitlines()[1:]:
+    match = re.match(r"\s*(?:ROOT )?%(\S+) = (.*)", line)
+    if match is None:
+      continue
+    name, rest = match.groups()
+    operands[name] = re.findall(r"%([\w.\-]+)", rest)
+    target = re.search(r'custom_call_target="(tf_adam_op_\w+)"', rest)
+    if target:
+      targets[name] = target.group(1)
+  checks = [n for n, t in targets.items() if t == "tf_adam_op_check_8bit_scales"]
+
+  def ancestors(name, seen):
+    for operand in operands.get(name, ()):
+      if operand not in seen:
+        seen.add(operand)
+        ancestors(operand, seen)
+    return seen
+  updates = [n for n, t in targets.items() if t != "tf_adam_op_check_8bit_scales"]
+  return [n for n in updates if not set(checks) & ancestors(n, set())], len(checks), len(updates)
+
+
+@needs_xla_kernels
+@pytest.mark.parametrize("family", ["v1 fast path", "v1 general path",
+                                    pytest.param("keras", marks=needs_keras_3)])
+def test_xla_step_every_update_waits_for_the_scale_check(family):
+  """Structural, needing no luck with XLA's schedule: in the compiled step every update (8-bit or
+  not, dense or sparse) has the scale check among its inputs' inputs, so a corrupt scale stops the
+  step before any write however XLA orders it."""
+  import sys
+  sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
+  rng = np.random.default_rng(7)
+  make = tf.Variable
+  if family == "keras":
+    import keras
+    make = keras.Variable
+  shapes = [(64, 8), SHAPE, (10,), SHAPE, (4096 + 64, 4)]  # float, 8-bit, float, 8-bit, 8-bit
+  variables = [make(rng.normal(size=s).astype(np.float32)) for s in shapes]
+  opt = (tk.Adam(0.01, state_bits=8) if family == "keras"
+         else tf_adam_op.AdamOptimizer(0.01, state_bits=8, fused=family == "v1 fast path"))
+  rows = lambda shape: tf.IndexedSlices(tf.ones([3, shape[1]]), tf.constant([1, 5, 9]),
+                                        tf.constant(shape))
+  grads = [rows(shapes[0]), tf.ones(SHAPE), tf.ones([10]), tf.ones(SHAPE), rows(shapes[4])]
+
+  @tf.function(jit_compile=True)
+  def step():
+    opt.apply_gradients(zip(grads, variables))
+  step()
+  not_waiting, checks, updates = _updates_not_waiting_for_the_check(
+      step.experimental_get_compiler_ir()(stage="hlo"))
+  assert checks == 1 and updates >= 4, (checks, updates)
+  assert not_waiting == []

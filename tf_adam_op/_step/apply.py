@@ -70,29 +70,28 @@ def _8bit_variant(scalars, decays, vhat_states):
   return options
 
 
-def _after_check(scalars, checked):
-  """The scalars with lr * checked (checks.xla_scale_check's 1.0, in lr's dtype): the same lr,
-  exactly, and an input the update cannot run before the check."""
+def after_check(scalars, checked):
+  """The scalars with lr * checked, where `checked` is a step's checks.xla_scale_check (a 1.0, in
+  lr's dtype here): the same lr, exactly, and an input the update cannot run before the check.
+  Under XLA with 8-bit states every update the rest of the step does not already wait for by data
+  takes it (the 8-bit ones, single dense and sparse ones). `checked` None: the scalars as given."""
   if checked is None:
     return scalars
   return dataclasses.replace(scalars, lr=scalars.lr * tf.cast(checked, scalars.lr.dtype))
 
 
 def dense_8bit(var, m_states, v_states, scalars, grad, *, vhat_states=None, decays=False,
-               use_locking=False, checked=None):
+               use_locking=False):
   """One variable's dense update with 8-bit states (ResourceApplyAdam8bit): m_states, v_states
-  (and vhat_states) are (codes, absmax) handle pairs. `checked`: under XLA, the step's scale
-  check (checks.xla_scale_check), which the update waits for."""
-  scalars = _after_check(scalars, checked)
+  (and vhat_states) are (codes, absmax) handle pairs."""
   return ops.resource_apply_adam_8bit(var, m_states, v_states, *scalars.inputs(), grad,
                                       use_locking=use_locking,
                                       **_8bit_variant(scalars, decays, vhat_states))
 
 
 def sparse_8bit(var, m_states, v_states, scalars, values, indices, *, vhat_states=None,
-                decays=False, use_locking=False, lazy=False, dense_rule=False, checked=None):
+                decays=False, use_locking=False, lazy=False, dense_rule=False):
   """One variable's IndexedSlices update with 8-bit states (ResourceSparseApplyAdam8bit)."""
-  scalars = _after_check(scalars, checked)
   return ops.resource_sparse_apply_adam_8bit(
       var, m_states, v_states, *scalars.inputs(), values, indices, use_locking=use_locking,
       lazy=lazy, dense_rule=dense_rule, **_8bit_variant(scalars, decays, vhat_states))

@@ -287,7 +287,7 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     dtype = var.dtype.base_dtype
     m, v, vhat = (s.handle if s is not None else None for s in self._slots(keras_var))
     decays = self._decays(var, repeated)
-    scalars = _inputs.step_scalars(self, dtype, learning_rate, decays)
+    scalars = self._checked_scalars(dtype, learning_rate, decays)
     if isinstance(grad, tf.IndexedSlices):
       values = tf.cast(grad.values, dtype)  # Keras casts the gradient to the variable's dtype
       return apply.sparse(var.handle, m, v, scalars, values, grad.indices, vhat=vhat,

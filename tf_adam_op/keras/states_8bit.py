@@ -96,15 +96,14 @@ class EightBitStates:
     dtype = var.dtype.base_dtype
     handles = [None if pair is None else (pair[0].handle, pair[1].handle)
                for pair in self._8bit_pairs(keras_var)]
-    scalars = _inputs.step_scalars(self, dtype, learning_rate, decays)
+    scalars = self._checked_scalars(dtype, learning_rate, decays)
     if isinstance(grad, tf.IndexedSlices):
       values = tf.cast(grad.values, dtype)  # Keras casts the gradient to the variable's dtype
       return apply.sparse_8bit(var.handle, handles[0], handles[1], scalars, values, grad.indices,
                                vhat_states=handles[2], decays=decays, lazy=self.lazy,
-                               dense_rule=True, checked=self._scales_checked())
+                               dense_rule=True)
     return apply.dense_8bit(var.handle, handles[0], handles[1], scalars,
-                            _inputs.as_dtype(grad, dtype), vhat_states=handles[2], decays=decays,
-                            checked=self._scales_checked())
+                            _inputs.as_dtype(grad, dtype), vhat_states=handles[2], decays=decays)
 
   def _update_8bit_group(self, group, grads, learning_rate):
     """One ResourceApplyAdam8bitMulti over a planned group (_plan.make_plan's groups_8bit), with
@@ -130,9 +129,10 @@ class EightBitStates:
     self._building_step.scales_checked = checks.xla_scale_check(known.named, "tf_adam_op.keras")
     return checks.scale_guards(known.named, "tf_adam_op.keras", pack=known.pack)
 
-  def _scales_checked(self):
-    """The step's xla_scale_check, while the step is being built (None outside XLA)."""
-    return getattr(self._building_step, "scales_checked", None)
+  def _checked_scalars(self, dtype, learning_rate, decays):
+    """The step's scalars, after its xla_scale_check under XLA (apply.after_check)."""
+    return apply.after_check(_inputs.step_scalars(self, dtype, learning_rate, decays),
+                             getattr(self._building_step, "scales_checked", None))
 
   def _step_built(self):
     self._building_step.scales_checked = None

@@ -329,7 +329,7 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     if self._held_for_finish(var) and grouping.is_fusable(grad, var):
       return _HeldBack(grad, var)  # the update is made in _finish, in its group's multi-tensor op
     m, v, vhat = self._adam_slots(var)
-    return apply.dense(var.handle, m, v, self._scalars(var.dtype), grad, vhat=vhat,
+    return apply.dense(var.handle, m, v, self._checked_scalars(var.dtype), grad, vhat=vhat,
                        decays=self._decays(var), use_locking=self._use_locking)
 
   def _finish(self, update_ops, name_scope):

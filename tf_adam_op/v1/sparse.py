@@ -72,5 +72,5 @@ class SparseUpdates:
                                          self._lazy)
     values, indices, options = self._sparse_arguments(grad, indices, var.dtype)
     m, v, vhat = self._adam_slots(var)
-    return apply.sparse(var.handle, m, v, self._scalars(var.dtype), values, indices, vhat=vhat,
-                        decays=self._decays(var), **options)
+    return apply.sparse(var.handle, m, v, self._checked_scalars(var.dtype), values, indices,
+                        vhat=vhat, decays=self._decays(var), **options)

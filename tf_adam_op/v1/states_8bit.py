@@ -82,9 +82,9 @@ class EightBitStates:
     self._this_step.scales_checked = checks.xla_scale_check(named, self._who())
     return checks.scale_guards(named, self._who(), pack=self._packed_scales)
 
-  def _scales_checked(self):
-    """The step's xla_scale_check, while the step is being built (None outside XLA)."""
-    return getattr(self._this_step, "scales_checked", None)
+  def _checked_scalars(self, dtype):
+    """_scalars(dtype), after the step's xla_scale_check under XLA (apply.after_check)."""
+    return apply.after_check(self._scalars(dtype), getattr(self._this_step, "scales_checked", None))
 
   def _step_built(self):
     self._this_step.scales_checked = None
@@ -103,9 +103,9 @@ class EightBitStates:
   def _apply_8bit_dense(self, grad, var):
     xla.check_8bit_usable(var, self._who())
     m, v, vhat = self._8bit_pairs(var)
-    return apply.dense_8bit(var.handle, m, v, self._scalars(var.dtype), grad, vhat_states=vhat,
-                            decays=self._decays(var), use_locking=self._use_locking,
-                            checked=self._scales_checked())
+    return apply.dense_8bit(var.handle, m, v, self._checked_scalars(var.dtype), grad,
+                            vhat_states=vhat, decays=self._decays(var),
+                            use_locking=self._use_locking)
 
   def _apply_8bit_group(self, group, grads):
     """The ops of a planned group of variables with 8-bit states (the fast path's): one
@@ -126,10 +126,9 @@ class EightBitStates:
   def _apply_8bit_sparse(self, values, var, indices):
     xla.check_8bit_usable(var, self._who())
     m, v, vhat = self._8bit_pairs(var)
-    return apply.sparse_8bit(var.handle, m, v, self._scalars(var.dtype), values, indices,
+    return apply.sparse_8bit(var.handle, m, v, self._checked_scalars(var.dtype), values, indices,
                              vhat_states=vhat, decays=self._decays(var),
-                             use_locking=self._use_locking, lazy=self._lazy,
-                             checked=self._scales_checked())
+                             use_locking=self._use_locking, lazy=self._lazy)
 
   def state_variables(self, var):
     """{"m", "v" (, "vhat")} -> var's slot variable, or its (codes, absmax) pair with 8-bit states;
