@@ -193,3 +193,27 @@ def test_lazy_updates_only_the_named_rows(mode):
   np.testing.assert_array_equal(var.numpy(), ref_var)
   untouched = np.setdiff1d(np.arange(30), [2, 7, 29])
   np.testing.assert_array_equal(var.numpy()[untouched], start[untouched])
+
+
+@pytest.mark.parametrize("mode", ["eager", "function", "xla"])
+def test_lazy_adamw_decays_only_the_named_rows(mode):
+  """lazy=True with AdamW: the rows an IndexedSlices gradient names take their weight decay
+  (Keras's var -= (var * wd) * lr, before the update) and the others keep their value, in every
+  mode (in graphs without XLA Keras's own decay pass, which decays every row, used to run)."""
+  rng = np.random.default_rng(5)
+  start = rng.standard_normal((30, 4)).astype(np.float32)
+  var = keras.Variable(start)
+  opt = tk.AdamW(learning_rate=0.01, weight_decay=0.5, lazy=True)
+  step = lambda g: opt.apply_gradients([(g, var)])
+  run = {"eager": step, "function": tf.function(step),
+         "xla": tf.function(step, jit_compile=True)}[mode]
+  ref_var, ref_m, ref_v = start.copy(), np.zeros_like(start), np.zeros_like(start)
+  rows = np.array([2, 7, 29], np.int32)
+  for t in range(1, 4):
+    values = rng.standard_normal((3, 4)).astype(np.float32)
+    run(tf.IndexedSlices(tf.constant(values), tf.constant(rows), tf.constant([30, 4])))
+    ref_var[rows] = ref_var[rows] - (ref_var[rows] * np.float32(0.5)) * np.float32(0.01)
+    numpy_keras_step(ref_var, ref_m, ref_v, values, values * values, t, lr=0.01, rows=rows)
+  np.testing.assert_array_equal(var.numpy(), ref_var)
+  untouched = np.setdiff1d(np.arange(30), rows)
+  np.testing.assert_array_equal(var.numpy()[untouched], start[untouched])

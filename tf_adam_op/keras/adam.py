@@ -110,10 +110,17 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     a dense gradient that does not broadcast to its variable is a ValueError now (while tracing,
     as Keras's own shape inference raises it); an IndexedSlices index out of range raises now
     (eager) or, in a graph, stops the step before any of its writes, `iterations` included."""
+    # Lazy rows (an IndexedSlices gradient with lazy=True) take their decay in the op, on those
+    # rows only, in every mode: Keras's own pass would decay every row (see _decays_in_op).
+    # (Not with gradient accumulation: its update densifies the gradients.)
+    lazy = self.lazy and not self.gradient_accumulation_steps
+    self._building_step.lazy_rows = frozenset(
+        id(_tf_variable(v)) for g, v in zip(grads, trainable_variables)
+        if lazy and isinstance(g, tf.IndexedSlices))
     try:
       return self._apply_after_checks(grads, trainable_variables)
     finally:
-      self._step_built()
+      vars(self._building_step).clear()
 
   def _apply_after_checks(self, grads, trainable_variables):
     scale_guards = self._scale_guards(trainable_variables)  # 8-bit states' scales
@@ -208,10 +215,12 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     rewrite Keras's var * wd * lr as var * (wd * lr), which rounds differently: only Keras's own
     expression is sure to get the same rewrite), variables Keras's update_step updates, and a
     variable given more than once in a step (Keras decays it once per time it is given, before
-    any update)."""
+    any update). In the op too, in every mode: a lazy update's rows (the decay of the rows it
+    names, docs/keras.md; Keras has no lazy rule to follow, and its pass would decay every row)."""
     if repeated or self._keras_computes(var):
       return False
-    return _is_16_bit(var) or tf.executing_eagerly() or (
+    lazy_rows = getattr(self._building_step, "lazy_rows", ())
+    return _is_16_bit(var) or tf.executing_eagerly() or id(var) in lazy_rows or (
         xla.in_xla_context() and xla.kernels_usable([var]))
 
   def _decays(self, var, repeated=False):

@@ -125,7 +125,7 @@ class EightBitStates:
     known = self._8bit_scales_of.get(key)
     if known is None or not all(map(operator.is_, known.variables, keras_variables)):
       known = self._8bit_scales_of.put(key, _ScaleCheck(self, keras_variables))
-    # Under XLA, as data the step's 8-bit updates take (cleared by _step_built).
+    # Under XLA, as data the step's updates take (cleared when the step is built).
     self._building_step.scales_checked = checks.xla_scale_check(known.named, "tf_adam_op.keras")
     return checks.scale_guards(known.named, "tf_adam_op.keras", pack=known.pack)
 
@@ -133,9 +133,6 @@ class EightBitStates:
     """The step's scalars, after its xla_scale_check under XLA (apply.after_check)."""
     return apply.after_check(_inputs.step_scalars(self, dtype, learning_rate, decays),
                              getattr(self._building_step, "scales_checked", None))
-
-  def _step_built(self):
-    self._building_step.scales_checked = None
 
   def state_variables(self, var):
     """{"m", "v" (, "vhat")} -> var's state tf.Variable, or its (codes, absmax) pair with 8-bit
