@@ -103,3 +103,19 @@ def test_the_supported_range_is_the_one_pyproject_declares():
   assert _loader.supported(tf.__version__)
   assert [_loader.supported(v) for v in ("2.14.1", "2.15.0", "2.21.4", "2.22.0", "3.0.0")] == [
       False, True, True, False, False]
+
+
+def test_subpackages_are_reached_after_a_plain_import():
+  """README: `tf_adam_op.keras.Adam` after `import tf_adam_op` (a fresh process, where nothing
+  imported the subpackages before)."""
+  code = ("import tf_adam_op, keras\n"
+          "assert 'tf_adam_op.keras' not in __import__('sys').modules\n"
+          "print(tf_adam_op.state_8bit.quantize.__name__)\n"
+          "if keras.__version__.startswith('3'):\n"
+          "  print(tf_adam_op.keras.Adam(0.1).__class__.__module__)\n")
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "quantize" in result.stdout
+  import keras
+  if keras.__version__.startswith("3"):
+    assert "tf_adam_op.keras" in result.stdout

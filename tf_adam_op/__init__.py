@@ -35,8 +35,16 @@ def _started_as_the_command():
   return False
 
 
+# Subpackages `tf_adam_op.<name>` reaches after a plain `import tf_adam_op`, imported on first use
+# (tf_adam_op.keras imports Keras 3, which a TF1-style user need not load).
+_SUBPACKAGES = ("keras", "state_8bit")
+
+
 def __getattr__(name):
-  """The public names, on first use, when the CLI skipped importing them (PEP 562)."""
+  """The public names, on first use, when the CLI skipped importing them, and the subpackages on
+  first use (PEP 562)."""
+  if name in _SUBPACKAGES:
+    return importlib.import_module(f"tf_adam_op.{name}")
   if name not in ("AdamOptimizer", "AdamWOptimizer", "ops", "load"):
     raise AttributeError(f"module 'tf_adam_op' has no attribute {name!r}")
   _import_public_names()
