@@ -285,7 +285,8 @@ def test_corrupt_scale_under_xla_is_refused_before_any_write():
   def step():
     opt.apply_gradients([(tf.ones(SHAPE), var)])
   with pytest.raises(tf.errors.InvalidArgumentError, match=(
-      r"8-bit states of 'Variable:0' \(Variable/Adam[_0-9]*:0\): block 3's scale is -1, .*corrupt")):
+      r"8-bit states of 'Variable:0 m_absmax' \(Variable/Adam[_0-9]*:0\): block 3's scale is -1, "
+      r".*corrupt")):
     step()
   after = [var.numpy()] + [opt.get_slot(var, n).numpy() for n in ("m_codes", "v_codes")]
   for b, a in zip(before, after):

@@ -76,8 +76,10 @@ class EightBitStates:
     found by the variable itself (recorded when its slots were made): in a function under a
     strategy, the base class's get_slot keys a mirrored variable by an op of that graph and finds
     none in the cross-replica context where the step is built."""
-    named = [(var.name, scales) for var in variables if self._has_8bit_states(var)
-             for scales in self._scale_slots.get(var.ref(), {}).values()]
+    # Named with the state (the slots' own names are stock's numbered ones: var/Adam_3).
+    named = [(f"{var.name} {state}_absmax", scales) for var in variables
+             if self._has_8bit_states(var)
+             for state, scales in self._scale_slots.get(var.ref(), {}).items()]
     # Under XLA, as data the step's 8-bit updates take (cleared by _step_built when it is built).
     self._this_step.scales_checked = checks.xla_scale_check(named, self._who())
     return checks.scale_guards(named, self._who(), pack=self._packed_scales)
