@@ -105,15 +105,17 @@ def test_the_supported_range_is_the_one_pyproject_declares():
       False, True, True, False, False]
 
 
-def test_subpackages_are_reached_after_a_plain_import():
+def test_subpackages_are_reached_after_a_plain_import(tmp_path):
   """README: `tf_adam_op.keras.Adam` after `import tf_adam_op` (a fresh process, where nothing
-  imported the subpackages before)."""
+  imported the subpackages before; run outside the checkout, which would shadow an installed
+  package)."""
   code = ("import tf_adam_op, keras\n"
           "assert 'tf_adam_op.keras' not in __import__('sys').modules\n"
           "print(tf_adam_op.state_8bit.quantize.__name__)\n"
           "if keras.__version__.startswith('3'):\n"
           "  print(tf_adam_op.keras.Adam(0.1).__class__.__module__)\n")
-  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
   assert result.returncode == 0, result.stderr[-2000:]
   assert "quantize" in result.stdout
   import keras
