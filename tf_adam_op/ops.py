@@ -261,7 +261,8 @@ def check_8bit_scales(scales, name=None):
 def check_8bit_scale_values(scales, names, name=None):
   """Check8bitScaleValues: a float32 1.0 once every scale in the float32 tensors `scales` (8-bit
   states' scale vectors, read) is one a step can leave; otherwise InvalidArgumentError naming
-  names[i] and the block. Under XLA its 1.0 is what a step's 8-bit updates wait for."""
+  names[i] and the block. Under XLA its 1.0 is what a step's updates wait for
+  (_step/apply.after_check)."""
   return _library().check8bit_scale_values(list(scales), names=list(names), name=name)
 
 

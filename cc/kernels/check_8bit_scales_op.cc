@@ -1,9 +1,10 @@
 // Check8bitScales: whether each of N scale vectors of 8-bit states holds only scales a step can
-// leave (core/blockwise_8bit.h, ValidScale); Check8bitScaleValues: the same over the values, for
-// XLA steps (its XLA kernel: adam_8bit_xla_kernels.cc), an error naming the first corrupt block. The optimizers run it over every 8-bit state of a step
-// before the step's first write (_step/checks.py, scale_guards): each update op checks its own
-// scales, but an earlier op of the same step would already have written. One op for all the
-// states, because a read and a reduction per state cost an eager step more than its updates.
+// leave (core/blockwise_8bit.h, ValidScale). Check8bitScaleValues: the same over the values, for
+// XLA steps (its XLA kernel: adam_8bit_xla_kernels.cc), an error naming the first corrupt block.
+// The optimizers run Check8bitScales over every 8-bit state of a step before the step's first
+// write (_step/checks.py, scale_guards): each update op checks its own scales, but an earlier op
+// of the same step would already have written. One op for all the states, because a read and a
+// reduction per state cost an eager step more than its updates.
 #include <string>
 #include <vector>
 
@@ -57,9 +58,7 @@ class Check8bitScalesOp : public OpKernel {
       std::vector<float> copy;
       const float* data = nullptr;
       OP_REQUIRES_OK(context, functor::HostScales<Device>()(context, scales, &copy, &data));
-      bool ok = true;
-      for (int64_t b = 0; b < scales.NumElements(); ++b) ok = ok && eight_bit::ValidScale(data[b]);
-      valid->vec<bool>()(i) = ok;
+      valid->vec<bool>()(i) = eight_bit::FirstInvalidScale(data, scales.NumElements()) < 0;
     }
   }
 };

@@ -148,8 +148,8 @@ REGISTER_OP("Check8bitScaleValues")
 one is 1.0 once every scale in every scales[i] (the values of an 8-bit state's float32 scale
 vector) is one a step can leave (>= 0 and finite, or NaN); otherwise the op fails with
 InvalidArgument naming names[i] and the block. For XLA, where a step has no assertions and orders
-ops by data only: the optimizers multiply each 8-bit update's learning rate by one (exactly the
-same number), so that no update of the step runs before the check, and none after it fails.
+ops by data only: the optimizers multiply each update's learning rate by one (exactly the same
+number), so that no update of the step runs before the check, and none after it fails.
 )doc");
 
 REGISTER_OP("ResourceApplyAdam8bitMulti")

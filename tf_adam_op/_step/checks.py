@@ -219,8 +219,9 @@ def xla_scale_check(named_scales, who):
   """The same check under XLA, as data: XLA has no assertions and orders ops by data only, and
   each 8-bit op's handler checks only its own scales (an earlier op of the step would already have
   written). So one Check8bitScaleValues reads every scale of the step and returns a float32 1.0,
-  which each 8-bit update multiplies its learning rate by (apply.dense_8bit's `checked`: the same
-  number, exactly): no update runs before the check, none after it fails. None outside XLA,
+  which each update the step does not already order by data multiplies its learning rate by
+  (apply.after_check: the same number, exactly): no update runs before the check, none after it
+  fails. None outside XLA,
   without 8-bit states, or where the 8-bit XLA kernels cannot run (the updates raise
   NotImplementedError)."""
   if not xla.in_xla_context() or not named_scales:

@@ -80,7 +80,7 @@ class EightBitStates:
     named = [(f"{var.name} {state}_absmax", scales) for var in variables
              if self._has_8bit_states(var)
              for state, scales in self._scale_slots.get(var.ref(), {}).items()]
-    # Under XLA, as data the step's 8-bit updates take (cleared by _step_built when it is built).
+    # Under XLA, as data the step's updates take (apply.after_check; cleared by _step_built).
     self._this_step.scales_checked = checks.xla_scale_check(named, self._who())
     return checks.scale_guards(named, self._who(), pack=self._packed_scales)
 
