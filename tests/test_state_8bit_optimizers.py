@@ -561,6 +561,47 @@ def test_keras_step_with_a_corrupt_scale_writes_nothing(mode):
     np.testing.assert_array_equal(a, b)
 
 
+def _optimizer(family, general_path=False):
+  if family == "keras":
+    return tk.Adam(0.01, state_bits=8)
+  return tf_adam_op.AdamOptimizer(0.01, state_bits=8, fused=not general_path)
+
+
+@pytest.mark.parametrize("mode", ["eager", "function", pytest.param("xla", marks=needs_xla_kernels)])
+@pytest.mark.parametrize("family", ["v1", "v1 general path", pytest.param("keras",
+                                                                           marks=needs_keras_3)])
+def test_a_corrupt_state_the_step_does_not_read_does_not_stop_it(family, mode):
+  """A variable whose gradient is None is not updated (stock and Keras skip it), so its states are
+  not read: a corrupt scale there stops no mode's step (the check covers the updated variables),
+  and the step's numbers are those of the same step without the corruption."""
+  rng = np.random.default_rng(8)
+  values = [rng.normal(size=SHAPE).astype(np.float32) for _ in range(2)]
+  grad = tf.constant(rng.normal(size=SHAPE).astype(np.float32))
+  results = []
+  for corrupt in (False, True):
+    make = tf.Variable
+    if family == "keras":
+      import keras
+      make = keras.Variable
+    updated, skipped = make(values[0]), make(values[1])
+    opt = _optimizer(family.split()[0], general_path="general" in family)
+    opt.build([updated, skipped])
+    if corrupt:
+      _corrupt(opt.state_variables(skipped)["v"][1])
+
+    def step():
+      opt.apply_gradients([(grad, updated), (None, skipped)])
+    if mode != "eager":
+      step = tf.function(step, jit_compile=mode == "xla")
+    step()
+    step()
+    np.testing.assert_array_equal(np.asarray(skipped), values[1])
+    results.append([np.asarray(updated)] + [np.asarray(x) for pair in
+                                            opt.state_variables(updated).values() for x in pair])
+  for with_corruption, without in zip(results[1], results[0]):
+    np.testing.assert_array_equal(with_corruption, without)
+
+
 def test_v1_build_then_copy_states_into_a_fresh_optimizer():
   var0, grads = _data(steps=1)
   var = tf.Variable(var0)

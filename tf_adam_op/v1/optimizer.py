@@ -201,9 +201,13 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     checks.check_same_shapes(grads, variables, self._who())
     guards = []
     if not distribute_lib.has_strategy():
-      self._create_8bit_slots_first([v for g, v in grads_and_vars if g is not None])
+      # The scales checked are those of the variables this step updates: the base class skips a
+      # variable whose gradient is None (as under a strategy, whose filter drops it before
+      # _distributed_apply), so a corrupt state it does not read does not stop the step.
+      updated = [v for g, v in grads_and_vars if g is not None]
+      self._create_8bit_slots_first(updated)
       guards = (checks.runtime_guards(grads, variables, self._who())
-                + self._scale_guards(variables))
+                + self._scale_guards(updated))
     # The base class drives the step; _resource_apply_dense returns fusable updates as _HeldBack
     # markers and _finish turns them into multi-tensor ops (the markers travel in the base class's
     # list of the step's updates: threads may share the optimizer). A variable given more than
@@ -257,7 +261,8 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     if len(plan.groups) + len(plan.groups_8bit) > 1 or (plan.groups_8bit and xla.in_xla_context()):
       grads, variables = [g for g, _ in grads_and_vars], [v for _, v in grads_and_vars]
       checks.check_same_shapes(grads, variables, self._who())
-      guards = checks.runtime_guards(grads, variables, self._who()) + self._scale_guards(variables)
+      guards = (checks.runtime_guards(grads, variables, self._who())
+                + self._scale_guards([v for g, v in grads_and_vars if g is not None]))
     in_graph = not tf.executing_eagerly()
     with framework_ops.name_scope(name, self._name, skip_on_eager=True) as scope:
       if in_graph:
