@@ -287,6 +287,13 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
       self._update_8bit_group(group, [grads[i] for i in group.positions], learning_rate)
     return None
 
+  def _checked_scalars(self, dtype, learning_rate, decays):
+    """The scalars of a single update (8-bit or float, dense or sparse): under XLA with 8-bit
+    states, after the step's scale check (states_8bit.py _scale_guards; apply.after_check), which
+    nothing else orders it after."""
+    return apply.after_check(_inputs.step_scalars(self, dtype, learning_rate, decays),
+                             getattr(self._building_step, "scales_checked", None))
+
   def _update_one(self, grad, keras_var, learning_rate, repeated=False):
     """One variable's fused op: the sparse op for IndexedSlices, else the single-variable op."""
     var = _tf_variable(keras_var)

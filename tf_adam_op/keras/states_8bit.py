@@ -1,6 +1,7 @@
 """tf_adam_op.keras's 8-bit states (state_bits=8, tf_adam_op.state_8bit): their variables and
 updates. Mixed into the Keras optimizers; `state_bits`, `min_8bit_size`, `_8bit_scales`,
-`_8bit_scales_of`, `lazy`, `amsgrad` and the slot lists are the optimizer's.
+`_8bit_scales_of`, `_building_step`, `_checked_scalars`, `lazy`, `amsgrad` and the slot lists
+are the optimizer's.
 
 Keras creates an optimizer's states through add_variable_from_reference (per variable and name:
 momentum, velocity, velocity_hat). For a variable with 8-bit states that makes the codes
@@ -129,10 +130,6 @@ class EightBitStates:
     self._building_step.scales_checked = checks.xla_scale_check(known.named, "tf_adam_op.keras")
     return checks.scale_guards(known.named, "tf_adam_op.keras", pack=known.pack)
 
-  def _checked_scalars(self, dtype, learning_rate, decays):
-    """The step's scalars, after its xla_scale_check under XLA (apply.after_check)."""
-    return apply.after_check(_inputs.step_scalars(self, dtype, learning_rate, decays),
-                             getattr(self._building_step, "scales_checked", None))
 
   def state_variables(self, var):
     """{"m", "v" (, "vhat")} -> var's state tf.Variable, or its (codes, absmax) pair with 8-bit

@@ -293,6 +293,12 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     return StepScalars(*powers, *(self._hyper.in_compute_dtype(n, dtype) for n in names),
                        weight_decay=decay)
 
+  def _checked_scalars(self, dtype):
+    """_scalars(dtype) for a single update (8-bit or float, dense or sparse): under XLA with 8-bit
+    states, after the step's scale check (states_8bit.py _scale_guards; apply.after_check), which
+    nothing else orders it after."""
+    return apply.after_check(self._scalars(dtype), getattr(self._this_step, "scales_checked", None))
+
   def _step(self):
     return step_lib.Step(
         scalars=self._scalars, slot=self.get_slot, slot_names=self._slot_names(),

@@ -1,10 +1,11 @@
 """AdamOptimizer's 8-bit states (state_bits=8, tf_adam_op.state_8bit): their slots and updates.
 
-Mixed into AdamOptimizer; `_scalars`, `_decays`, `_amsgrad`, `_use_locking` and the slot methods
-are AdamOptimizer's. A variable with 8-bit states has the slots m_codes, m_absmax, v_codes,
-v_absmax (and vhat_codes, vhat_absmax with AMSGrad) instead of m and v (vhat): uint8 codes of the
-variable's shape, float32 scales of ceil(size / 256). Its updates are one 8-bit op each, made where
-the base class asks for them (never grouped into the multi-tensor ops).
+Mixed into AdamOptimizer; `_scalars`, `_checked_scalars`, `_this_step`, `_decays`, `_amsgrad`,
+`_use_locking` and the slot methods are AdamOptimizer's. A variable with 8-bit states has the
+slots m_codes, m_absmax, v_codes, v_absmax (and vhat_codes, vhat_absmax with AMSGrad) instead of
+m and v (vhat): uint8 codes of the variable's shape, float32 scales of ceil(size / 256). Its
+updates are one 8-bit op each, made where the base class asks for them (never grouped into the
+multi-tensor ops).
 """
 
 import tensorflow as tf
@@ -83,10 +84,6 @@ class EightBitStates:
     # Under XLA, as data the step's updates take (apply.after_check; cleared by _step_built).
     self._this_step.scales_checked = checks.xla_scale_check(named, self._who())
     return checks.scale_guards(named, self._who(), pack=self._packed_scales)
-
-  def _checked_scalars(self, dtype):
-    """_scalars(dtype), after the step's xla_scale_check under XLA (apply.after_check)."""
-    return apply.after_check(self._scalars(dtype), getattr(self._this_step, "scales_checked", None))
 
   def _step_built(self):
     self._this_step.scales_checked = None
