@@ -371,6 +371,47 @@ def test_multi_tensor_op_refuses_a_corrupt_scale_before_any_write():
     np.testing.assert_array_equal(v.numpy(), b)
 
 
+def test_multi_tensor_op_names_the_variable_of_a_corrupt_state_when_given_names():
+  from tf_adam_op import ops
+  variables = [tf.Variable(np.ones((300,), np.float32)) for _ in range(2)]
+  codes = [tf.Variable(np.zeros((300,), np.uint8)) for _ in range(4)]
+  scales = [tf.Variable(np.ones((2,), np.float32)) for _ in range(4)]
+  scales[3].assign([1.0, -2.0])
+  call = lambda names: ops.resource_apply_adam_8bit_multi(
+      [v.handle for v in variables], ([c.handle for c in codes[:2]], [s.handle for s in scales[:2]]),
+      ([c.handle for c in codes[2:]], [s.handle for s in scales[2:]]), 0.9, 0.999, 0.01, 0.9,
+      0.999, 1e-8, [np.ones((300,), np.float32)] * 2, variable_names=names)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"the 8-bit states of 'second': v_absmax\[1\]: block 1's scale is -2"):
+    call(["'first'", "'second'"])
+  with pytest.raises(tf.errors.InvalidArgumentError, match="variable_names must be empty or name the 2"):
+    call(["'first'"])
+
+
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_v1_single_8bit_group_names_the_variable_of_a_corrupt_state(mode):
+  """A step whose 8-bit variables are one multi-tensor op has no step-wide check (the op checks
+  every state before it writes): its error names the variable too, and nothing is written."""
+  var = tf.Variable(np.ones(SHAPE, np.float32), name="my_weight")
+  opt = tf_adam_op.AdamOptimizer(0.1, state_bits=8)
+
+  def step():
+    opt.apply_gradients([(tf.ones(SHAPE), var)])
+  if mode == "function":
+    step = tf.function(step)
+  step()
+  scales = opt.get_slot(var, "m_absmax")
+  scales.assign(tf.tensor_scatter_nd_update(scales, [[2]], [-3.0]))
+  state = lambda: [var.numpy()] + [p.numpy() for p in opt._get_beta_accumulators()] + [
+      opt.get_slot(var, name).numpy() for name in opt.get_slot_names()]
+  before = state()
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"the 8-bit states of 'my_weight:0': m_absmax\[0\]: block 2's scale is -3"):
+    step()
+  for b, a in zip(before, state()):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_v1_under_mirrored_strategy_equals_the_step_without_it():
   var0, grads = _data()
   results = []

@@ -235,11 +235,13 @@ def resource_sparse_apply_adam_8bit(var, m_states, v_states, beta1_power, beta2_
 def resource_apply_adam_8bit_multi(vars, m_states, v_states, beta1_power, beta2_power, lr, beta1,
                                    beta2, epsilon, grads, use_locking=False, use_nesterov=False,
                                    name=None, *, vhat_states=None, weight_decay=None,
-                                   weight_decay_times_lr=False, one_minus_beta=None):
+                                   weight_decay_times_lr=False, one_minus_beta=None,
+                                   variable_names=()):
   """resource_apply_adam_8bit for N variables in one op: vars N handles, m_states and v_states
   (and vhat_states) (codes, absmax) pairs of N handles each; each N handles a list, or a vector of
   them (pack_handles; packing once and reusing the vectors saves a per-variable cost on every
-  call). Returns the op."""
+  call). variable_names: empty, or what an error about variable k's states calls it. Returns the
+  op."""
   grads = list(grads)
   dtype = _list_dtype(grads)
   scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), dtype)
@@ -248,7 +250,8 @@ def resource_apply_adam_8bit_multi(vars, m_states, v_states, beta1_power, beta2_
   return _library().resource_apply_adam8bit_multi(
       pack_handles(vars), pack_handles(m_states[0]), pack_handles(m_states[1]),
       pack_handles(v_states[0]), pack_handles(v_states[1]), *scalars, grads,
-      use_locking=use_locking, use_nesterov=use_nesterov, name=name, **extra)
+      use_locking=use_locking, use_nesterov=use_nesterov, variable_names=list(variable_names),
+      name=name, **extra)
 
 
 def check_8bit_scales(scales, name=None):

@@ -231,6 +231,11 @@ class ApplyAdam8bitMultiOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ReadVariantAttrs(ctx, "n_vhat", &variant_, /*vhats_for_amsgrad=*/2));
     OP_REQUIRES_OK(ctx, OptionalInputIndex(*this, "vhat", &vhat_input_));
     OP_REQUIRES_OK(ctx, CheckScalarAttr<T>(ctx));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("variable_names", &variable_names_));
+    OP_REQUIRES(ctx, variable_names_.empty() || static_cast<int>(variable_names_.size()) == n_,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "variable_names must be empty or name the ", n_, " variables, got ",
+                    variable_names_.size(), " names")));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -262,7 +267,7 @@ class ApplyAdam8bitMultiOp : public OpKernel {
     for (int k = 0; k < n_; ++k) {
       pairs[k] = {{n_ + k, 2 * n_ + k}, {3 * n_ + k, 4 * n_ + k}};
       if (variant_.amsgrad) pairs[k].push_back({5 * n_ + k, 6 * n_ + k});
-      OP_REQUIRES_OK(ctx, CheckStatesOf<Device>(ctx, vars, k, pairs[k]));  // names states[k]
+      OP_REQUIRES_OK(ctx, NamedStatus(k, CheckStatesOf<Device>(ctx, vars, k, pairs[k])));
       const TensorShape& var = vars.tensor(k).shape();
       const TensorShape& grad = ctx->input(first_grad + k).shape();
       OP_REQUIRES(ctx, var.IsSameSize(grad),
@@ -289,10 +294,18 @@ class ApplyAdam8bitMultiOp : public OpKernel {
   }
 
  private:
+  // An error about variable k's states (which name its inputs: m_absmax[k]), with its name.
+  absl::Status NamedStatus(int k, absl::Status status) const {
+    if (status.ok() || variable_names_.empty()) return status;
+    return absl::Status(status.code(), absl::StrCat("the 8-bit states of ", variable_names_[k],
+                                                    ": ", status.message()));
+  }
+
   int n_ = 1;
   bool use_locking_ = false;
   Variant variant_;
   int vhat_input_ = -1;
+  std::vector<std::string> variable_names_;
 };
 
 }  // namespace

@@ -168,6 +168,7 @@ REGISTER_OP("ResourceApplyAdam8bitMulti")
     .TF_ADAM_OP_8BIT_VARIANT_INPUTS
     .Attr("N: int >= 1")
     .Attr("use_nesterov: bool = false")
+    .Attr("variable_names: list(string) = []")
     .SetShapeFn([](InferenceContext* c) {
       int n, n_vhat;
       TF_RETURN_IF_ERROR(c->GetAttr("N", &n));
@@ -192,7 +193,9 @@ ResourceApplyAdam8bit for N variables in one op. The handles come packed, N per 
 codes, scales); an op (or a tf.function) with 5N separate resource inputs would cost a dispatch or a
 capture per input, which for hundreds of small variables is more than the update itself. Then the
 scalars and the N grads. The blocks of all N are one index space shared by the threads. Any bad
-input among the N is an error, and then nothing is written (all or nothing).
+input among the N is an error, and then nothing is written (all or nothing). variable_names, empty
+or N names, is what an error about the states of variable k calls it (the optimizers give the
+variables' names; the input's position is named as well).
 )doc");
 
 #undef TF_ADAM_OP_8BIT_VARIANT_INPUTS

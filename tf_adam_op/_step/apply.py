@@ -97,11 +97,12 @@ def sparse_8bit(var, m_states, v_states, scalars, values, indices, *, vhat_state
       lazy=lazy, dense_rule=dense_rule, **_8bit_variant(scalars, decays, vhat_states))
 
 
-def group_8bit(handle_lists, scalars, grads, *, decays, use_locking=False):
+def group_8bit(handle_lists, scalars, grads, *, decays, use_locking=False, variable_names=()):
   """A group's update with 8-bit states (ResourceApplyAdam8bitMulti): handle_lists are the handle
-  vectors (or lists) of vars, m codes, m scales, v codes, v scales (and vhat's two)."""
+  vectors (or lists) of vars, m codes, m scales, v codes, v scales (and vhat's two);
+  variable_names what the op's errors call the variables (a corrupt state, say)."""
   var_handles, m_codes, m_absmax, v_codes, v_absmax, *vhat = handle_lists
   return ops.resource_apply_adam_8bit_multi(
       var_handles, (m_codes, m_absmax), (v_codes, v_absmax), *scalars.inputs(), grads,
-      use_locking=use_locking,
+      use_locking=use_locking, variable_names=variable_names,
       **_8bit_variant(scalars, decays, (vhat[0], vhat[1]) if vhat else None))

@@ -115,12 +115,13 @@ class EightBitStates:
     if group.states is None:  # the slots, looked up once per plan (a lookup costs an eager step)
       group.states = tuple([self.get_slot(v, f"{name}_{part}") for v in group.variables]
                            for name in self._state_names() for part in ("codes", "absmax"))
+      group.names = [repr(var.name) for var in group.variables]  # for the op's errors
     with self._state_lock:  # packed once per variable list (_step/packed.py)
       handles = self._packed_handles.vectors(group.variables,
                                              lambda: [group.variables, *group.states])
     with tf.device(group.device):
       return [apply.group_8bit(handles, self._scalars(group.dtype), grads, decays=group.decays,
-                               use_locking=self._use_locking)]
+                               use_locking=self._use_locking, variable_names=group.names)]
 
   def _apply_8bit_sparse(self, values, var, indices):
     xla.check_8bit_usable(var, self._who())
