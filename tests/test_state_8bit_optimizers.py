@@ -656,6 +656,56 @@ def test_v1_build_then_copy_states_into_a_fresh_optimizer():
   np.testing.assert_array_equal(opt8.get_slot(var, "m_absmax").numpy(), absmax)
 
 
+@pytest.mark.parametrize("family", ["v1", pytest.param("keras", marks=needs_keras_3)])
+def test_float64_states_convert_without_rounding_to_float32(family):
+  """A float64 variable's states are float64: float states copy exactly, 8-bit ones decode in
+  float64 (as the kernel does) and encode as the kernel encodes them, so the float-state optimizer
+  stepped from the decoded states ends on the codes the 8-bit step writes, and on its variable."""
+  rng = np.random.default_rng(11)
+  var0 = rng.normal(size=SHAPE)  # float64
+  grads = [rng.normal(size=SHAPE) for _ in range(3)]
+  make = tf.Variable
+  if family == "keras":
+    import keras
+    make = keras.Variable
+
+  def optimizer(bits):
+    return (tf_adam_op.AdamOptimizer(0.01, state_bits=bits) if family == "v1"
+            else tk.Adam(0.01, state_bits=bits))
+  # Float states to float states: exact.
+  var = make(var0)
+  source, target = optimizer(32), optimizer(32)
+  source.apply_gradients([(tf.constant(grads[0]), var)])
+  target.build([var])
+  state_8bit.copy_states(source, target, [var])
+  for name, state in state_8bit.state_values(source, var).items():
+    assert state.dtype == np.float64
+    np.testing.assert_array_equal(state_8bit.state_values(target, var)[name], state)
+  # 8-bit states: two steps, then the next from the decoded states in a float-state optimizer.
+  var8, var32 = make(var0), make(var0)
+  opt8, opt32 = optimizer(8), optimizer(32)
+  for g in grads[:2]:
+    opt8.apply_gradients([(tf.constant(g), var8)])
+  var32.assign(np.asarray(var8))
+  opt32.build([var32])
+  for name, value in state_8bit.state_values(opt8, var8).items():  # (two variables: by hand)
+    assert value.dtype == np.float64
+    opt32.state_variables(var32)[name].assign(value)
+  if family == "keras":
+    opt32.iterations.assign(opt8.iterations)
+  else:
+    for power8, power32 in zip(opt8._get_beta_accumulators(), opt32._get_beta_accumulators()):
+      power32.assign(power8)
+  opt8.apply_gradients([(tf.constant(grads[2]), var8)])
+  opt32.apply_gradients([(tf.constant(grads[2]), var32)])
+  np.testing.assert_array_equal(np.asarray(var8), np.asarray(var32))
+  for name, (codes, absmax) in opt8.state_variables(var8).items():
+    expected = state_8bit.quantize(np.asarray(opt32.state_variables(var32)[name]),
+                                   signed=name == "m")
+    np.testing.assert_array_equal(np.asarray(codes), expected[0])
+    np.testing.assert_array_equal(np.asarray(absmax), expected[1])
+
+
 def test_codec_and_options_refuse_what_they_cannot_mean():
   with pytest.raises(ValueError, match="state_bits must be 32"):
     tf_adam_op.AdamOptimizer(state_bits=8.0)

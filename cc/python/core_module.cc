@@ -134,17 +134,19 @@ const eight_bit::Codebook& BookOf(bool is_signed) {
 }
 
 // Flat float32 values -> (codes, absmax per block of 256), the kernels' encoder.
+// C: the arithmetic type the kernels encode a state in (float, or double for float64 variables).
+template <typename C>
 std::pair<py::array_t<uint8_t>, py::array_t<float>> QuantizeBlockwise(
-    py::array_t<float, py::array::c_style | py::array::forcecast> x, bool is_signed) {
+    py::array_t<C, py::array::c_style | py::array::forcecast> x, bool is_signed) {
   const int64_t n = x.size();
   py::array_t<uint8_t> codes(n);
   py::array_t<float> absmax(eight_bit::BlockCount(n));
-  const float* data = x.data();
+  const C* data = x.data();
   for (int64_t b = 0; b < eight_bit::BlockCount(n); ++b) {
     const int64_t offset = b * eight_bit::kBlockSize;
     const int64_t count = std::min<int64_t>(eight_bit::kBlockSize, n - offset);
-    absmax.mutable_data()[b] = eight_bit::EncodeBlock<float>(BookOf(is_signed), data + offset,
-                                                             count, codes.mutable_data() + offset);
+    absmax.mutable_data()[b] = eight_bit::EncodeBlock<C>(BookOf(is_signed), data + offset, count,
+                                                         codes.mutable_data() + offset);
   }
   return {codes, absmax};
 }
@@ -177,9 +179,14 @@ PYBIND11_MODULE(_core, module) {
         return py::array_t<float>(256, map);
       },
       py::arg("signed"), "bitsandbytes' dynamic map the 8-bit states use (signed: m; else v).");
-  module.def("quantize_blockwise", &tf_adam_op::QuantizeBlockwise, py::arg("x"), py::arg("signed"),
+  module.def("quantize_blockwise", &tf_adam_op::QuantizeBlockwise<float>, py::arg("x"),
+             py::arg("signed"),
              "Flat float32 values -> (uint8 codes, float32 absmax per block of 256): the encoder "
              "of the 8-bit states.");
+  module.def("quantize_blockwise_float64", &tf_adam_op::QuantizeBlockwise<double>, py::arg("x"),
+             py::arg("signed"),
+             "quantize_blockwise in float64, as the kernels encode a float64 variable's states "
+             "(the absmax rounded to float32, the values scaled in float64).");
   module.def(
       "codebook_is_exact",
       [](bool is_signed) { return tf_adam_op::BookOf(is_signed).exact; }, py::arg("signed"),

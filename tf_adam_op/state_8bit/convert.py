@@ -18,15 +18,23 @@ def _states(optimizer, var):
 
 
 def state_values(optimizer, var):
-  """{"m", "v" (, "vhat")} -> var's states as float32 NumPy arrays of var's shape (decoded where
-  they are 8-bit)."""
+  """{"m", "v" (, "vhat")} -> var's states as NumPy arrays of var's shape: float states as they are
+  kept (float64 slots for a float64 variable, as stock's), 8-bit ones decoded as a step decodes
+  them (in float64 for a float64 variable, in float32 otherwise)."""
+  decode_dtype = np.float64 if _dtype_name(var) == "float64" else np.float32
   values = {}
   for name, state in _states(optimizer, var).items():
     if isinstance(state, tuple):
-      values[name] = codec.dequantize(state[0].numpy(), state[1].numpy(), _SIGNED[name])
+      values[name] = codec.dequantize(state[0].numpy(), state[1].numpy(), _SIGNED[name],
+                                      dtype=decode_dtype)
     else:
-      values[name] = state.numpy().astype(np.float32)
+      values[name] = state.numpy()
   return values
+
+
+def _dtype_name(var):
+  """'float64', ...: a tf.Variable's dtype is a tf.DType, a Keras variable's a string."""
+  return getattr(var.dtype, "name", var.dtype)
 
 
 def _assign(state, value, signed):
