@@ -412,6 +412,72 @@ def test_v1_single_8bit_group_names_the_variable_of_a_corrupt_state(mode):
     np.testing.assert_array_equal(a, b)
 
 
+@needs_keras_3
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_keras_single_8bit_group_names_the_variable_and_writes_nothing(mode):
+  """Keras's step of one ResourceApplyAdam8bitMulti (every variable 8-bit, one dtype and device,
+  no decay pass of Keras's) has no step-wide check, as v1's: the op's error names the variable,
+  and neither the variables, their states nor `iterations` change."""
+  import keras
+  rng = np.random.default_rng(12)
+  variables = [keras.Variable(rng.normal(size=SHAPE).astype(np.float32), name=f"w{i}")
+               for i in range(2)]
+  opt = tk.Adam(0.01, state_bits=8)
+
+  def step():
+    opt.apply_gradients([(tf.ones(SHAPE), v) for v in variables])
+  if mode == "function":
+    step = tf.function(step)
+  step()
+  _corrupt(opt.state_variables(variables[1])["m"][1])
+  state = lambda: [np.asarray(v) for v in variables] + [int(opt.iterations)] + [
+      np.asarray(x) for v in variables for pair in opt.state_variables(v).values() for x in pair]
+  before = state()
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"the 8-bit states of 'w1': m_absmax\[1\]: block 0's scale is -1"):
+    step()
+  for b, a in zip(before, state()):
+    np.testing.assert_array_equal(a, b)
+
+
+@needs_keras_3
+@pytest.mark.parametrize("optimizer, checked", [
+    ("Adam", False), ("AdamW", True)], ids=["Adam: one op", "AdamW: Keras's decay pass first"])
+def test_keras_function_step_orders_iterations_after_the_one_8bit_op(optimizer, checked):
+  """Structural: without the step-wide check, `iterations` is advanced only after the update has
+  run (a read after it, then Keras's write); with Keras's own decay pass before the update (AdamW
+  in a graph) the step-wide check is there, and the update and `iterations` wait for it."""
+  import keras
+  variables = [keras.Variable(np.ones(SHAPE, np.float32)) for _ in range(2)]
+  opt = getattr(tk, optimizer)(0.01, state_bits=8)
+
+  @tf.function
+  def step():
+    opt.apply_gradients([(tf.ones(SHAPE), v) for v in variables])
+  graph = step.get_concrete_function().graph
+  ops_of = lambda kind: [op for op in graph.get_operations() if op.type == kind]
+  assert bool(ops_of("Check8bitScales")) == checked
+  (update,) = ops_of("ResourceApplyAdam8bitMulti")
+  (iterations_write,) = [op for op in ops_of("AssignVariableOp") + ops_of("AssignAddVariableOp")
+                         if op.get_attr("dtype") == tf.int64]  # iterations: the only int64
+  # What the write waits for: the update itself, or the check that every write of the step waits for.
+  (waited_for,) = ops_of("Check8bitScales") if checked else (update,)
+  assert waited_for in _control_and_data_inputs(iterations_write)
+  if checked:
+    assert waited_for in _control_and_data_inputs(update)
+
+
+def _control_and_data_inputs(op):
+  seen, stack = set(), [op]
+  while stack:
+    current = stack.pop()
+    for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+      if parent not in seen:
+        seen.add(parent)
+        stack.append(parent)
+  return seen
+
+
 def test_v1_under_mirrored_strategy_equals_the_step_without_it():
   var0, grads = _data()
   results = []

@@ -28,7 +28,7 @@ class PlannedGroup:
   # A group with 8-bit states: per state, the lists of its codes and its scales variables (m codes,
   # m scales, v codes, v scales[, vhat's]).
   states: Optional[tuple] = None
-  names: Optional[list] = None  # its variables' names, for the op's errors (v1's 8-bit groups)
+  names: Optional[list] = None  # its variables' names, for the op's errors (8-bit groups)
 
 
 @dataclasses.dataclass

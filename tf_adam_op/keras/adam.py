@@ -123,6 +123,8 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
       vars(self._building_step).clear()
 
   def _apply_after_checks(self, grads, trainable_variables):
+    if self._one_op_checks_every_state(grads, trainable_variables):
+      return self._apply_as_one_8bit_op(grads, trainable_variables)
     scale_guards = self._scale_guards(trainable_variables)  # 8-bit states' scales
     if self._shapes_as_variables(grads, trainable_variables) and not scale_guards:
       return super()._backend_apply_gradients(grads, trainable_variables)  # nothing to check
@@ -136,6 +138,34 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
       # Keras advances `iterations` after this returns; a read made here, after the checks, is
       # what that write waits for (tf.function orders the ops on one variable as written).
       self._iterations.value.read_value()
+    return None
+
+  def _one_op_checks_every_state(self, grads, trainable_variables):
+    """Whether the step's only write before `iterations` is one ResourceApplyAdam8bitMulti, which
+    checks every state it reads before it writes anything (naming the variable, as the step-wide
+    check does): then that check is not needed, as in v1's fast path. Not under XLA (one op per
+    variable there, waiting for one named check), a strategy (Keras's per-variable path), gradient
+    accumulation, a repeated variable, a gradient that is sparse or of another shape, Keras's own
+    decay pass on any of the variables, or any other update in the step."""
+    if (self.state_bits != 8 or not self.built or xla.in_xla_context()
+        or distribute_lib.has_strategy() or self.gradient_accumulation_steps):
+      return False
+    if not self._shapes_as_variables(grads, trainable_variables) or _repeated(trainable_variables):
+      return False
+    plan = self._plan_of(grads, trainable_variables, repeated=grouping.NONE_REPEATED)
+    if plan.groups or plan.sparse_positions or plan.host_positions or len(plan.groups_8bit) != 1:
+      return False
+    return not any(_decisions.uses_weight_decay(self, v) and not self._decays_in_op(_tf_variable(v))
+                   for v in trainable_variables)
+
+  def _apply_as_one_8bit_op(self, grads, trainable_variables):
+    """Keras's step, whose one update checks its own states (_one_op_checks_every_state)."""
+    super()._backend_apply_gradients(grads, trainable_variables)
+    if not tf.executing_eagerly():
+      # Keras advances `iterations` after this returns; that write waits for this read, and this
+      # read for the update, so an update that fails (writing nothing) leaves `iterations` too.
+      with tf.control_dependencies(self._building_step.updates_8bit):
+        self._iterations.value.read_value()
     return None
 
   def _apply_weight_decay(self, variables):
@@ -262,16 +292,7 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
       for grad, keras_var in zip(grads, trainable_variables):  # update_step: Keras's or composite
         self.update_step(grad, keras_var, learning_rate)
       return None
-    sparse = tuple(isinstance(grad, tf.IndexedSlices) for grad in grads)
-    key = (tuple(map(id, trainable_variables)), sparse, self.weight_decay is None,
-           tf.executing_eagerly(), _decisions.keras_arithmetic_signature(self), repeated)
-    plan = self._plans.plan_for(key, trainable_variables)
-    if plan is None:
-      plan = self._plans.put(key, _plan.make_plan(self._step(repeated), trainable_variables,
-                                                  sparse))
-      if not tf.executing_eagerly():  # the function being traced captures its packed vectors
-        self._traced_packed.keep(p for group in plan.groups + plan.groups_8bit
-                                 for p in group.packed)
+    plan = self._plan_of(grads, trainable_variables, repeated)
     for i in plan.host_positions:
       super().update_step(grads[i], trainable_variables[i], learning_rate)
     for i in plan.sparse_positions:
@@ -283,9 +304,24 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
                     _inputs.step_scalars(self, group.dtype, learning_rate, group.decays),
                     [_inputs.as_dtype(grads[i], group.dtype) for i in group.positions],
                     decays=group.decays)
-    for group in plan.groups_8bit:
-      self._update_8bit_group(group, [grads[i] for i in group.positions], learning_rate)
+    self._building_step.updates_8bit = [
+        self._update_8bit_group(group, [grads[i] for i in group.positions], learning_rate)
+        for group in plan.groups_8bit]
     return None
+
+  def _plan_of(self, grads, trainable_variables, repeated):
+    """The plan of a round (_plan.make_plan), kept per variable list and what it depends on."""
+    sparse = tuple(isinstance(grad, tf.IndexedSlices) for grad in grads)
+    key = (tuple(map(id, trainable_variables)), sparse, self.weight_decay is None,
+           tf.executing_eagerly(), _decisions.keras_arithmetic_signature(self), repeated)
+    plan = self._plans.plan_for(key, trainable_variables)
+    if plan is None:
+      plan = self._plans.put(key, _plan.make_plan(self._step(repeated), trainable_variables,
+                                                  sparse))
+      if not tf.executing_eagerly():  # the function being traced captures its packed vectors
+        self._traced_packed.keep(p for group in plan.groups + plan.groups_8bit
+                                 for p in group.packed)
+    return plan
 
   def _checked_scalars(self, dtype, learning_rate, decays):
     """The scalars of a single update (8-bit or float, dense or sparse): under XLA with 8-bit

@@ -113,7 +113,7 @@ class EightBitStates:
     with tf.device(group.device):
       return apply.group_8bit(group.handles, scalars,
                               [_inputs.as_dtype(g, group.dtype) for g in grads],
-                              decays=group.decays)
+                              decays=group.decays, variable_names=group.names)
 
   def _scale_guards(self, keras_variables):
     """checks.scale_guards over the 8-bit states of these variables (built: Keras builds the
