@@ -388,6 +388,15 @@ def test_multi_tensor_op_names_the_variable_of_a_corrupt_state_when_given_names(
     call(["'first'"])
 
 
+def _assert_refused_writing_nothing(step, state, message):
+  """step() raises InvalidArgumentError matching `message`, and state() (arrays) is unchanged."""
+  before = state()
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    step()
+  for b, a in zip(before, state()):
+    np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("mode", ["eager", "function"])
 def test_v1_single_8bit_group_names_the_variable_of_a_corrupt_state(mode):
   """A step whose 8-bit variables are one multi-tensor op has no step-wide check (the op checks
@@ -404,12 +413,8 @@ def test_v1_single_8bit_group_names_the_variable_of_a_corrupt_state(mode):
   scales.assign(tf.tensor_scatter_nd_update(scales, [[2]], [-3.0]))
   state = lambda: [var.numpy()] + [p.numpy() for p in opt._get_beta_accumulators()] + [
       opt.get_slot(var, name).numpy() for name in opt.get_slot_names()]
-  before = state()
-  with pytest.raises(tf.errors.InvalidArgumentError,
-                     match=r"the 8-bit states of 'my_weight:0': m_absmax\[0\]: block 2's scale is -3"):
-    step()
-  for b, a in zip(before, state()):
-    np.testing.assert_array_equal(a, b)
+  _assert_refused_writing_nothing(
+      step, state, r"the 8-bit states of 'my_weight:0': m_absmax\[0\]: block 2's scale is -3")
 
 
 @needs_keras_3
@@ -432,12 +437,8 @@ def test_keras_single_8bit_group_names_the_variable_and_writes_nothing(mode):
   _corrupt(opt.state_variables(variables[1])["m"][1])
   state = lambda: [np.asarray(v) for v in variables] + [int(opt.iterations)] + [
       np.asarray(x) for v in variables for pair in opt.state_variables(v).values() for x in pair]
-  before = state()
-  with pytest.raises(tf.errors.InvalidArgumentError,
-                     match=r"the 8-bit states of 'w1': m_absmax\[1\]: block 0's scale is -1"):
-    step()
-  for b, a in zip(before, state()):
-    np.testing.assert_array_equal(a, b)
+  _assert_refused_writing_nothing(
+      step, state, r"the 8-bit states of 'w1': m_absmax\[1\]: block 0's scale is -1")
 
 
 @needs_keras_3
