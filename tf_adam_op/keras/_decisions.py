@@ -22,6 +22,11 @@ def tf_variable(variable):
   return variable.value if isinstance(variable, keras.Variable) else variable
 
 
+def error_name(variable):
+  """What an error calls a Keras variable: its path ('dense/kernel'), unique where names are not."""
+  return getattr(variable, "path", variable.name)
+
+
 def uses_weight_decay(opt, variable):
   """Whether Keras's AdamW/Adam decays `variable` this step (weight_decay set, not excluded)."""
   return opt.weight_decay is not None and bool(opt._use_weight_decay(tf_variable(variable)))

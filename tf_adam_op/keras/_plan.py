@@ -12,7 +12,7 @@ from typing import Any, Callable
 from tf_adam_op._step import grouping
 from tf_adam_op._step import packed
 from tf_adam_op._step import plan as plan_lib
-from tf_adam_op.keras._decisions import tf_variable
+from tf_adam_op.keras._decisions import error_name, tf_variable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +81,7 @@ def make_plan(step, trainable_variables, sparse):
   for group in groups_8bit:
     keras_vars = [trainable_variables[i] for i in group.positions]
     group.states = state_8bit_lists(step.states_8bit, keras_vars)
-    group.names = [repr(getattr(v, "path", v.name)) for v in keras_vars]  # for the op's errors
+    group.names = [repr(error_name(v)) for v in keras_vars]  # for the op's errors
     tracked = [keras_vars] + list(state_8bit_lists(step.keras_states_8bit, keras_vars))
     group.packed, group.handles = packed.pack_eager([group.variables, *group.states],
                                                     grouping.host_device(group.device), tracked)

@@ -145,10 +145,11 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     checks every state it reads before it writes anything (naming the variable, as the step-wide
     check does): then that check is not needed, as in v1's fast path. Not under XLA (one op per
     variable there, waiting for one named check), a strategy (Keras's per-variable path), gradient
-    accumulation, a repeated variable, a gradient that is sparse or of another shape, Keras's own
-    decay pass on any of the variables, or any other update in the step."""
+    accumulation, EMA (Keras averages every trainable variable, those without a gradient in this
+    step too: nothing orders those writes after the op), a repeated variable, a gradient that is
+    sparse or of another shape, Keras's own decay pass on any variable, or any other update."""
     if (self.state_bits != 8 or not self.built or xla.in_xla_context()
-        or distribute_lib.has_strategy() or self.gradient_accumulation_steps):
+        or distribute_lib.has_strategy() or self.gradient_accumulation_steps or self.use_ema):
       return False
     if not self._shapes_as_variables(grads, trainable_variables) or _repeated(trainable_variables):
       return False
