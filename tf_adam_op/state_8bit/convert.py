@@ -4,6 +4,7 @@ bitsandbytes. Both optimizer families say where a variable's states are with
 
 import numpy as np
 
+from tf_adam_op import ops
 from tf_adam_op.state_8bit import codec
 
 _SIGNED = {"m": True, "v": False, "vhat": False}
@@ -21,7 +22,7 @@ def state_values(optimizer, var):
   """{"m", "v" (, "vhat")} -> var's states as NumPy arrays of var's shape: float states as they are
   kept (float64 slots for a float64 variable, as stock's), 8-bit ones decoded as a step decodes
   them (in float64 for a float64 variable, in float32 otherwise)."""
-  decode_dtype = np.float64 if _dtype_name(var) == "float64" else np.float32
+  decode_dtype = ops.compute_dtype(var.dtype).as_numpy_dtype  # the kernels' arithmetic
   values = {}
   for name, state in _states(optimizer, var).items():
     if isinstance(state, tuple):
@@ -30,11 +31,6 @@ def state_values(optimizer, var):
     else:
       values[name] = state.numpy()
   return values
-
-
-def _dtype_name(var):
-  """'float64', ...: a tf.Variable's dtype is a tf.DType, a Keras variable's a string."""
-  return getattr(var.dtype, "name", var.dtype)
 
 
 def _assign(state, value, signed):
