@@ -35,7 +35,8 @@ class _ScaleCheck:
 
   def __init__(self, optimizer, keras_variables):
     self.variables = tuple(keras_variables)
-    pairs = [(_decisions.error_name(keras_var), keras_pair[1], tf_pair[1]) for keras_var in keras_variables
+    pairs = [(_decisions.error_name(keras_var), keras_pair[1], tf_pair[1])
+             for keras_var in keras_variables
              if optimizer._has_8bit_states(keras_var)
              for keras_pair, tf_pair in zip(optimizer._keras_8bit_pairs(keras_var),
                                             optimizer._8bit_pairs(keras_var))
