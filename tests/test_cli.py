@@ -98,3 +98,49 @@ def test_the_library_does_not_require_the_tools():
   names = {r.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower()
            for r in required}
   assert names == {"tensorflow", "numpy"}, required
+
+
+# CI runs the README's demo command's demo in the test command's install (one build, not two):
+# these two tests are what makes that the demo command's run. The test extra holds every package
+# of the tools extra, and the demo imports none of the packages only the test extra brings.
+
+
+def _extra_requirements(extra):
+  from importlib import metadata
+
+  from packaging.requirements import Requirement
+  return {Requirement(r.split(";")[0]).name.lower().replace("_", "-")
+          for r in metadata.requires("tf_adam_op") or [] if f'extra == "{extra}"' in r}
+
+
+def _installed(distribution):
+  from importlib import metadata
+  try:
+    return bool(metadata.distribution(distribution))
+  except metadata.PackageNotFoundError:
+    return False
+
+
+def test_the_test_extra_installs_the_tools_extra():
+  tools, test = _extra_requirements("tools"), _extra_requirements("test")
+  assert tools and tools <= test, (tools, test)
+
+
+def test_the_demo_runs_without_the_packages_only_the_test_extra_installs(tmp_path):
+  from importlib import metadata
+  only_for_tests = _extra_requirements("test") - _extra_requirements("tools")
+  modules_of = {}  # distribution -> its top-level modules
+  for module, distributions in metadata.packages_distributions().items():
+    for name in distributions:
+      modules_of.setdefault(name.lower().replace("_", "-"), []).append(module)
+  modules = sorted(m for name in only_for_tests for m in modules_of.get(name, ()))
+  # (pytest is there, running this; the rest where installed: CI's wheel venv has no hypothesis)
+  assert "pytest" in modules and all(modules_of.get(name) for name in only_for_tests
+                                     if _installed(name)), (only_for_tests, modules)
+  hide = (f"import sys; sys.modules.update(dict.fromkeys({modules!r})); "
+          "from tf_adam_op.__main__ import main; "
+          "sys.exit(main(['demo', '--steps', '5', '--quiet']))")
+  result = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "loss curves IDENTICAL" in result.stdout
