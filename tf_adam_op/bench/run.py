@@ -107,8 +107,10 @@ def _implementations(workload, mode, names, device):
       continue  # torch's sparse Adam is a different rule; no torch: no row, said in the report
     if name == BNB and (workload.sparse or not torch_step.bitsandbytes_available()):
       continue
-    if name in EIGHT_BIT and (mode in ("tf1-ref", "xla", "fit-xla") or workload.sparse):
-      continue  # 8-bit states: resource variables, no XLA kernel; dense workloads here
+    if name in EIGHT_BIT and (mode == "tf1-ref" or workload.sparse):
+      continue  # 8-bit states: resource variables; dense workloads here
+    if name in EIGHT_BIT and mode in ("xla", "fit-xla") and device.is_gpu:
+      continue  # no 8-bit XLA kernel on GPUs yet (docs/state_8bit.md)
     chosen.append(name)
   return chosen
 
