@@ -308,3 +308,96 @@ def test_check_8bit_scale_values_names_the_first_corrupt_block(jit_compile):
     with pytest.raises(tf.errors.InvalidArgumentError) as raised:
       check(*scales)
     assert expected in str(raised.value)
+
+
+_XLA_KERNELS = __import__("tf_adam_op._step.xla", fromlist=["x"]).kernels_enabled()
+_MULTI_FORMS = ["packed", "unpacked", pytest.param("unpacked under xla", marks=pytest.mark.skipif(
+    not _XLA_KERNELS, reason="no XLA kernels here"))]
+
+
+def _multi_op(form):
+  """The multi-tensor 8-bit op in `form`: its handles in vectors (ResourceApplyAdam8bitMulti), or
+  as lists (ResourceApplyAdam8bitMultiUnpacked), eagerly or compiled by XLA."""
+  op = (ops.resource_apply_adam_8bit_multi if form == "packed"
+        else ops.resource_apply_adam_8bit_multi_unpacked)
+  if form != "unpacked under xla":
+    return op
+
+  @tf.function(jit_compile=True)
+  def compiled(*args, **kwargs):
+    op(*args, **kwargs)  # (returns nothing: an op is not a value a function can return)
+  return compiled
+
+
+def _lists(states, vhat=False):
+  """The op's handle arguments for several States: vars, (m codes, m scales), (v ...), vhat."""
+  pairs = [s.handles() for s in states]
+  lists = lambda k: ([p[k][0] for p in pairs], [p[k][1] for p in pairs])
+  return [s.var.handle for s in states], lists(0), lists(1), (lists(2) if vhat else None)
+
+
+@pytest.mark.parametrize("form", _MULTI_FORMS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("variant", ["plain", "amsgrad", "decay_lr", "nesterov"])
+def test_multi_tensor_steps_equal_reference(form, dtype, variant):
+  """Both multi-tensor ops, and the unpacked one under XLA (one custom call over all the
+  variables), give each variable the single-variable rule's bits (the reference's)."""
+  rng = np.random.default_rng(3)
+  shapes = [(33, 50), (0,), (4097,), (3,)]  # a short last block, an empty variable, one of 1 block
+  amsgrad = variant == "amsgrad"
+  states = [States(rng.normal(size=s).astype(dtype), amsgrad=amsgrad) for s in shapes]
+  options, reference_options = {}, {}
+  if variant == "decay_lr":
+    options = dict(weight_decay=0.1, weight_decay_times_lr=True)
+    reference_options = dict(weight_decay=0.1, times_lr=True)
+  if variant == "nesterov":
+    options = reference_options = dict(use_nesterov=True)
+  op = _multi_op(form)
+  powers = [0.9, 0.999]
+  for _ in range(3):
+    grads = [(rng.normal(size=s) * rng.choice([1e-4, 1.0, 30.0])).astype(dtype) for s in shapes]
+    variables, m, v, vhat = _lists(states, amsgrad)
+    op(variables, m, v, *powers, *HYPER, [tf.constant(g) for g in grads], vhat_states=vhat,
+       **options)
+    for s, grad in zip(states, grads):
+      s.ref_var = ref.step(s.ref_var, s.ref, grad, *powers, *HYPER, **reference_options)
+      s.assert_equal_to_reference()
+    powers = [powers[0] * 0.9, powers[1] * 0.999]
+
+
+@pytest.mark.parametrize("form", _MULTI_FORMS)
+def test_multi_tensor_op_names_a_corrupt_state_and_writes_nothing(form):
+  """A corrupt scale of any of the N variables is refused before any of them is written: by the
+  input (v_absmax[1]: the list's position), and by the variable's name where names are given."""
+  states = [States(np.ones((300,), np.float32)) for _ in range(2)]
+  states[1].v[1].assign([1.0, -2.0])
+  op = _multi_op(form)
+  call = lambda names: op(*_lists(states)[:3], 0.9, 0.999, 0.01, 0.9, 0.999, 1e-8,
+                          [tf.ones((300,))] * 2, variable_names=names)
+  everything = lambda: [x.numpy() for s in states for x in (s.var, *s.m, *s.v)]
+  before = everything()
+  for names, expected in [([], r"v_absmax\[1\]: block 1's scale is -2"),
+                          (["'first'", "'second'"],
+                           r"the 8-bit states of 'second': v_absmax\[1\]: block 1's scale is -2")]:
+    with pytest.raises(tf.errors.InvalidArgumentError, match=expected):
+      call(names)
+    for b, a in zip(before, everything()):
+      np.testing.assert_array_equal(a, b)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="variable_names must be empty or name the 2"):
+    call(["'first'"])
+
+
+@pytest.mark.parametrize("form", _MULTI_FORMS)
+def test_multi_tensor_op_refuses_one_variable_given_twice(form):
+  """Two updates of one variable in one op would keep only one: refused, by the op, or under XLA
+  by TensorFlow itself before anything runs ("Duplicate variable passed to XLA cluster")."""
+  states = [States(np.ones((300,), np.float32)) for _ in range(2)]
+  variables, m, v, _ = _lists(states)
+  variables[1] = variables[0]
+  error, message = ((tf.errors.UnimplementedError, "Duplicate variable") if "xla" in form
+                    else (tf.errors.InvalidArgumentError, "same variable"))
+  before = states[0].var.numpy()
+  with pytest.raises(error, match=message):
+    _multi_op(form)(variables, m, v, 0.9, 0.999, 0.01, 0.9, 0.999, 1e-8, [tf.ones((300,))] * 2)
+  np.testing.assert_array_equal(states[0].var.numpy(), before)

@@ -307,8 +307,8 @@ def test_xla_without_the_kernels_is_refused_not_silently_changed(monkeypatch):
 
 def _run_many_variables(mode, make_variable, optimizer):
   """Three 8-bit variables stepped 3 times in `mode`; in a tf.function, checks that they take one
-  ResourceApplyAdam8bitMulti and no single-variable op. Returns (initial values, variables,
-  gradients of each step)."""
+  ResourceApplyAdam8bitMulti (under XLA: ResourceApplyAdam8bitMultiUnpacked) and no
+  single-variable op. Returns (initial values, variables, gradients of each step)."""
   rng = np.random.default_rng(9)
   shapes = [(64, 64), (4096,), (70, 90)]
   values = [rng.normal(size=s).astype(np.float32) for s in shapes]
@@ -317,19 +317,24 @@ def _run_many_variables(mode, make_variable, optimizer):
 
   def step(gs):
     optimizer.apply_gradients(zip(gs, variables))
-  if mode == "function":
-    step = tf.function(step)
+  if mode in ("function", "xla"):
+    step = tf.function(step, jit_compile=mode == "xla")
     graph = step.get_concrete_function([tf.constant(g) for g in grads[0]]).graph
     types = [op.type for op in graph.get_operations()]
-    assert types.count("ResourceApplyAdam8bitMulti") == 1 and "ResourceApplyAdam8bit" not in types
+    multi = "ResourceApplyAdam8bitMultiUnpacked" if mode == "xla" else "ResourceApplyAdam8bitMulti"
+    assert types.count(multi) == 1 and "ResourceApplyAdam8bit" not in types, types
   for gs in grads:
     step([tf.constant(g) for g in gs])
   return values, variables, grads
 
 
-@pytest.mark.parametrize("mode", ["eager", "function"])
+_MANY_MODES = ["eager", "function", pytest.param("xla", marks=needs_xla_kernels)]
+
+
+@pytest.mark.parametrize("mode", _MANY_MODES)
 def test_v1_many_variables_take_one_multi_tensor_op_with_the_reference_numbers(mode):
-  """Several 8-bit variables of a step go to one ResourceApplyAdam8bitMulti (the fast path)."""
+  """Several 8-bit variables of a step go to one ResourceApplyAdam8bitMulti (the fast path; under
+  XLA its unpacked sibling, one custom call)."""
   values, variables, grads = _run_many_variables(
       mode, tf.Variable, tf_adam_op.AdamOptimizer(0.01, state_bits=8))
   for k, var in enumerate(variables):
@@ -338,7 +343,7 @@ def test_v1_many_variables_take_one_multi_tensor_op_with_the_reference_numbers(m
 
 
 @needs_keras_3
-@pytest.mark.parametrize("mode", ["eager", "function"])
+@pytest.mark.parametrize("mode", _MANY_MODES)
 def test_keras_many_variables_take_one_multi_tensor_op_with_the_reference_numbers(mode):
   """tf_adam_op.keras plans the dense updates of 8-bit variables as v1's fast path does: one
   ResourceApplyAdam8bitMulti per (device, dtype, decays) group, with Keras's scalars."""

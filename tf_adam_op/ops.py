@@ -16,7 +16,8 @@ __all__ = ["apply_adam_v1", "resource_apply_adam_v1", "sparse_apply_adam_v1",
            "resource_sparse_apply_adam_v1", "resource_apply_adam_v1_multi",
            "resource_apply_adam_v1_multi_no_advance", "resource_apply_adam_v1_multi_unpacked",
            "resource_apply_adam_8bit", "resource_sparse_apply_adam_8bit",
-           "resource_apply_adam_8bit_multi", "compute_dtype"]
+           "resource_apply_adam_8bit_multi", "resource_apply_adam_8bit_multi_unpacked",
+           "compute_dtype"]
 
 # Loaded at import, so a missing library or a TF version mismatch is an ImportError right away.
 _op_library = _loader.op_library()
@@ -26,7 +27,8 @@ _loader.xla_kernels()
 OP_NAMES = ("ApplyAdamV1", "ResourceApplyAdamV1", "SparseApplyAdamV1", "ResourceSparseApplyAdamV1",
             "ResourceApplyAdamV1Multi", "ResourceApplyAdamV1MultiNoAdvance",
             "ResourceApplyAdamV1MultiUnpacked", "ResourceApplyAdam8bit",
-            "ResourceSparseApplyAdam8bit", "ResourceApplyAdam8bitMulti", "Check8bitScales")
+            "ResourceSparseApplyAdam8bit", "ResourceApplyAdam8bitMulti",
+            "ResourceApplyAdam8bitMultiUnpacked", "Check8bitScales")
 for _op_name in OP_NAMES:
   tf.no_gradient(_op_name)
 
@@ -252,6 +254,24 @@ def resource_apply_adam_8bit_multi(vars, m_states, v_states, beta1_power, beta2_
       pack_handles(v_states[0]), pack_handles(v_states[1]), *scalars, grads,
       use_locking=use_locking, use_nesterov=use_nesterov, variable_names=list(variable_names),
       name=name, **extra)
+
+
+def resource_apply_adam_8bit_multi_unpacked(vars, m_states, v_states, beta1_power, beta2_power, lr,
+                                            beta1, beta2, epsilon, grads, use_locking=False,
+                                            use_nesterov=False, name=None, *, vhat_states=None,
+                                            weight_decay=None, weight_decay_times_lr=False,
+                                            one_minus_beta=None, variable_names=()):
+  """resource_apply_adam_8bit_multi with every handle its own input (lists of N, never vectors):
+  the form XLA compiles, into one custom call (see docs/xla.md). Returns the op."""
+  grads = list(grads)
+  dtype = _list_dtype(grads)
+  scalars = _scalars((beta1_power, beta2_power, lr, beta1, beta2, epsilon), dtype)
+  extra = _variant_inputs(None, weight_decay, weight_decay_times_lr, dtype, one_minus_beta)
+  extra["vhat"] = [] if vhat_states is None else [*vhat_states[0], *vhat_states[1]]
+  return _library().resource_apply_adam8bit_multi_unpacked(
+      list(vars), list(m_states[0]), list(m_states[1]), list(v_states[0]), list(v_states[1]),
+      *scalars, grads, use_locking=use_locking, use_nesterov=use_nesterov,
+      variable_names=list(variable_names), name=name, **extra)
 
 
 def check_8bit_scales(scales, name=None):

@@ -6,12 +6,11 @@
 
 #define EIGEN_USE_THREADS
 
-#include <algorithm>
 #include <vector>
 
 #include "core/blockwise_8bit.h"
 #include "core/update_arguments.h"
-#include "kernels/cpu_8bit_loop.h"
+#include "kernels/cpu_8bit_multi.h"  // Tensor8bit
 #include "kernels/cpu_8bit_sparse.h"
 #include "kernels/cpu_updates.h"
 #include "kernels/sparse_segments.h"
@@ -21,15 +20,6 @@
 namespace tf_adam_op {
 
 using CPUDevice = Eigen::ThreadPoolDevice;
-
-// One tensor of a multi-tensor 8-bit update.
-template <typename T>
-struct Tensor8bit {
-  T* var;
-  const T* grad;
-  int64_t size;
-  eight_bit::States8bit states;
-};
 
 namespace functor {
 
@@ -72,33 +62,8 @@ struct Adam8bitDense<CPUDevice, T> {
   absl::Status operator()(tensorflow::OpKernelContext* ctx, const Variant& variant,
                           const std::vector<Tensor8bit<T>>& tensors,
                           const ScalarPointers& scalars) const {
-    // The blocks of all tensors are one index space over the pool: first_block[k] is where
-    // tensor k's start.
-    std::vector<int64_t> first_block = {0};
-    for (const Tensor8bit<T>& t : tensors) {
-      first_block.push_back(first_block.back() + eight_bit::BlockCount(t.size));
-    }
-    const int64_t total = first_block.back();
-    if (total == 0) return absl::OkStatus();
-    const AdamStep<OpMathT<T>> step = LoadStep<OpMathT<T>>(scalars);
-    // Per block: var and grad of T, two codes and their tables read; var and codes written.
-    const Eigen::TensorOpCost cost((2 * sizeof(T) + 2) * eight_bit::kBlockSize,
-                                   (sizeof(T) + 2) * eight_bit::kBlockSize,
-                                   40 * eight_bit::kBlockSize);
-    ShardedFor(ctx->eigen_device<CPUDevice>(), total, total * eight_bit::kBlockSize, cost,
-               [&](int64_t begin, int64_t end) {
-      // The last tensor whose blocks start at or before `begin`, then on through the range.
-      size_t k = std::upper_bound(first_block.begin(), first_block.end(), begin) -
-                 first_block.begin() - 1;
-      while (begin < end) {
-        const int64_t stop = std::min(end, first_block[k + 1]);
-        const Tensor8bit<T>& t = tensors[k];
-        Cpu8bitBlocks<T>(variant, t.var, t.grad, t.states, t.size, begin - first_block[k],
-                         stop - first_block[k], step);
-        begin = stop;
-        ++k;
-      }
-    });
+    Cpu8bitMultiUpdate<T>(ctx->eigen_device<CPUDevice>(), variant, tensors,
+                          LoadStep<OpMathT<T>>(scalars));
     return absl::OkStatus();
   }
 };

@@ -1,8 +1,8 @@
-// ResourceApplyAdam8bit, ResourceSparseApplyAdam8bit and ResourceApplyAdam8bitMulti: the
-// OpKernels over the 8-bit states, on the CPU and (where the CUDA kernels are built) the GPU. The
-// variables are acquired, locked and checked as for the float-state ops (training_variables.h),
-// the states' shapes and scales too, all before anything is written; the updates are the
-// device's functors (adam_8bit_functors.h, gpu_8bit_functors.h).
+// ResourceApplyAdam8bit, ResourceSparseApplyAdam8bit, ResourceApplyAdam8bitMulti and its
+// unpacked sibling: the OpKernels over the 8-bit states, on the CPU and (where the CUDA kernels
+// are built) the GPU. The variables are acquired, locked and checked as for the float-state ops
+// (training_variables.h), the states' shapes and scales too, all before anything is written; the
+// updates are the device's functors (adam_8bit_functors.h, gpu_8bit_functors.h).
 #define EIGEN_USE_THREADS
 
 #include <utility>
@@ -220,15 +220,17 @@ class SparseApplyAdam8bitOp : public OpKernel {
   bool lazy_ = false;
 };
 
-// N variables in one op (ResourceApplyAdam8bitMulti): vectors of N handles.
-template <typename Device, typename T>
+// N variables in one op. kPacked: vectors of N handles (ResourceApplyAdam8bitMulti); otherwise
+// lists of N handles (ResourceApplyAdam8bitMultiUnpacked, the form XLA compiles).
+template <typename Device, typename T, bool kPacked = true>
 class ApplyAdam8bitMultiOp : public OpKernel {
  public:
   explicit ApplyAdam8bitMultiOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &n_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_nesterov", &variant_.nesterov));
-    OP_REQUIRES_OK(ctx, ReadVariantAttrs(ctx, "n_vhat", &variant_, /*vhats_for_amsgrad=*/2));
+    OP_REQUIRES_OK(ctx, ReadVariantAttrs(ctx, "n_vhat", &variant_,
+                                         /*vhats_for_amsgrad=*/kPacked ? 2 : 2 * n_));
     OP_REQUIRES_OK(ctx, OptionalInputIndex(*this, "vhat", &vhat_input_));
     OP_REQUIRES_OK(ctx, CheckScalarAttr<T>(ctx));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("variable_names", &variable_names_));
@@ -244,24 +246,33 @@ class ApplyAdam8bitMultiOp : public OpKernel {
     static const tensorflow::DataType kTypes[] = {
         tensorflow::DT_INVALID, tensorflow::DT_UINT8, tensorflow::DT_FLOAT, tensorflow::DT_UINT8,
         tensorflow::DT_FLOAT,   tensorflow::DT_UINT8, tensorflow::DT_FLOAT};
-    // The vectors: the five lists' (inputs 0-4), then vhat's two after the grads.
-    std::vector<int> vectors = {0, 1, 2, 3, 4};
-    if (variant_.amsgrad) vectors.insert(vectors.end(), {vhat_input_, vhat_input_ + 1});
+    // Where each list starts: the five lists' inputs (packed: 0-4; unpacked: N inputs each), then
+    // vhat's two after the grads.
+    const int step = kPacked ? 1 : n_;
+    std::vector<int> lists = {0, step, 2 * step, 3 * step, 4 * step};
+    if (variant_.amsgrad) lists.insert(lists.end(), {vhat_input_, vhat_input_ + step});
     std::vector<VariableInput> inputs;
-    for (size_t list = 0; list < vectors.size(); ++list) {
-      const Tensor& handles = ctx->input(vectors[list]);
-      OP_REQUIRES(ctx, handles.shape() == TensorShape({n_}),
-                  absl::InvalidArgumentError(absl::StrCat(
-                      kLists[list], " must hold the ", n_,
-                      " variables' handles (a vector), got shape ", handles.shape().DebugString())));
+    for (size_t list = 0; list < lists.size(); ++list) {
+      if (kPacked) {
+        const Tensor& handles = ctx->input(lists[list]);
+        OP_REQUIRES(ctx, handles.shape() == TensorShape({n_}),
+                    absl::InvalidArgumentError(absl::StrCat(
+                        kLists[list], " must hold the ", n_,
+                        " variables' handles (a vector), got shape ",
+                        handles.shape().DebugString())));
+      }
       for (int k = 0; k < n_; ++k) {
-        inputs.push_back({vectors[list], kLists[list], k, kTypes[list]});
+        if (kPacked) {
+          inputs.push_back({lists[list], kLists[list], k, kTypes[list]});
+        } else {
+          inputs.push_back({lists[list] + k, kLists[list], -1, kTypes[list], k});
+        }
       }
     }
     TrainingVariables vars(&CopyDeviceBuffer<Device>);
     OP_REQUIRES_OK(ctx, vars.Acquire(ctx, std::move(inputs), DataTypeToEnum<T>::value,
                                      use_locking_, UpdateKind::kDense));
-    const int first_scalar = 5;
+    const int first_scalar = 5 * step;
     const int first_grad = first_scalar + kScalarCount;
     std::vector<std::vector<std::pair<int, int>>> pairs(n_);
     for (int k = 0; k < n_; ++k) {
@@ -338,7 +349,13 @@ class ApplyAdam8bitMultiOp : public OpKernel {
                               .HostMemory("vars")                                              \
                               TF_ADAM_OP_8BIT_STATE_HANDLES                                    \
                               .TypeConstraint<T>("T"),                                         \
-                          ApplyAdam8bitMultiOp<DeviceTag, T>);
+                          ApplyAdam8bitMultiOp<DeviceTag, T>);                                 \
+  REGISTER_KERNEL_BUILDER(Name("ResourceApplyAdam8bitMultiUnpacked")                           \
+                              .Device(DEVICE_NAME)                                             \
+                              .HostMemory("vars")                                              \
+                              TF_ADAM_OP_8BIT_STATE_HANDLES                                    \
+                              .TypeConstraint<T>("T"),                                         \
+                          ApplyAdam8bitMultiOp<DeviceTag, T, /*kPacked=*/false>);
 TF_ADAM_OP_REGISTER_ON_EVERY_DEVICE
 #undef TF_ADAM_OP_REGISTER
 #undef TF_ADAM_OP_REGISTER_SPARSE

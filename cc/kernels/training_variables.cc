@@ -108,8 +108,9 @@ absl::Status TrainingVariables::Acquire(OpKernelContext* ctx, std::vector<Variab
 
 std::string TrainingVariables::name(int k) const {
   const VariableInput& input = inputs_[k];
-  if (input.element < 0) return input.name;
-  return absl::StrCat(input.name, "[", input.element, "]");
+  const int at = input.element >= 0 ? input.element : input.position;
+  if (at < 0) return input.name;
+  return absl::StrCat(input.name, "[", at, "]");
 }
 
 absl::Status TrainingVariables::CheckDistinct(const std::vector<const void*>& identities) const {

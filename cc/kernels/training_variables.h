@@ -33,6 +33,9 @@ struct VariableInput {
   int element = -1;
   // The dtype the variable must hold; DT_INVALID means the dtype given to Acquire (attr T).
   DataType dtype = tensorflow::DT_INVALID;
+  // For one handle of a list input (vars: N * resource), its position in the list, for messages
+  // only ("vars[3]"); -1 otherwise.
+  int position = -1;
 };
 
 enum class UpdateKind {

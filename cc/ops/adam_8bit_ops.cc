@@ -41,18 +41,22 @@ absl::Status StatesAndScalars(InferenceContext* c, ShapeHandle* var) {
 
 }  // namespace
 
+// The six scalars every Adam op takes (op_contract.h kScalarNames), in the compute type.
+#define TF_ADAM_OP_8BIT_SCALARS                                                     \
+  Input("beta1_power: Tscalar")                                                    \
+      .Input("beta2_power: Tscalar")                                               \
+      .Input("lr: Tscalar")                                                        \
+      .Input("beta1: Tscalar")                                                     \
+      .Input("beta2: Tscalar")                                                     \
+      .Input("epsilon: Tscalar")
+
 #define TF_ADAM_OP_8BIT_INPUTS                                                      \
   Input("var: resource")                                                           \
       .Input("m_codes: resource")                                                  \
       .Input("m_absmax: resource")                                                 \
       .Input("v_codes: resource")                                                  \
       .Input("v_absmax: resource")                                                 \
-      .Input("beta1_power: Tscalar")                                               \
-      .Input("beta2_power: Tscalar")                                               \
-      .Input("lr: Tscalar")                                                        \
-      .Input("beta1: Tscalar")                                                     \
-      .Input("beta2: Tscalar")                                                     \
-      .Input("epsilon: Tscalar")                                                   \
+      .TF_ADAM_OP_8BIT_SCALARS                                                     \
       .Input("grad: T")
 
 #define TF_ADAM_OP_8BIT_VARIANT_INPUTS                                              \
@@ -152,23 +156,23 @@ ops by data only: the optimizers multiply each update's learning rate by one (ex
 number), so that no update of the step runs before the check, and none after it fails.
 )doc");
 
+// The multi-tensor ops' inputs and attrs: each state's handles as HANDLES (a vector of N, or a
+// list of N inputs), the scalars, the N grads.
+#define TF_ADAM_OP_8BIT_MULTI_INPUTS(HANDLES)                                       \
+  Input("vars: " HANDLES)                                                          \
+      .Input("m_codes: " HANDLES)                                                  \
+      .Input("m_absmax: " HANDLES)                                                 \
+      .Input("v_codes: " HANDLES)                                                  \
+      .Input("v_absmax: " HANDLES)                                                 \
+      .TF_ADAM_OP_8BIT_SCALARS                                                     \
+      .Input("grads: N * T")                                                       \
+      .TF_ADAM_OP_8BIT_VARIANT_INPUTS                                              \
+      .Attr("N: int >= 1")                                                         \
+      .Attr("use_nesterov: bool = false")                                          \
+      .Attr("variable_names: list(string) = []")
+
 REGISTER_OP("ResourceApplyAdam8bitMulti")
-    .Input("vars: resource")
-    .Input("m_codes: resource")
-    .Input("m_absmax: resource")
-    .Input("v_codes: resource")
-    .Input("v_absmax: resource")
-    .Input("beta1_power: Tscalar")
-    .Input("beta2_power: Tscalar")
-    .Input("lr: Tscalar")
-    .Input("beta1: Tscalar")
-    .Input("beta2: Tscalar")
-    .Input("epsilon: Tscalar")
-    .Input("grads: N * T")
-    .TF_ADAM_OP_8BIT_VARIANT_INPUTS
-    .Attr("N: int >= 1")
-    .Attr("use_nesterov: bool = false")
-    .Attr("variable_names: list(string) = []")
+    .TF_ADAM_OP_8BIT_MULTI_INPUTS("resource")
     .SetShapeFn([](InferenceContext* c) {
       int n, n_vhat;
       TF_RETURN_IF_ERROR(c->GetAttr("N", &n));
@@ -198,7 +202,37 @@ or N names, is what an error about the states of variable k calls it (the optimi
 variables' names; the input's position is named as well).
 )doc");
 
+REGISTER_OP("ResourceApplyAdam8bitMultiUnpacked")
+    .TF_ADAM_OP_8BIT_MULTI_INPUTS("N * resource")
+    .SetShapeFn([](InferenceContext* c) {
+      int n;
+      TF_RETURN_IF_ERROR(c->GetAttr("N", &n));
+      DataType t, tscalar;
+      TF_RETURN_IF_ERROR(c->GetAttr("T", &t));
+      TF_RETURN_IF_ERROR(c->GetAttr("Tscalar", &tscalar));
+      TF_RETURN_IF_ERROR(::tf_adam_op::CheckScalarType(t, tscalar));
+      ShapeHandle unused;
+      for (int i = 5 * n; i < 5 * n + ::tf_adam_op::kScalarCount; ++i) {
+        TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
+      }
+      for (int k = 0; k < n; ++k) {  // var k, its codes (lists 1 and 3) and grad k
+        ShapeHandle var = HandleShape(c, k);
+        TF_RETURN_IF_ERROR(c->Merge(var, HandleShape(c, n + k), &var));
+        TF_RETURN_IF_ERROR(c->Merge(var, HandleShape(c, 3 * n + k), &var));
+        TF_RETURN_IF_ERROR(c->Merge(var, c->input(5 * n + ::tf_adam_op::kScalarCount + k), &var));
+      }
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+ResourceApplyAdam8bitMulti with the handles as lists of N inputs instead of vectors: the form XLA
+compiles (tf2xla reads a resource variable from its own input, never out of a vector), with an XLA
+kernel that runs the same CPU loop in one custom call. vhat: none, or 2N handles (the N codes,
+then the N scales: AMSGrad).
+)doc");
+
+#undef TF_ADAM_OP_8BIT_MULTI_INPUTS
 #undef TF_ADAM_OP_8BIT_VARIANT_INPUTS
+#undef TF_ADAM_OP_8BIT_SCALARS
 
 REGISTER_OP("TfAdamOpCpu8bitCodec")
     .Output("codec: string")

@@ -1,15 +1,14 @@
-// XLA kernels for the 8-bit-state ops (ResourceApplyAdam8bit, ResourceSparseApplyAdam8bit): read
-// var and its codes and scales, emit ONE custom call into the same CPU loops the TF kernels run
-// (cpu_8bit_custom_calls.cc) with the results aliased to the variables, assign them back. Shapes
-// and dtypes are checked here, while compiling; the scales' values and the indices by the handler,
-// before it writes. CPU only (no CUDA kernels for 8-bit states yet).
+// XLA kernels for the 8-bit-state ops (ResourceApplyAdam8bit, ResourceSparseApplyAdam8bit,
+// ResourceApplyAdam8bitMultiUnpacked): read the variables and their codes and scales, emit ONE
+// custom call into the same CPU loops the TF kernels run (cpu_8bit_custom_calls.cc) with the
+// results aliased to the variables, assign them back. Shapes and dtypes are checked here, while
+// compiling; the scales' values and the indices by the handler, before it writes. CPU only (the
+// 8-bit CUDA kernels have no XLA handlers yet).
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "core/blockwise_8bit.h"
 #include "xla/xla_kernel_common.h"
 
@@ -26,15 +25,29 @@ using xla_kernels::EmitCustomCall;
 using xla_kernels::Options;
 using xla_kernels::SameShape;
 using xla_kernels::ScalarOperands;
+using xla_kernels::StringListAttribute;
 
+// ResourceApplyAdam8bit and ResourceSparseApplyAdam8bit (one variable: var and its states at
+// inputs 0-4) and ResourceApplyAdam8bitMultiUnpacked (lists of N: vars at [0, N), m_codes at
+// [N, 2N), ...; its vhat list holds the N codes, then the N scales).
 class Adam8bitXlaOp : public XlaOpKernel {
  public:
   explicit Adam8bitXlaOp(OpKernelConstruction* ctx) : XlaOpKernel(ctx) {
     sparse_ = ctx->def().op() == "ResourceSparseApplyAdam8bit";
+    unpacked_ = ctx->def().op() == "ResourceApplyAdam8bitMultiUnpacked";
+    if (unpacked_) {
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &n_));
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("variable_names", &variable_names_));
+      OP_REQUIRES(ctx, variable_names_.empty() || static_cast<int>(variable_names_.size()) == n_,
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "variable_names must be empty or name the ", n_, " variables, got ",
+                      variable_names_.size(), " names")));
+    }
     OP_REQUIRES_OK(ctx, options_.Read(ctx, "n_vhat"));
-    OP_REQUIRES(ctx, options_.n_vhat == 0 || options_.n_vhat == 2,
+    OP_REQUIRES(ctx, options_.n_vhat == 0 || options_.n_vhat == 2 * n_,
                 absl::InvalidArgumentError(absl::StrCat(
-                    "vhat takes none or 2 inputs (codes, absmax), got ", options_.n_vhat)));
+                    "vhat takes none or ", 2 * n_, " inputs (codes, absmax), got ",
+                    options_.n_vhat)));
     if (sparse_) {
       OP_REQUIRES_OK(ctx, ctx->GetAttr("lazy", &lazy_));
       OP_REQUIRES_OK(ctx, ctx->GetAttr("dense_rule", &dense_rule_));
@@ -49,84 +62,104 @@ class Adam8bitXlaOp : public XlaOpKernel {
   }
 
   void Compile(XlaOpKernelContext* ctx) override {
+    // Each list's first input: N of them each (one for the single-variable ops).
+    const int first_scalar = 5 * n_;
+    const int first_grad = first_scalar + xla_calls::kScalars;
     std::vector<xla::XlaOp> operands;
-    OP_REQUIRES_OK(ctx, ScalarOperands(ctx, kFirst8bitScalarInput, &operands));
+    OP_REQUIRES_OK(ctx, ScalarOperands(ctx, first_scalar, &operands));
     int vhat_start = 0, vhat_stop = 0;
     OP_REQUIRES_OK(ctx, ctx->op_kernel().InputRange("vhat", &vhat_start, &vhat_stop));
     struct Input {
-      int index;
+      int first;
       const char* name;
       tensorflow::DataType dtype;
     };
-    std::vector<Input> inputs = {{0, "var", options_.dtype},
-                                 {1, "m_codes", tensorflow::DT_UINT8},
-                                 {2, "m_absmax", tensorflow::DT_FLOAT},
-                                 {3, "v_codes", tensorflow::DT_UINT8},
-                                 {4, "v_absmax", tensorflow::DT_FLOAT}};
-    if (options_.n_vhat == 2) {
-      inputs.push_back({vhat_start, "vhat_codes", tensorflow::DT_UINT8});
-      inputs.push_back({vhat_start + 1, "vhat_absmax", tensorflow::DT_FLOAT});
+    std::vector<Input> lists = {{0, unpacked_ ? "vars" : "var", options_.dtype},
+                                {n_, "m_codes", tensorflow::DT_UINT8},
+                                {2 * n_, "m_absmax", tensorflow::DT_FLOAT},
+                                {3 * n_, "v_codes", tensorflow::DT_UINT8},
+                                {4 * n_, "v_absmax", tensorflow::DT_FLOAT}};
+    if (options_.n_vhat > 0) {
+      lists.push_back({vhat_start, "vhat_codes", tensorflow::DT_UINT8});
+      lists.push_back({vhat_start + n_, "vhat_absmax", tensorflow::DT_FLOAT});
     }
     CallVariables vars;
     std::vector<int64_t> aliased;
     TensorShape var;
-    for (size_t k = 0; k < inputs.size(); ++k) {
-      TensorShape shape;
-      xla::XlaOp value;
-      OP_REQUIRES_OK(ctx, vars.Read(ctx, inputs[k].index, inputs[k].name, inputs[k].dtype, &shape,
-                                    &value));
-      if (k == 0) var = shape;
-      if (k % 2 == 1) OP_REQUIRES_OK(ctx, SameShape("var", var, inputs[k].name, shape));
-      if (k > 0 && k % 2 == 0) {
-        const TensorShape scales({eight_bit::BlockCount(var.num_elements())});
-        OP_REQUIRES(ctx, shape == scales,
-                    absl::InvalidArgumentError(absl::StrCat(
-                        inputs[k].name, " must have one scale per block of ",
-                        eight_bit::kBlockSize, " elements: shape ", scales.DebugString(),
-                        " for var ", var.DebugString(), ", got ", shape.DebugString())));
+    for (int k = 0; k < n_; ++k) {
+      for (size_t j = 0; j < lists.size(); ++j) {
+        const std::string name =
+            unpacked_ ? absl::StrCat(lists[j].name, "[", k, "]") : std::string(lists[j].name);
+        TensorShape shape;
+        xla::XlaOp value;
+        OP_REQUIRES_OK(ctx, vars.Read(ctx, lists[j].first + k, name, lists[j].dtype, &shape,
+                                      &value));
+        if (j == 0) var = shape;
+        if (j % 2 == 1) OP_REQUIRES_OK(ctx, SameShape(vars.name(aliased.size() - j), var, name,
+                                                      shape));
+        if (j > 0 && j % 2 == 0) {
+          const TensorShape scales({eight_bit::BlockCount(var.num_elements())});
+          OP_REQUIRES(ctx, shape == scales,
+                      absl::InvalidArgumentError(absl::StrCat(
+                          name, " must have one scale per block of ", eight_bit::kBlockSize,
+                          " elements: shape ", scales.DebugString(), " for ",
+                          vars.name(aliased.size() - j), " ", var.DebugString(), ", got ",
+                          shape.DebugString())));
+        }
+        aliased.push_back(static_cast<int64_t>(operands.size()));
+        operands.push_back(value);
       }
-      aliased.push_back(static_cast<int64_t>(operands.size()));
-      operands.push_back(value);
+      const TensorShape grad = ctx->InputShape(first_grad + k);
+      operands.push_back(ctx->Input(first_grad + k));
+      if (!sparse_) {
+        OP_REQUIRES_OK(ctx, SameShape(vars.name(aliased.size() - lists.size()), var,
+                                      unpacked_ ? absl::StrCat("grads[", k, "]") : "grad", grad));
+      }
     }
-    const int grad_input = k8bitGradInput;
-    const TensorShape grad = ctx->InputShape(grad_input);
-    operands.push_back(ctx->Input(grad_input));
     std::vector<std::pair<const char*, int64_t>> attributes = {
         {xla_calls::kAttrAmsgrad, options_.n_vhat > 0},
         {xla_calls::kAttrWeightDecay, options_.weight_decay_mode()},
         {xla_calls::kAttrOneMinusBeta, options_.n_one_minus_beta > 0}};
     if (sparse_) {
-      const TensorShape indices = ctx->InputShape(grad_input + 1);
+      const TensorShape grad = ctx->InputShape(first_grad);
+      const TensorShape indices = ctx->InputShape(first_grad + 1);
       OP_REQUIRES_OK(ctx, CheckSparseShapes(var, grad, indices));
       OP_REQUIRES(ctx, var.dim_size(0) > 0 || indices.dim_size(0) == 0,
                   absl::InvalidArgumentError(absl::StrCat(
                       "indices[0] is not in [0, 0): var has no rows (shape ", var.DebugString(),
                       ") but ", indices.dim_size(0), " indices were given")));
-      operands.push_back(ctx->Input(grad_input + 1));
+      operands.push_back(ctx->Input(first_grad + 1));
       if (n_v_term_ == 1) {
-        OP_REQUIRES(ctx, ctx->InputShape(grad_input + 2) == grad,
+        OP_REQUIRES(ctx, ctx->InputShape(first_grad + 2) == grad,
                     absl::InvalidArgumentError(absl::StrCat(
                         "v_term must have grad's shape: v_term ",
-                        ctx->InputShape(grad_input + 2).DebugString(), ", grad ",
+                        ctx->InputShape(first_grad + 2).DebugString(), ", grad ",
                         grad.DebugString())));
-        operands.push_back(ctx->Input(grad_input + 2));
+        operands.push_back(ctx->Input(first_grad + 2));
       }
       attributes.push_back({xla_calls::kAttrLazy, lazy_});
       attributes.push_back({xla_calls::kAttrDenseRule, dense_rule_});
       attributes.push_back({xla_calls::kAttrVTerm, n_v_term_});
-    } else {
-      OP_REQUIRES_OK(ctx, SameShape("var", var, "grad", grad));
-      attributes.push_back({xla_calls::kAttrNesterov, nesterov_});
+      const xla::XlaOp call = EmitCustomCall(ctx, xla_calls::kSparse8bitTarget, operands, aliased,
+                                             Attributes(attributes));
+      OP_REQUIRES_OK(ctx, vars.AssignResults(ctx, call));
+      return;
     }
-    const xla::XlaOp call =
-        EmitCustomCall(ctx, sparse_ ? xla_calls::kSparse8bitTarget : xla_calls::kDense8bitTarget,
-                       operands, aliased, Attributes(attributes));
+    attributes.push_back({xla_calls::kAttrNesterov, nesterov_});
+    attributes.push_back({xla_calls::kAttrN, n_});
+    attributes.push_back({xla_calls::kAttrListed, unpacked_});
+    const xla::XlaOp call = EmitCustomCall(
+        ctx, xla_calls::kDense8bitTarget, operands, aliased,
+        Attributes(attributes, {StringListAttribute(xla_calls::kAttrNames, variable_names_)}));
     OP_REQUIRES_OK(ctx, vars.AssignResults(ctx, call));
   }
 
  private:
   Options options_;
   bool sparse_ = false;
+  bool unpacked_ = false;
+  int n_ = 1;
+  std::vector<std::string> variable_names_;  // empty: the handler names inputs only
   bool nesterov_ = false;
   bool lazy_ = false;
   bool dense_rule_ = false;
@@ -141,18 +174,7 @@ class Check8bitScaleValuesXlaOp : public XlaOpKernel {
   explicit Check8bitScaleValuesXlaOp(OpKernelConstruction* ctx) : XlaOpKernel(ctx) {
     std::vector<std::string> names;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("names", &names));
-    // The names as one MLIR string attribute: joined by newlines, every byte but a letter or a
-    // digit written as \XX, so that no name can end the string or the dictionary.
-    std::string joined = absl::StrJoin(names, "\n");
-    attributes_ = absl::StrCat("{", xla_calls::kAttrNames, " = \"");
-    for (const unsigned char c : joined) {
-      if (absl::ascii_isalnum(c)) {
-        attributes_.push_back(static_cast<char>(c));
-      } else {
-        absl::StrAppend(&attributes_, "\\", absl::Hex(c, absl::kZeroPad2));
-      }
-    }
-    absl::StrAppend(&attributes_, "\"}");
+    attributes_ = Attributes({}, {StringListAttribute(xla_calls::kAttrNames, names)});
   }
 
   void Compile(XlaOpKernelContext* ctx) override {
@@ -178,6 +200,10 @@ const std::vector<absl::string_view>& CpuJit() {
 REGISTER_XLA_OP(
     Name("ResourceApplyAdam8bit").Device(CpuJit()).TypeConstraint("T", xla_kernels::VariableTypes()),
     Adam8bitXlaOp);
+REGISTER_XLA_OP(Name("ResourceApplyAdam8bitMultiUnpacked")
+                    .Device(CpuJit())
+                    .TypeConstraint("T", xla_kernels::VariableTypes()),
+                Adam8bitXlaOp);
 REGISTER_XLA_OP(Name("Check8bitScaleValues").Device(CpuJit()), Check8bitScaleValuesXlaOp);
 REGISTER_XLA_OP(Name("ResourceSparseApplyAdam8bit")
                     .Device(CpuJit())
@@ -188,7 +214,8 @@ REGISTER_XLA_OP(Name("ResourceSparseApplyAdam8bit")
 // As adam_xla_kernels.cc: registered directly when XLA built its kernels before the import.
 [[maybe_unused]] const bool registered_late = [] {
   if (!xla_kernels::XlaKernelsAlreadyBuilt()) return false;
-  for (const char* op : {"ResourceApplyAdam8bit", "ResourceSparseApplyAdam8bit"}) {
+  for (const char* op : {"ResourceApplyAdam8bit", "ResourceSparseApplyAdam8bit",
+                         "ResourceApplyAdam8bitMultiUnpacked"}) {
     tensorflow::KernelDefBuilder builder(op);
     builder.Device(tensorflow::DEVICE_CPU_XLA_JIT).TypeConstraint("T", xla_kernels::VariableTypes());
     if (std::string(op) == "ResourceSparseApplyAdam8bit") {

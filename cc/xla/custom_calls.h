@@ -18,9 +18,11 @@ namespace xla_calls {
 
 constexpr char kDenseTarget[] = "tf_adam_op_dense_adam";
 constexpr char kSparseTarget[] = "tf_adam_op_sparse_adam";
-// The 8-bit-state ops (adam_8bit_xla_kernels.cc): operands the scalars (as above), then var,
-// m_codes, m_absmax, v_codes, v_absmax (vhat_codes, vhat_absmax: kAttrAmsgrad), grad (sparse:
-// indices, v_term); results var and the states, aliased. Attributes as the float calls'.
+// The 8-bit-state ops (adam_8bit_xla_kernels.cc): operands the scalars (as above), then per
+// variable (dense: kAttrN of them; sparse: one) var, m_codes, m_absmax, v_codes, v_absmax
+// (vhat_codes, vhat_absmax: kAttrAmsgrad), grad, and for the sparse call indices, v_term; results
+// each variable's var and states, aliased. Attributes as the float calls', and for the dense call
+// kAttrListed and kAttrNames (what its errors call the variables).
 constexpr char kDense8bitTarget[] = "tf_adam_op_dense_adam_8bit";
 constexpr char kSparse8bitTarget[] = "tf_adam_op_sparse_adam_8bit";
 // Check8bitScaleValues: operands the scale vectors, result a float32 scalar (1.0); attribute
@@ -39,7 +41,10 @@ constexpr char kAttrLazy[] = "lazy";                      // sparse
 constexpr char kAttrScaleFirst[] = "scale_first";         // sparse
 constexpr char kAttrDenseRule[] = "dense_rule";           // sparse
 constexpr char kAttrVTerm[] = "v_term";                   // sparse: 0 or 1
-constexpr char kAttrNames[] = "names";                    // a string (Check8bitScaleValues)
+constexpr char kAttrListed[] = "listed";                  // dense 8-bit: inputs were lists of N
+// A string: names joined by newlines (Check8bitScaleValues: the scale vectors'; the dense 8-bit
+// call: the variables', or empty).
+constexpr char kAttrNames[] = "names";
 
 }  // namespace xla_calls
 }  // namespace tf_adam_op

@@ -8,7 +8,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "tensorflow/compiler/tf2xla/xla_op_kernel.h"
 #include "tensorflow/compiler/tf2xla/xla_op_registry.h"
 #include "tensorflow/compiler/tf2xla/xla_resource.h"
@@ -120,11 +122,30 @@ inline absl::Status SameShape(const std::string& a, const TensorShape& a_shape, 
                                                  b_shape.DebugString()));
 }
 
-// The typed-FFI attribute dictionary, e.g. {n = 2 : i64, amsgrad = 0 : i64}.
-inline std::string Attributes(const std::vector<std::pair<const char*, int64_t>>& attrs) {
+// A list of strings as one MLIR string attribute, `name = "..."`: joined by newlines, every byte
+// but a letter or a digit written as \XX, so that no string can end the string or the dictionary.
+inline std::string StringListAttribute(const char* name, const std::vector<std::string>& strings) {
+  std::string out = absl::StrCat(name, " = \"");
+  for (const unsigned char c : absl::StrJoin(strings, "\n")) {
+    if (absl::ascii_isalnum(c)) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      absl::StrAppend(&out, "\\", absl::Hex(c, absl::kZeroPad2));
+    }
+  }
+  return out + "\"";
+}
+
+// The typed-FFI attribute dictionary, e.g. {n = 2 : i64, amsgrad = 0 : i64}, and any string
+// attributes (StringListAttribute) after the integers.
+inline std::string Attributes(const std::vector<std::pair<const char*, int64_t>>& attrs,
+                              const std::vector<std::string>& string_attributes = {}) {
   std::string out = "{";
   for (size_t i = 0; i < attrs.size(); ++i) {
     absl::StrAppend(&out, i ? ", " : "", attrs[i].first, " = ", attrs[i].second, " : i64");
+  }
+  for (const std::string& attribute : string_attributes) {
+    absl::StrAppend(&out, out.size() > 1 ? ", " : "", attribute);
   }
   return out + "}";
 }

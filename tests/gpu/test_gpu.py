@@ -20,8 +20,10 @@ needs_gpu = pytest.mark.skipif(not GPUS, reason="no GPU visible (these run where
 needs_cuda_build = pytest.mark.skipif(not _build_info.CUDA_KERNELS_BUILT,
                                       reason="built without CUDA kernels (no nvcc at build time)")
 OPS = ("ApplyAdamV1", "ResourceApplyAdamV1", "ResourceApplyAdamV1Multi",
-       "ResourceApplyAdamV1MultiNoAdvance", "SparseApplyAdamV1", "ResourceSparseApplyAdamV1",
-       "ResourceApplyAdam8bit", "ResourceSparseApplyAdam8bit", "ResourceApplyAdam8bitMulti")
+       "ResourceApplyAdamV1MultiNoAdvance", "ResourceApplyAdamV1MultiUnpacked",
+       "SparseApplyAdamV1", "ResourceSparseApplyAdamV1", "ResourceApplyAdam8bit",
+       "ResourceSparseApplyAdam8bit", "ResourceApplyAdam8bitMulti",
+       "ResourceApplyAdam8bitMultiUnpacked")
 DTYPES = {"float16": np.float16, "bfloat16": BFLOAT16, "float32": np.float32, "float64": np.float64}
 TF_DTYPES = {"float16": tf.float16, "bfloat16": tf.bfloat16, "float32": tf.float32,
              "float64": tf.float64}

@@ -97,12 +97,15 @@ def sparse_8bit(var, m_states, v_states, scalars, values, indices, *, vhat_state
       lazy=lazy, dense_rule=dense_rule, **_8bit_variant(scalars, decays, vhat_states))
 
 
-def group_8bit(handle_lists, scalars, grads, *, decays, use_locking=False, variable_names=()):
+def group_8bit(handle_lists, scalars, grads, *, decays, use_locking=False, variable_names=(),
+               unpacked=False):
   """A group's update with 8-bit states (ResourceApplyAdam8bitMulti): handle_lists are the handle
   vectors (or lists) of vars, m codes, m scales, v codes, v scales (and vhat's two);
-  variable_names what the op's errors call the variables (a corrupt state, say)."""
+  variable_names what the op's errors call the variables (a corrupt state, say). `unpacked`:
+  lists passed as N inputs each (ResourceApplyAdam8bitMultiUnpacked), the form XLA compiles."""
   var_handles, m_codes, m_absmax, v_codes, v_absmax, *vhat = handle_lists
-  return ops.resource_apply_adam_8bit_multi(
-      var_handles, (m_codes, m_absmax), (v_codes, v_absmax), *scalars.inputs(), grads,
-      use_locking=use_locking, variable_names=variable_names,
-      **_8bit_variant(scalars, decays, (vhat[0], vhat[1]) if vhat else None))
+  op = (ops.resource_apply_adam_8bit_multi_unpacked if unpacked
+        else ops.resource_apply_adam_8bit_multi)
+  return op(var_handles, (m_codes, m_absmax), (v_codes, v_absmax), *scalars.inputs(), grads,
+            use_locking=use_locking, variable_names=variable_names,
+            **_8bit_variant(scalars, decays, (vhat[0], vhat[1]) if vhat else None))

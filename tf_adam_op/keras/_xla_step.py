@@ -15,6 +15,7 @@ from tf_adam_op._step import grouping
 from tf_adam_op._step import xla
 from tf_adam_op.keras import _inputs
 from tf_adam_op.keras import _plan
+from tf_adam_op.keras._decisions import error_name
 
 
 def keras_rule_applies(lazy, grad, var):
@@ -42,23 +43,28 @@ def composite_update(var, slots, grad, scalars, decays, lazy):
 
 def fused_step(step, grads, trainable_variables, learning_rate):
   """Under XLA with the ops' XLA kernels: a round's updates, each group's handles as lists
-  (ResourceApplyAdamV1MultiUnpacked; XLA reads no vector of handles). `step` is the optimizer's
+  (ResourceApplyAdamV1MultiUnpacked, with 8-bit states ResourceApplyAdam8bitMultiUnpacked; XLA
+  reads no vector of handles). `step` is the optimizer's
   _KerasStep (what each variable needs).
 
   XLA orders by data only: the dense groups' gradients (and those of the variables Keras's own
   update_step updates) depend on what the sparse ops wrote, and `iterations` (which Keras advances
   after this returns) on everything, so a sparse op that fails while it runs (an index out of
   range) stops the step before the rest is written (xla.after_updates)."""
-  dense, keras_rule, first_updates = [], [], []
+  dense, dense_8bit, keras_rule, first_updates = [], [], [], []
   for i, (grad, keras_var) in enumerate(zip(grads, trainable_variables)):
     var = step.tf_variable(keras_var)
     step.check_dtype(var)
     if step.keras_computes(var):
       keras_rule.append(i)
-    elif isinstance(grad, tf.IndexedSlices) or step.has_8bit_states(var):  # (8-bit: one op each)
+    elif isinstance(grad, tf.IndexedSlices):
       first_updates.append(step.update_one(grad, keras_var, learning_rate))
+    elif step.has_8bit_states(var):
+      xla.check_8bit_usable(var, "tf_adam_op.keras")
+      dense_8bit.append(((i, keras_var), var))
     else:
       dense.append(((i, keras_var), var))
+  first_updates += _8bit_group_updates(step, dense_8bit, grads, learning_rate)
   after_sparse = xla.after_updates(first_updates)
   grads = list(grads)
   positions = [i for (i, _), _ in dense] + [
@@ -80,3 +86,22 @@ def fused_step(step, grads, trainable_variables, learning_rate):
           [_inputs.as_dtype(grads[i], group.dtype) for i, _ in group.items],
           decays=group.decays))
   step.iterations.assign(xla.after_updates(updates)(step.iterations.read_value())[0])
+
+
+def _8bit_group_updates(step, dense_8bit, grads, learning_rate):
+  """One ResourceApplyAdam8bitMultiUnpacked per (device, dtype, decays) group of the variables
+  with 8-bit states and dense gradients ((position, Keras variable), tf.Variable pairs), each
+  after the step's scale check (step.checked_scalars)."""
+  decays = {id(var): step.decays(var) for _, var in dense_8bit}
+  updates = []
+  for group in grouping.group_updates(dense_8bit, lambda var: decays[id(var)]):
+    keras_vars = [keras_var for _, keras_var in group.items]
+    handle_lists = [[v.handle for v in variables] for variables in
+                    [group.variables, *_plan.state_8bit_lists(step.states_8bit, keras_vars)]]
+    with tf.device(group.device):
+      updates.append(apply.group_8bit(
+          handle_lists, step.checked_scalars(group.dtype, learning_rate, group.decays),
+          [_inputs.as_dtype(grads[i], group.dtype) for i, _ in group.items],
+          decays=group.decays, variable_names=[repr(error_name(v)) for v in keras_vars],
+          unpacked=True))
+  return updates

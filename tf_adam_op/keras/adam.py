@@ -280,7 +280,8 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
         decays=lambda var: self._decays(var, id(var) in repeated),
         keras_update=super().update_step,
         update_one=lambda grad, keras_var, lr: self._update_one(
-            grad, keras_var, lr, id(_tf_variable(keras_var)) in repeated))
+            grad, keras_var, lr, id(_tf_variable(keras_var)) in repeated),
+        checked_scalars=self._checked_scalars)
 
   def _update_round(self, grads, trainable_variables, learning_rate, repeated):
     """The updates of distinct variables: Keras's own update_step where it computes, one fused op

@@ -4,8 +4,8 @@ Mixed into AdamOptimizer; `_scalars`, `_checked_scalars`, `_this_step`, `_decays
 `_use_locking` and the slot methods are AdamOptimizer's. A variable with 8-bit states has the
 slots m_codes, m_absmax, v_codes, v_absmax (and vhat_codes, vhat_absmax with AMSGrad) instead of
 m and v (vhat): uint8 codes of the variable's shape, float32 scales of ceil(size / 256). Its
-updates are one 8-bit op each, made where the base class asks for them (never grouped into the
-multi-tensor ops).
+updates are the 8-bit ops: on the fast path one multi-tensor op per group, elsewhere one op each,
+made where the base class asks for them (never grouped with float states).
 """
 
 import tensorflow as tf
@@ -107,15 +107,22 @@ class EightBitStates:
                             use_locking=self._use_locking)
 
   def _apply_8bit_group(self, group, grads):
-    """The ops of a planned group of variables with 8-bit states (the fast path's): one
-    ResourceApplyAdam8bitMulti, or under XLA (whose kernels are the single-variable op's) one op
-    per variable."""
-    if xla.in_xla_context():
-      return [self._apply_8bit_dense(grad, var) for grad, var in zip(grads, group.variables)]
+    """The op of a planned group of variables with 8-bit states (the fast path's): one
+    ResourceApplyAdam8bitMulti, or under XLA (which reads no vector of handles) one
+    ResourceApplyAdam8bitMultiUnpacked, after the step's scale check."""
     if group.states is None:  # the slots, looked up once per plan (a lookup costs an eager step)
       group.states = tuple([self.get_slot(v, f"{name}_{part}") for v in group.variables]
                            for name in self._state_names() for part in ("codes", "absmax"))
       group.names = [repr(var.name) for var in group.variables]  # for the op's errors
+    if xla.in_xla_context():
+      for var in group.variables:
+        xla.check_8bit_usable(var, self._who())
+      handle_lists = [[v.handle for v in variables]
+                      for variables in (group.variables, *group.states)]
+      with tf.device(group.device):
+        return [apply.group_8bit(handle_lists, self._checked_scalars(group.dtype), grads,
+                                 decays=group.decays, use_locking=self._use_locking,
+                                 variable_names=group.names, unpacked=True)]
     with self._state_lock:  # packed once per variable list (_step/packed.py)
       handles = self._packed_handles.vectors(group.variables,
                                              lambda: [group.variables, *group.states])
