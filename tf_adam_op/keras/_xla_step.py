@@ -44,8 +44,7 @@ def composite_update(var, slots, grad, scalars, decays, lazy):
 def fused_step(step, grads, trainable_variables, learning_rate):
   """Under XLA with the ops' XLA kernels: a round's updates, each group's handles as lists
   (ResourceApplyAdamV1MultiUnpacked, with 8-bit states ResourceApplyAdam8bitMultiUnpacked; XLA
-  reads no vector of handles). `step` is the optimizer's
-  _KerasStep (what each variable needs).
+  reads no vector of handles). `step` is the optimizer's _KerasStep (what each variable needs).
 
   XLA orders by data only: the dense groups' gradients (and those of the variables Keras's own
   update_step updates) depend on what the sparse ops wrote, and `iterations` (which Keras advances

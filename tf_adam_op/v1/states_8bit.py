@@ -4,8 +4,9 @@ Mixed into AdamOptimizer; `_scalars`, `_checked_scalars`, `_this_step`, `_decays
 `_use_locking` and the slot methods are AdamOptimizer's. A variable with 8-bit states has the
 slots m_codes, m_absmax, v_codes, v_absmax (and vhat_codes, vhat_absmax with AMSGrad) instead of
 m and v (vhat): uint8 codes of the variable's shape, float32 scales of ceil(size / 256). Its
-updates are the 8-bit ops: on the fast path one multi-tensor op per group, elsewhere one op each,
-made where the base class asks for them (never grouped with float states).
+updates are the 8-bit ops: on the fast path one multi-tensor op per group (_apply_8bit_group), on
+the general path one op each, made where the base class asks for them; never grouped with float
+states.
 """
 
 import tensorflow as tf
