@@ -840,9 +840,66 @@ def test_xla_step_with_a_sparse_float_update_and_a_corrupt_scale_writes_nothing(
     np.testing.assert_array_equal(a, b)
 
 
-def _updates_not_waiting_for_the_check(hlo):
-  """The tf_adam_op update custom calls of an XLA step's HLO (its entry computation) that do not
-  depend, through their operands, on the step's Check8bitScaleValues call; and the check's count."""
+def _xla_step_with_a_sparse_update(family, rng):
+  """(step(indices), state(), opt, variables): a v1 or Keras step under XLA of two dense 8-bit
+  variables and an embedding (float states) whose IndexedSlices rows are the step's argument."""
+  make = tf.Variable
+  if family == "keras":
+    import keras
+    make = keras.Variable
+  embedding = make(rng.normal(size=(64, 8)).astype(np.float32))
+  dense = [make(rng.normal(size=s).astype(np.float32)) for s in (SHAPE, (4096 + 64, 4))]
+  opt = (tf_adam_op.AdamOptimizer(0.01, state_bits=8) if family == "v1"
+         else tk.Adam(0.01, state_bits=8))
+
+  @tf.function(jit_compile=True)
+  def step(indices):
+    rows = tf.IndexedSlices(tf.ones([2, 8]), indices, tf.constant([64, 8]))
+    opt.apply_gradients([(tf.ones(SHAPE), dense[0]), (rows, embedding),
+                         (tf.ones([4096 + 64, 4]), dense[1])])
+  state = lambda: [np.asarray(v) for v in [embedding, *dense]] + (
+      [p.numpy() for p in opt._get_beta_accumulators()] if family == "v1"
+      else [np.asarray(v) for v in opt.variables])
+  return step, state, opt, [embedding, *dense]
+
+
+@needs_xla_kernels
+@pytest.mark.parametrize("family", ["v1", pytest.param("keras", marks=needs_keras_3)])
+def test_xla_step_whose_sparse_update_fails_writes_no_8bit_variable(family):
+  """A sparse index out of range is found by the sparse op's custom call while the step runs: the
+  dense 8-bit updates wait for it by data (as the float ones do), so none is written. Repeated:
+  without that data dependency XLA was free to run them first (it did, every time)."""
+  step, state, _, _ = _xla_step_with_a_sparse_update(family, np.random.default_rng(8))
+  step(tf.constant([1, 2]))
+  before = state()
+  for _ in range(5):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="out of range|not in"):
+      step(tf.constant([1, 99]))
+    for b, a in zip(before, state()):
+      np.testing.assert_array_equal(a, b)
+
+
+@needs_xla_kernels
+@pytest.mark.parametrize("family", ["v1", pytest.param("keras", marks=needs_keras_3)])
+def test_xla_step_with_a_sparse_update_groups_its_dense_8bit_variables_after_it(family):
+  """Structural, needing no luck: in the compiled step the dense 8-bit variables take one
+  ResourceApplyAdam8bitMultiUnpacked (v1's general path too, which a step with IndexedSlices
+  takes), and that op's custom call has the sparse op's among its inputs' inputs."""
+  import sys
+  sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
+  step, _, _, _ = _xla_step_with_a_sparse_update(family, np.random.default_rng(8))
+  indices = tf.constant([1, 2])
+  types = [op.type for op in step.get_concrete_function(indices).graph.get_operations()]
+  assert types.count("ResourceApplyAdam8bitMultiUnpacked") == 1, types
+  assert "ResourceApplyAdam8bit" not in types, types
+  not_after, sparse_calls = _updates_not_after(step.experimental_get_compiler_ir(indices)(
+      stage="hlo"), "tf_adam_op_dense_adam_8bit", "tf_adam_op_sparse_adam")
+  assert sparse_calls == 1 and not_after == []
+
+
+def _entry_calls(hlo):
+  """The entry computation's instructions: name -> operand names, and name -> custom call target
+  (tf_adam_op's)."""
   entry = hlo[hlo.index("\nENTRY"):]
   entry = entry[:entry.index("\n}")]
   operands, targets = {}, {}
@@ -855,16 +912,34 @@ def _updates_not_waiting_for_the_check(hlo):
     target = re.search(r'custom_call_target="(tf_adam_op_\w+)"', rest)
     if target:
       targets[name] = target.group(1)
-  checks = [n for n, t in targets.items() if t == "tf_adam_op_check_8bit_scales"]
+  return operands, targets
 
-  def ancestors(name, seen):
-    for operand in operands.get(name, ()):
-      if operand not in seen:
-        seen.add(operand)
-        ancestors(operand, seen)
-    return seen
+
+def _ancestors(operands, name, seen):
+  for operand in operands.get(name, ()):
+    if operand not in seen:
+      seen.add(operand)
+      _ancestors(operands, operand, seen)
+  return seen
+
+
+def _updates_not_after(hlo, target, first_target):
+  """The `target` custom calls of an XLA step's HLO that do not depend, through their operands, on
+  a `first_target` call; and the number of those."""
+  operands, targets = _entry_calls(hlo)
+  firsts = {n for n, t in targets.items() if t == first_target}
+  return ([n for n, t in targets.items()
+           if t == target and not firsts & _ancestors(operands, n, set())], len(firsts))
+
+
+def _updates_not_waiting_for_the_check(hlo):
+  """The tf_adam_op update custom calls of an XLA step's HLO (its entry computation) that do not
+  depend, through their operands, on the step's Check8bitScaleValues call; and the check's count."""
+  operands, targets = _entry_calls(hlo)
+  checks = {n for n, t in targets.items() if t == "tf_adam_op_check_8bit_scales"}
   updates = [n for n, t in targets.items() if t != "tf_adam_op_check_8bit_scales"]
-  return [n for n in updates if not set(checks) & ancestors(n, set())], len(checks), len(updates)
+  return ([n for n in updates if not checks & _ancestors(operands, n, set())], len(checks),
+          len(updates))
 
 
 @needs_xla_kernels

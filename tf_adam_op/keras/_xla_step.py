@@ -46,10 +46,11 @@ def fused_step(step, grads, trainable_variables, learning_rate):
   (ResourceApplyAdamV1MultiUnpacked, with 8-bit states ResourceApplyAdam8bitMultiUnpacked; XLA
   reads no vector of handles). `step` is the optimizer's _KerasStep (what each variable needs).
 
-  XLA orders by data only: the dense groups' gradients (and those of the variables Keras's own
-  update_step updates) depend on what the sparse ops wrote, and `iterations` (which Keras advances
-  after this returns) on everything, so a sparse op that fails while it runs (an index out of
-  range) stops the step before the rest is written (xla.after_updates)."""
+  XLA orders by data only: the dense groups' gradients, 8-bit ones included (and those of the
+  variables Keras's own update_step updates), depend on what the sparse ops wrote, and
+  `iterations` (which Keras advances after this returns) on everything, so a sparse op that fails
+  while it runs (an index out of range) stops the step before the rest is written
+  (xla.after_updates)."""
   dense, dense_8bit, keras_rule, first_updates = [], [], [], []
   for i, (grad, keras_var) in enumerate(zip(grads, trainable_variables)):
     var = step.tf_variable(keras_var)
@@ -63,17 +64,16 @@ def fused_step(step, grads, trainable_variables, learning_rate):
       dense_8bit.append(((i, keras_var), var))
     else:
       dense.append(((i, keras_var), var))
-  first_updates += _8bit_group_updates(step, dense_8bit, grads, learning_rate)
   after_sparse = xla.after_updates(first_updates)
   grads = list(grads)
-  positions = [i for (i, _), _ in dense] + [
+  positions = [i for (i, _), _ in dense + dense_8bit] + [
       i for i in keras_rule if not isinstance(grads[i], tf.IndexedSlices)]
   for i, grad in zip(positions, after_sparse(*[grads[i] for i in positions])):
     grads[i] = grad
   for i in keras_rule:
     step.keras_update(grads[i], trainable_variables[i], learning_rate)
   decays = {id(var): step.decays(var) for _, var in dense}
-  updates = list(first_updates)
+  updates = list(first_updates) + _8bit_group_updates(step, dense_8bit, grads, learning_rate)
   for group in grouping.group_updates(dense, lambda var: decays[id(var)]):
     keras_vars = [keras_var for _, keras_var in group.items]
     handle_lists = [[v.handle for v in variables]

@@ -234,9 +234,9 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
       self._step_built()
 
   def _held_for_finish(self, var):
-    if self._has_8bit_states(var):  # one 8-bit op each, made now
-      return False
     repeated = getattr(self._this_step, "repeated", grouping.NONE_REPEATED)
+    if self._has_8bit_states(var):  # under XLA: grouped in _finish, after the sparse updates
+      return paths.held_8bit_for_finish(var, repeated)
     return paths.held_for_finish(var, self._fused, repeated)
 
   def _apply_on_fast_path(self, grads_and_vars, global_step, name):
@@ -333,6 +333,9 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
         return _HeldBack(grad, var)
       return stock_dtypes.resource_apply_dense(self, grad, var)
     if self._has_8bit_states(var):
+      xla.check_8bit_usable(var, self._who())
+      if self._held_for_finish(var):
+        return _HeldBack(grad, var)  # made in _finish, in its group's 8-bit op
       return self._apply_8bit_dense(grad, var)
     if xla.in_xla_context() and not xla.kernels_usable([var]):
       return xla_composite.dense_update(var, self._adam_slots(var, ref=True), self._scalars(var.dtype),
@@ -350,6 +353,10 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     if stock_pairs:  # under XLA: stock's op, after the sparse updates by data
       held_back = [(g, v) for g, v in held_back if not stock_dtypes.is_stock_dtype(v)]
       update_ops += stock_dtypes.apply_held_back(self, stock_pairs, update_ops, xla.after_updates)
+    pairs_8bit = [(g, v) for g, v in held_back if self._has_8bit_states(v)]
+    if pairs_8bit:  # under XLA: one op per group, after the sparse updates by data
+      held_back = [(g, v) for g, v in held_back if not self._has_8bit_states(v)]
+      update_ops += self._apply_8bit_held_back(pairs_8bit, update_ops)
     if self._fused:
       groups = grouping.group_updates(held_back, self._decays)
     else:  # under XLA, unfused: one op per variable (_held_for_finish)

@@ -25,3 +25,13 @@ def held_for_finish(var, fused, repeated):
   if stock_dtypes.is_stock_dtype(var):  # stock's op, held back under XLA only
     return under_xla
   return fuses_here(fused, [var]) or (under_xla and xla.kernels_usable([var]))
+
+
+def held_8bit_for_finish(var, repeated):
+  """Whether the dense update of `var`, which has 8-bit states, is made in _finish: under XLA (no
+  strategy), grouped into one op per group there, made to depend by data on the step's sparse
+  updates as the float states' groups are (held_for_finish). Elsewhere one op each, made at once
+  (graphs order them after the step's checks by control dependencies). Not a variable the step
+  gives more than once."""
+  return (id(var) not in repeated and xla.in_xla_context()
+          and not distribute_lib.has_strategy())

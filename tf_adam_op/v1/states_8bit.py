@@ -15,6 +15,7 @@ from tensorflow.python.framework import ops as framework_ops
 
 from tf_adam_op._step import apply
 from tf_adam_op._step import checks
+from tf_adam_op._step import grouping
 from tf_adam_op._step import xla
 from tf_adam_op.state_8bit import choice
 from tf_adam_op.state_8bit import codec
@@ -130,6 +131,18 @@ class EightBitStates:
     with tf.device(group.device):
       return [apply.group_8bit(handles, self._scalars(group.dtype), grads, decays=group.decays,
                                use_locking=self._use_locking, variable_names=group.names)]
+
+  def _apply_8bit_held_back(self, pairs, other_updates):
+    """Under XLA on the general path: the dense (grad, var) pairs with 8-bit states held back to
+    _finish, one op per (device, dtype, decays) group (_apply_8bit_group), each gradient made to
+    depend by data on `other_updates` (the step's sparse ones), so that a sparse update that fails
+    while it runs (an index out of range) stops the step before these are written."""
+    after_others = xla.after_updates(other_updates)
+    ops = []
+    for group in grouping.group_updates(pairs, self._decays):
+      group.states = None  # (looked up by _apply_8bit_group)
+      ops += self._apply_8bit_group(group, list(after_others(*group.items)))
+    return ops
 
   def _apply_8bit_sparse(self, values, var, indices):
     xla.check_8bit_usable(var, self._who())
