@@ -21,10 +21,14 @@ def held_for_finish(var, fused, repeated):
   `repeated`): its updates are made in the order given."""
   if id(var) in repeated:
     return False
-  under_xla = xla.in_xla_context() and not distribute_lib.has_strategy()
   if stock_dtypes.is_stock_dtype(var):  # stock's op, held back under XLA only
-    return under_xla
-  return fuses_here(fused, [var]) or (under_xla and xla.kernels_usable([var]))
+    return _under_xla_here()
+  return fuses_here(fused, [var]) or (_under_xla_here() and xla.kernels_usable([var]))
+
+
+def _under_xla_here():
+  """Whether the step is built under XLA, on one machine (no strategy)."""
+  return xla.in_xla_context() and not distribute_lib.has_strategy()
 
 
 def held_8bit_for_finish(var, repeated):
@@ -33,5 +37,4 @@ def held_8bit_for_finish(var, repeated):
   updates as the float states' groups are (held_for_finish). Elsewhere one op each, made at once
   (graphs order them after the step's checks by control dependencies). Not a variable the step
   gives more than once."""
-  return (id(var) not in repeated and xla.in_xla_context()
-          and not distribute_lib.has_strategy())
+  return id(var) not in repeated and _under_xla_here()
