@@ -59,6 +59,11 @@ def state_8bit_lists(pairs_of, keras_variables):
                for state in range(len(pairs[0])) if pairs[0][state] is not None for part in (0, 1))
 
 
+def op_error_names(keras_variables):
+  """What an 8-bit multi-tensor op's errors call each variable (its variable_names)."""
+  return [repr(error_name(v)) for v in keras_variables]
+
+
 def make_plan(step, trainable_variables, sparse):
   """The plan of a round over `trainable_variables` (`sparse`: which gradients are IndexedSlices)."""
   dense, dense_8bit, sparse_positions, keras_positions = [], [], [], []
@@ -84,7 +89,7 @@ def make_plan(step, trainable_variables, sparse):
   for group in groups_8bit:
     keras_vars = [trainable_variables[i] for i in group.positions]
     group.states = state_8bit_lists(step.states_8bit, keras_vars)
-    group.names = [repr(error_name(v)) for v in keras_vars]  # for the op's errors
+    group.names = op_error_names(keras_vars)
     tracked = [keras_vars] + list(state_8bit_lists(step.keras_states_8bit, keras_vars))
     group.packed, group.handles = packed.pack_eager([group.variables, *group.states],
                                                     grouping.host_device(group.device), tracked)

@@ -15,7 +15,6 @@ from tf_adam_op._step import grouping
 from tf_adam_op._step import xla
 from tf_adam_op.keras import _inputs
 from tf_adam_op.keras import _plan
-from tf_adam_op.keras._decisions import error_name
 
 
 def keras_rule_applies(lazy, grad, var):
@@ -101,6 +100,6 @@ def _8bit_group_updates(step, dense_8bit, grads, learning_rate):
       updates.append(apply.group_8bit(
           handle_lists, step.checked_scalars(group.dtype, learning_rate, group.decays),
           [_inputs.as_dtype(grads[i], group.dtype) for i, _ in group.items],
-          decays=group.decays, variable_names=[repr(error_name(v)) for v in keras_vars],
+          decays=group.decays, variable_names=_plan.op_error_names(keras_vars),
           unpacked=True))
   return updates
