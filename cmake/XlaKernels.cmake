@@ -44,6 +44,7 @@ if(TF_ADAM_OP_XLA_BUILT)
     cc/xla/cpu_custom_calls.cc
     cc/xla/adam_8bit_xla_kernels.cc
     cc/xla/cpu_8bit_custom_calls.cc
+    cc/xla/check_indices_xla.cc
     $<TARGET_OBJECTS:tf_adam_op_cpu_loop>)
   target_include_directories(tf_adam_op_xla PRIVATE cc)
   # The wheel's copies of the two libraries XLA's headers include (hashing; nothing is linked).

@@ -1,13 +1,12 @@
 """state_bits=8 on both optimizer families: every mode against the NumPy reference of the 8-bit
 rule, small variables kept in float32, checkpoints, conversions, and what is refused."""
 
-import re
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import state_8bit_reference as ref
+from xla_cases import ancestors, calls_not_after, entry_calls
 import tf_adam_op
 from tf_adam_op import state_8bit
 
@@ -885,60 +884,23 @@ def test_xla_step_with_a_sparse_update_groups_its_dense_8bit_variables_after_it(
   """Structural, needing no luck: in the compiled step the dense 8-bit variables take one
   ResourceApplyAdam8bitMultiUnpacked (v1's general path too, which a step with IndexedSlices
   takes), and that op's custom call has the sparse op's among its inputs' inputs."""
-  import sys
-  sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
   step, _, _, _ = _xla_step_with_a_sparse_update(family, np.random.default_rng(8))
   indices = tf.constant([1, 2])
   types = [op.type for op in step.get_concrete_function(indices).graph.get_operations()]
   assert types.count("ResourceApplyAdam8bitMultiUnpacked") == 1, types
   assert "ResourceApplyAdam8bit" not in types, types
-  not_after, sparse_calls = _updates_not_after(step.experimental_get_compiler_ir(indices)(
+  not_after, sparse_calls = calls_not_after(step.experimental_get_compiler_ir(indices)(
       stage="hlo"), "tf_adam_op_dense_adam_8bit", "tf_adam_op_sparse_adam")
   assert sparse_calls == 1 and not_after == []
-
-
-def _entry_calls(hlo):
-  """The entry computation's instructions: name -> operand names, and name -> custom call target
-  (tf_adam_op's)."""
-  entry = hlo[hlo.index("\nENTRY"):]
-  entry = entry[:entry.index("\n}")]
-  operands, targets = {}, {}
-  for line in entry.splitlines()[1:]:
-    match = re.match(r"\s*(?:ROOT )?%(\S+) = (.*)", line)
-    if match is None:
-      continue
-    name, rest = match.groups()
-    operands[name] = re.findall(r"%([\w.\-]+)", rest)
-    target = re.search(r'custom_call_target="(tf_adam_op_\w+)"', rest)
-    if target:
-      targets[name] = target.group(1)
-  return operands, targets
-
-
-def _ancestors(operands, name, seen):
-  for operand in operands.get(name, ()):
-    if operand not in seen:
-      seen.add(operand)
-      _ancestors(operands, operand, seen)
-  return seen
-
-
-def _updates_not_after(hlo, target, first_target):
-  """The `target` custom calls of an XLA step's HLO that do not depend, through their operands, on
-  a `first_target` call; and the number of those."""
-  operands, targets = _entry_calls(hlo)
-  firsts = {n for n, t in targets.items() if t == first_target}
-  return ([n for n, t in targets.items()
-           if t == target and not firsts & _ancestors(operands, n, set())], len(firsts))
 
 
 def _updates_not_waiting_for_the_check(hlo):
   """The tf_adam_op update custom calls of an XLA step's HLO (its entry computation) that do not
   depend, through their operands, on the step's Check8bitScaleValues call; and the check's count."""
-  operands, targets = _entry_calls(hlo)
+  operands, targets = entry_calls(hlo)
   checks = {n for n, t in targets.items() if t == "tf_adam_op_check_8bit_scales"}
-  updates = [n for n, t in targets.items() if t != "tf_adam_op_check_8bit_scales"]
-  return ([n for n in updates if not checks & _ancestors(operands, n, set())], len(checks),
+  updates = [n for n, t in targets.items() if not t.startswith("tf_adam_op_check_")]  # not checks
+  return ([n for n in updates if not checks & ancestors(operands, n)], len(checks),
           len(updates))
 
 
@@ -949,8 +911,6 @@ def test_xla_step_every_update_waits_for_the_scale_check(family):
   """Structural, needing no luck with XLA's schedule: in the compiled step every update (8-bit or
   not, dense or sparse) has the scale check among its inputs' inputs, so a corrupt scale stops the
   step before any write however XLA orders it."""
-  import sys
-  sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
   rng = np.random.default_rng(7)
   make = tf.Variable
   if family == "keras":

@@ -28,7 +28,7 @@ OP_NAMES = ("ApplyAdamV1", "ResourceApplyAdamV1", "SparseApplyAdamV1", "Resource
             "ResourceApplyAdamV1Multi", "ResourceApplyAdamV1MultiNoAdvance",
             "ResourceApplyAdamV1MultiUnpacked", "ResourceApplyAdam8bit",
             "ResourceSparseApplyAdam8bit", "ResourceApplyAdam8bitMulti",
-            "ResourceApplyAdam8bitMultiUnpacked", "Check8bitScales")
+            "ResourceApplyAdam8bitMultiUnpacked", "Check8bitScales", "CheckIndicesInRange")
 for _op_name in OP_NAMES:
   tf.no_gradient(_op_name)
 
@@ -287,6 +287,14 @@ def check_8bit_scale_values(scales, names, name=None):
   names[i] and the block. Under XLA its 1.0 is what a step's updates wait for
   (_step/apply.after_check)."""
   return _library().check8bit_scale_values(list(scales), names=list(names), name=name)
+
+
+def check_indices_in_range(indices, rows, names, name=None):
+  """CheckIndicesInRange: a float32 1.0 once every element of indices[i] (int32 or int64 vectors)
+  is in [0, rows[i]) (an int64 vector, one count per vector); otherwise InvalidArgumentError naming
+  names[i] and the first bad index. Under XLA its 1.0 is what a step's sparse updates wait for
+  (_step/checks.xla_index_check, _step/apply.after_check)."""
+  return _library().check_indices_in_range(list(indices), rows, names=list(names), name=name)
 
 
 def _v_terms(grad, v_term, dense_rule):

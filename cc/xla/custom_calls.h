@@ -28,6 +28,9 @@ constexpr char kSparse8bitTarget[] = "tf_adam_op_sparse_adam_8bit";
 // Check8bitScaleValues: operands the scale vectors, result a float32 scalar (1.0); attribute
 // kAttrNames, their names joined by newlines.
 constexpr char kCheckScalesTarget[] = "tf_adam_op_check_8bit_scales";
+// CheckIndicesInRange (check_indices_xla.cc): operands the N index vectors (s32 or s64), then an
+// s64 vector of their variables' row counts; result a float32 scalar (1.0); attribute kAttrNames.
+constexpr char kCheckIndicesTarget[] = "tf_adam_op_check_indices";
 
 constexpr int kScalars = 6;
 
@@ -43,7 +46,7 @@ constexpr char kAttrDenseRule[] = "dense_rule";           // sparse
 constexpr char kAttrVTerm[] = "v_term";                   // sparse: 0 or 1
 constexpr char kAttrListed[] = "listed";                  // dense 8-bit: inputs were lists of N
 // A string: names joined by newlines (Check8bitScaleValues: the scale vectors'; the dense 8-bit
-// call: the variables', or empty).
+// call: the variables', or empty; CheckIndicesInRange: the index vectors').
 constexpr char kAttrNames[] = "names";
 
 }  // namespace xla_calls

@@ -4,13 +4,16 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "core/update_arguments.h"
 #include "gpu/adam_gpu.h"
 #include "gpu/adam_gpu_bodies.h"
 #include "gpu/dtype_of.h"
+#include "kernels/indices_in_range.h"
 #include "kernels/sparse_segments.h"
 #include "xla/call_operands.h"
 #include "xla/custom_calls.h"
@@ -108,8 +111,47 @@ ffi::Error SparseAdam(void* stream, ffi::ScratchAllocator scratch, ffi::Remainin
   return CudaError(gpu::SynchronizeStream(stream), "the sparse Adam update");
 }
 
+// CheckIndicesInRange (check_indices_xla.cc): the index vectors and the row counts come to the
+// host, as the sparse call's indices do, to be checked there; the 1.0 goes back.
+ffi::Error CheckIndices(void* stream, ffi::RemainingArgs args, ffi::Result<ffi::AnyBuffer> one,
+                        std::string_view names) {
+  if (args.size() < 2) return Internal("missing operands");
+  std::vector<std::vector<int64_t>> host(args.size());  // int64 storage: aligned for either type
+  std::vector<IndexList> lists;
+  for (size_t i = 0; i < args.size(); ++i) {
+    auto buffer = args.get<ffi::AnyBuffer>(i);
+    if (!buffer.has_value()) return Internal("missing operand");
+    const size_t bytes = buffer->size_bytes();
+    host[i].resize((bytes + sizeof(int64_t) - 1) / sizeof(int64_t));
+    if (bytes > 0) {
+      ffi::Error copied = CudaError(
+          gpu::CopyDeviceToHostAndWait(stream, host[i].data(), buffer->untyped_data(), bytes),
+          "copying the indices");
+      if (copied.failure()) return copied;
+    }
+    if (i + 1 < args.size()) {
+      lists.push_back({host[i].data(), buffer->element_type() == ffi::DataType::S64,
+                       static_cast<int64_t>(buffer->element_count())});
+    }
+  }
+  const absl::Status valid = CheckIndexLists(lists, host.back().data(), absl::StrSplit(names, '\n'));
+  if (!valid.ok()) return ffi::Error::InvalidArgument(std::string(valid.message()));
+  static const float kOne = 1.0f;  // static: the copy may still read it after this returns
+  return CudaError(gpu::CopyHostToDevice(stream, one->untyped_data(), &kOne, sizeof(kOne)),
+                   "writing the index check's result");
+}
+
 }  // namespace
 }  // namespace tf_adam_op
+
+XLA_FFI_DEFINE_HANDLER(kTfAdamOpCheckIndicesGpu, ::tf_adam_op::CheckIndices,
+                       ::xla::ffi::Ffi::Bind()
+                           .Ctx<::xla::ffi::PlatformStream<void*>>()
+                           .RemainingArgs()
+                           .Ret<::xla::ffi::AnyBuffer>()
+                           .Attr<std::string_view>(::tf_adam_op::xla_calls::kAttrNames));
+XLA_FFI_REGISTER_HANDLER(XLA_FFI_GetApi(), ::tf_adam_op::xla_calls::kCheckIndicesTarget, "CUDA",
+                         kTfAdamOpCheckIndicesGpu);
 
 TF_ADAM_OP_DEFINE_XLA_HANDLERS(Ctx<::xla::ffi::PlatformStream<void*>>(),
                                Ctx<::xla::ffi::PlatformStream<void*>>()

@@ -70,14 +70,19 @@ def _8bit_variant(scalars, decays, vhat_states):
   return options
 
 
-def after_check(scalars, checked):
-  """The scalars with lr * checked, where `checked` is a step's checks.xla_scale_check (a 1.0, in
-  lr's dtype here): the same lr, exactly, and an input the update cannot run before the check.
-  Under XLA with 8-bit states every update the rest of the step does not already wait for by data
-  takes it (the 8-bit ones, single dense and sparse ones). `checked` None: the scalars as given."""
-  if checked is None:
+def after_check(scalars, *checks):
+  """The scalars with lr * check for each of `checks`, a step's checks under XLA
+  (checks.xla_scale_check, checks.xla_index_check: each a 1.0, in lr's dtype here): the same lr,
+  exactly, and an input the update cannot run before the checks. Under XLA every update the rest
+  of the step does not already wait for by data takes them (the 8-bit ones, single dense and
+  sparse ones). A check None is left out; none: the scalars as given."""
+  checks = [check for check in checks if check is not None]
+  if not checks:
     return scalars
-  return dataclasses.replace(scalars, lr=scalars.lr * tf.cast(checked, scalars.lr.dtype))
+  lr = scalars.lr
+  for check in checks:
+    lr = lr * tf.cast(check, lr.dtype)
+  return dataclasses.replace(scalars, lr=lr)
 
 
 def dense_8bit(var, m_states, v_states, scalars, grad, *, vhat_states=None, decays=False,

@@ -7,9 +7,10 @@ Two kinds, as the host framework has them:
 - what is known only when the step runs (the values of sparse indices, a shape unknown while
   tracing): `runtime_guards` gives the
   checks as ops that the step's writes are made to wait for (graphs), or raises at once (eager).
-  Under XLA they are not built: tf2xla compiles assertions to nothing, and the fused sparse op's
-  custom call checks the indices itself before it writes (the optimizers make the step's other
-  writes depend on it by data, xla.after_updates).
+  Under XLA they are not built: tf2xla compiles assertions to nothing. The fused sparse op's
+  custom call checks its indices itself before it writes (the optimizers make the step's other
+  writes depend on it by data, xla.after_updates), and a step of several sparse gradients checks
+  all of their indices first, as data its sparse updates take (xla_index_check).
 """
 
 import operator
@@ -164,12 +165,7 @@ def runtime_guards(grads, variables, who, broadcast=False):
     indices = grad.indices
     if var.shape.rank == 0:
       continue  # a scalar variable: the sparse op refuses it before it writes
-    # The static row count, else the variable's shape op: never tf.shape(var), which reads (and,
-    # for a variable in copy-on-read mode, as sparse updates leave it, copies) the whole variable.
-    rows = var.shape[0]
-    if rows is None:
-      rows = tf.raw_ops.VariableShape(input=var.handle, out_type=indices.dtype)[0]
-    rows = tf.cast(rows, indices.dtype)
+    rows = tf.cast(_rows(var, indices.dtype), indices.dtype)
     in_range = tf.reduce_all(tf.logical_and(indices >= 0, indices < rows))
     if tf.executing_eagerly():
       if not bool(in_range):
@@ -184,6 +180,39 @@ def runtime_guards(grads, variables, who, broadcast=False):
                    "is out of range [0, rows); nothing was updated. rows:", rows,
                    "indices:", indices], summarize=16))
   return guards
+
+
+def xla_index_check(grads, variables, who):
+  """Under XLA, the check of every IndexedSlices index of a step of several sparse gradients, as
+  data: one CheckIndicesInRange over all of them, whose float32 1.0 each sparse update multiplies
+  its learning rate by (apply.after_check: the same number, exactly), so that none runs before
+  every index is checked (each sparse op's own custom call checks only its own indices, and XLA
+  does not order the sparse ops of a step among themselves); the rest of the step already waits
+  for the sparse updates by data (xla.after_updates). Its message names the variable and the index.
+
+  None outside XLA, with fewer than two sparse gradients (the one sparse op's own check comes
+  first), or where the sparse updates are not the ops' XLA kernels (the composite path: XLA's
+  scatters, which ignore an index out of range as stock's do)."""
+  if not xla.in_xla_context():
+    return None
+  sparse = [(grad, var) for grad, var in zip(grads, variables)
+            if isinstance(grad, tf.IndexedSlices) and var.shape.rank != 0]
+  if len(sparse) < 2 or not xla.kernels_usable([var for _, var in sparse]):
+    return None
+  rows = tf.stack([tf.cast(_rows(var, tf.int64), tf.int64) for _, var in sparse])
+  names = [f"{who}: an index of the IndexedSlices gradient for variable {_name(var)!r} is out of "
+           "range; nothing was updated" for _, var in sparse]
+  return ops.check_indices_in_range([grad.indices for grad, _ in sparse], rows, names)
+
+
+def _rows(var, dtype):
+  """var's row count: the static one, else the variable's shape op, never tf.shape(var), which
+  reads (and, for a variable in copy-on-read mode, as sparse updates leave it, copies) the whole
+  variable."""
+  rows = var.shape[0]
+  if rows is None:
+    rows = tf.raw_ops.VariableShape(input=var.handle, out_type=dtype)[0]
+  return rows
 
 
 def scale_guards(named_scales, who, pack=None):

@@ -30,7 +30,8 @@ class KerasStep:
   keras_update: Callable  # Keras's own update_step(grad, variable, learning_rate)
   update_one: Callable  # one fused op: (grad, Keras variable, learning_rate) -> op
   # (dtype, learning_rate, decays) -> the StepScalars of an update the step's other updates do not
-  # wait for: under XLA with 8-bit states, after the step's scale check (adam.py _checked_scalars)
+  # wait for: under XLA, after the step's checks (8-bit scales, sparse indices: adam.py
+  # _checked_scalars)
   checked_scalars: Callable
 
   tf_variable = staticmethod(tf_variable)

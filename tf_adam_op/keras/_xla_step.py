@@ -46,10 +46,12 @@ def fused_step(step, grads, trainable_variables, learning_rate):
   reads no vector of handles). `step` is the optimizer's _KerasStep (what each variable needs).
 
   XLA orders by data only: the dense groups' gradients, 8-bit ones included (and those of the
-  variables Keras's own update_step updates), depend on what the sparse ops wrote, and
-  `iterations` (which Keras advances after this returns) on everything, so a sparse op that fails
-  while it runs (an index out of range) stops the step before the rest is written
-  (xla.after_updates)."""
+  variables Keras's own update_step updates, sparse or not), depend on what the sparse ops wrote,
+  and `iterations` (which Keras advances after this returns) on everything, so a sparse op that
+  fails while it runs (an index out of range) stops the step before the rest is written
+  (xla.after_updates). Every fused update takes the step's checks (step.checked_scalars: its
+  8-bit scales, the indices of all its sparse gradients, in every round), so a bad index in a
+  later round stops an earlier round's updates too."""
   dense, dense_8bit, keras_rule, first_updates = [], [], [], []
   for i, (grad, keras_var) in enumerate(zip(grads, trainable_variables)):
     var = step.tf_variable(keras_var)
@@ -69,6 +71,10 @@ def fused_step(step, grads, trainable_variables, learning_rate):
       i for i in keras_rule if not isinstance(grads[i], tf.IndexedSlices)]
   for i, grad in zip(positions, after_sparse(*[grads[i] for i in positions])):
     grads[i] = grad
+  for i in keras_rule:  # Keras's own sparse updates: their values wait too
+    if isinstance(grads[i], tf.IndexedSlices):
+      grads[i] = tf.IndexedSlices(after_sparse(grads[i].values)[0], grads[i].indices,
+                                  grads[i].dense_shape)
   for i in keras_rule:
     step.keras_update(grads[i], trainable_variables[i], learning_rate)
   decays = {id(var): step.decays(var) for _, var in dense}
@@ -79,8 +85,7 @@ def fused_step(step, grads, trainable_variables, learning_rate):
                     for variables in [group.variables] + _plan.slot_lists(step.slots, keras_vars)]
     with tf.device(group.device):
       updates.append(apply.group_unpacked(
-          handle_lists, _inputs.step_scalars(step.optimizer, group.dtype, learning_rate,
-                                             group.decays),
+          handle_lists, step.checked_scalars(group.dtype, learning_rate, group.decays),
           [_inputs.as_dtype(grads[i], group.dtype) for i, _ in group.items],
           decays=group.decays))
   step.iterations.assign(xla.after_updates(updates)(step.iterations.read_value())[0])

@@ -130,6 +130,11 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
       return super()._backend_apply_gradients(grads, trainable_variables)  # nothing to check
     tf_variables = [_tf_variable(v) for v in trainable_variables]
     checks.check_dense_shapes(grads, tf_variables, _WHO)
+    # Under XLA, as data the step's sparse updates take: those of the fused ops (Keras's own
+    # update_step ignores an index out of range under XLA, as in Keras).
+    ours = [(g, v) for g, v in zip(grads, tf_variables) if not self._keras_computes(v)]
+    self._building_step.indices_checked = checks.xla_index_check(
+        [g for g, _ in ours], [v for _, v in ours], _WHO)
     guards = checks.runtime_guards(grads, tf_variables, _WHO, broadcast=True) + scale_guards
     if not guards:
       return super()._backend_apply_gradients(grads, trainable_variables)
@@ -326,11 +331,13 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     return plan
 
   def _checked_scalars(self, dtype, learning_rate, decays):
-    """The scalars of a single update (8-bit or float, dense or sparse): under XLA with 8-bit
-    states, after the step's scale check (states_8bit.py _scale_guards; apply.after_check), which
-    nothing else orders it after."""
+    """The scalars of a single update (8-bit or float, dense or sparse): under XLA, after the
+    step's checks (the 8-bit states' scales, states_8bit.py _scale_guards; every sparse index of
+    the fused ops, checks.xla_index_check; apply.after_check), which nothing else orders it
+    after."""
     return apply.after_check(_inputs.step_scalars(self, dtype, learning_rate, decays),
-                             getattr(self._building_step, "scales_checked", None))
+                             getattr(self._building_step, "scales_checked", None),
+                             getattr(self._building_step, "indices_checked", None))
 
   def _update_one(self, grad, keras_var, learning_rate, repeated=False):
     """One variable's fused op: the sparse op for IndexedSlices, else the single-variable op."""

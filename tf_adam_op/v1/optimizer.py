@@ -208,6 +208,8 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
       self._create_8bit_slots_first(updated)
       guards = (checks.runtime_guards(grads, variables, self._who())
                 + self._scale_guards(updated))
+      # Under XLA, as data the step's sparse updates take (cleared by _step_built).
+      self._this_step.indices_checked = checks.xla_index_check(grads, variables, self._who())
     # The base class drives the step; _resource_apply_dense returns fusable updates as _HeldBack
     # markers and _finish turns them into multi-tensor ops (the markers travel in the base class's
     # list of the step's updates: threads may share the optimizer). A variable given more than
@@ -219,6 +221,11 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
                                        skip_gradients_aggregation=skip_gradients_aggregation)
     finally:
       self._this_step.repeated = grouping.NONE_REPEATED
+
+  def _step_built(self):
+    """Forgets what one step's ops shared while it was built (its checks under XLA)."""
+    self._this_step.scales_checked = None
+    self._this_step.indices_checked = None
 
   def _distributed_apply(self, distribution, grads_and_vars, global_step=None, name=None):
     """The base class's step under a strategy (cross-replica context), after the check of the 8-bit
@@ -294,10 +301,12 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
                        weight_decay=decay)
 
   def _checked_scalars(self, dtype):
-    """_scalars(dtype) for a single update (8-bit or float, dense or sparse): under XLA with 8-bit
-    states, after the step's scale check (states_8bit.py _scale_guards; apply.after_check), which
-    nothing else orders it after."""
-    return apply.after_check(self._scalars(dtype), getattr(self._this_step, "scales_checked", None))
+    """_scalars(dtype) for a single update (8-bit or float, dense or sparse): under XLA, after the
+    step's checks (the 8-bit states' scales, states_8bit.py _scale_guards; every sparse index,
+    checks.xla_index_check; apply.after_check), which nothing else orders it after."""
+    return apply.after_check(self._scalars(dtype),
+                             getattr(self._this_step, "scales_checked", None),
+                             getattr(self._this_step, "indices_checked", None))
 
   def _step(self):
     return step_lib.Step(

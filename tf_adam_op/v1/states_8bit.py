@@ -87,9 +87,6 @@ class EightBitStates:
     self._this_step.scales_checked = checks.xla_scale_check(named, self._who())
     return checks.scale_guards(named, self._who(), pack=self._packed_scales)
 
-  def _step_built(self):
-    self._this_step.scales_checked = None
-
   def _packed_scales(self, scale_variables):
     """The handle vector of these scale variables, packed once per list (_step/packed.py)."""
     with self._state_lock:

@@ -1,0 +1,195 @@
+"""Under XLA a step of several IndexedSlices gradients checks every one of their indices before any
+sparse update runs (CheckIndicesInRange, _step/checks.xla_index_check): a bad index in any of them
+writes nothing, and the error names the variable and the index (docs/errors.md). The op itself,
+eagerly and under XLA; v1 and Keras steps with float and 8-bit states, behavioural (repeated) and
+structural (what the compiled step's sparse updates depend on)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from xla_cases import calls_not_after, entry_calls
+import tf_adam_op
+from tf_adam_op import ops
+from tf_adam_op._step import xla as _xla
+
+pytestmark = pytest.mark.skipif(not _xla.kernels_enabled(),
+                                reason=f"no XLA kernels here: {_xla.describe()}")
+
+CHECK_TARGET = "tf_adam_op_check_indices"
+SPARSE_TARGETS = ("tf_adam_op_sparse_adam", "tf_adam_op_sparse_adam_8bit")
+ROWS = 512  # a (512, 8) table: 4,096 elements, 8-bit states with state_bits=8
+
+
+def _keras():
+  keras = pytest.importorskip("keras")
+  if not keras.__version__.startswith("3."):
+    pytest.skip(f"tf_adam_op.keras needs Keras 3, found {keras.__version__}")
+  import tf_adam_op.keras as tk
+  return keras, tk
+
+
+# --- the op -----------------------------------------------------------------------------------
+
+def _run(mode, fn):
+  return fn() if mode == "eager" else tf.function(fn, jit_compile=True)()
+
+
+@pytest.mark.parametrize("mode", ["eager", "xla"])
+def test_the_op_gives_one_when_every_index_is_a_row(mode):
+  one = _run(mode, lambda: ops.check_indices_in_range(
+      [tf.constant([0, 3, 3], tf.int32), tf.zeros([0], tf.int64), tf.constant([9], tf.int64)],
+      tf.constant([4, 0, 10], tf.int64), ["a", "b", "c"]))
+  assert one.dtype == tf.float32 and float(one) == 1.0
+
+
+@pytest.mark.parametrize("mode", ["eager", "xla"])
+@pytest.mark.parametrize("first, second, message", [
+    ([0, 4], [1], r"(^|\s)a: indices\[1\] = 4 is not in \[0, 4\)"),
+    ([0, 3], [2, -1], r"(^|\s)b: indices\[1\] = -1 is not in \[0, 3\)"),
+    ([5], [-7], r"(^|\s)a: indices\[0\] = 5 is not in \[0, 4\)"),  # the first vector's, first
+], ids=["first", "second", "both"])
+def test_the_op_names_the_vector_and_its_first_bad_index(mode, first, second, message):
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    _run(mode, lambda: ops.check_indices_in_range(
+        [tf.constant(first, tf.int64), tf.constant(second, tf.int32)],
+        tf.constant([4, 3], tf.int64), ["a", "b"]))
+
+
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_the_op_refuses_names_or_row_counts_that_do_not_match_the_vectors(mode):
+  """Eagerly InvalidArgumentError from the kernel; in a graph ValueError from the shape function."""
+  error = tf.errors.InvalidArgumentError if mode == "eager" else ValueError
+  run = (lambda fn: fn()) if mode == "eager" else (lambda fn: tf.function(fn)())
+  indices = lambda: [tf.constant([0]), tf.constant([1])]
+  with pytest.raises(error, match="names must name each of the 2 index vectors, got 1"):
+    run(lambda: ops.check_indices_in_range(indices(), tf.constant([4, 4], tf.int64), ["a"]))
+  with pytest.raises(error, match="rows must hold 2 row counts, got 1|Dimension must be 2 but is 1"):
+    run(lambda: ops.check_indices_in_range(indices(), tf.constant([4], tf.int64), ["a", "b"]))
+  with pytest.raises(error, match="vectors, got shape|must be rank 1"):
+    run(lambda: ops.check_indices_in_range([tf.constant([[0]]), tf.constant([1])],
+                                           tf.constant([4, 4], tf.int64), ["a", "b"]))
+
+
+# --- the optimizers ---------------------------------------------------------------------------
+
+def _family(family, state_bits=32):
+  """(make a variable, the optimizer) of v1 or Keras."""
+  if family == "keras":
+    keras, tk = _keras()
+    return keras.Variable, tk.Adam(0.01, state_bits=state_bits)
+  return tf.Variable, tf_adam_op.AdamOptimizer(0.01, state_bits=state_bits)
+
+
+def _step_of_two_tables(family, state_bits):
+  """(step(first, second), state(), opt): an XLA step of a dense variable and two tables whose
+  IndexedSlices gradients name the rows `first` and `second`."""
+  rng = np.random.default_rng(11)
+  make, opt = _family(family, state_bits)
+  dense = make(rng.normal(size=(6, 4)).astype(np.float32), name="dense")
+  tables = [make(rng.normal(size=(ROWS, 8)).astype(np.float32), name=name)
+            for name in ("table_a", "table_b")]
+
+  @tf.function(jit_compile=True)
+  def step(first, second):
+    rows = lambda indices: tf.IndexedSlices(tf.ones([2, 8]), indices, tf.constant([ROWS, 8]))
+    opt.apply_gradients([(rows(first), tables[0]), (tf.ones([6, 4]), dense),
+                         (rows(second), tables[1])])
+
+  def state():
+    optimizer_variables = opt.variables() if family == "v1" else opt.variables
+    return [np.asarray(v) for v in [dense, *tables, *optimizer_variables]]
+  return step, state, opt
+
+
+FAMILIES = ["v1", "keras"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("state_bits", [32, 8])
+@pytest.mark.parametrize("bad", ["first", "second"])
+def test_a_bad_index_in_any_sparse_gradient_writes_nothing(family, state_bits, bad):
+  """Repeated: without the step-wide check XLA ran the other table's sparse update first (before
+  this check existed, a bad index in the second gradient left the first table written, every
+  time)."""
+  step, state, _ = _step_of_two_tables(family, state_bits)
+  good = tf.constant([1, 2])
+  step(good, good)  # creates the states; a good step
+  before = state()
+  out_of_range = tf.constant([3, ROWS])
+  table = "table_a" if bad == "first" else "table_b"
+  for _ in range(5):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"variable '[^']*{table}[^']*' is out of range; nothing was updated: "
+                             rf"indices\[1\] = {ROWS} is not in \[0, {ROWS}\)"):
+      step(*((out_of_range, good) if bad == "first" else (good, out_of_range)))
+    for i, (b, a) in enumerate(zip(before, state())):
+      np.testing.assert_array_equal(a, b, err_msg=f"state[{i}]")
+  step(good, good)  # and the step still runs
+  assert not all(np.array_equal(a, b) for a, b in zip(before, state()))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("state_bits", [32, 8])
+def test_every_sparse_update_of_the_compiled_step_waits_for_the_index_check(family, state_bits):
+  """Structural, needing no luck with XLA's schedule: one check, and every sparse update's custom
+  call has it among its inputs' inputs."""
+  step, _, _ = _step_of_two_tables(family, state_bits)
+  good = tf.constant([1, 2])
+  step(good, good)
+  hlo = step.experimental_get_compiler_ir(good, good)(stage="hlo")
+  _, targets = entry_calls(hlo)
+  sparse_calls = [name for name, target in targets.items() if target in SPARSE_TARGETS]
+  assert len(sparse_calls) == 2, targets
+  for target in SPARSE_TARGETS:
+    not_after, checks = calls_not_after(hlo, target, CHECK_TARGET)
+    assert checks == 1 and not_after == []
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_step_of_one_sparse_gradient_has_no_step_wide_check(family):
+  """One sparse op checks its own indices before it writes, and the rest of the step waits for it
+  by data (xla.after_updates): no second pass over the indices."""
+  rng = np.random.default_rng(12)
+  make, opt = _family(family)
+  table = make(rng.normal(size=(ROWS, 8)).astype(np.float32))
+  dense = make(rng.normal(size=(6, 4)).astype(np.float32))
+
+  @tf.function(jit_compile=True)
+  def step(indices):
+    rows = tf.IndexedSlices(tf.ones([2, 8]), indices, tf.constant([ROWS, 8]))
+    opt.apply_gradients([(rows, table), (tf.ones([6, 4]), dense)])
+  step(tf.constant([1, 2]))
+  hlo = step.experimental_get_compiler_ir(tf.constant([1, 2]))(stage="hlo")
+  assert CHECK_TARGET not in hlo and "tf_adam_op_sparse_adam" in hlo
+  before = [np.asarray(table), np.asarray(dense)]
+  with pytest.raises(tf.errors.InvalidArgumentError, match=rf"indices\[1\] = {ROWS} is not in"):
+    step(tf.constant([1, ROWS]))
+  for b, a in zip(before, [np.asarray(table), np.asarray(dense)]):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_bad_index_in_a_later_round_writes_nothing_of_an_earlier_one(family):
+  """A variable given twice is updated once per gradient, in rounds (as stock and Keras do): the
+  bad index is in the second round's sparse gradient, and the first round's dense and sparse
+  updates (of this variable and another table) wait for the check too."""
+  rng = np.random.default_rng(13)
+  make, opt = _family(family)
+  table_a, table_b = (make(rng.normal(size=(ROWS, 8)).astype(np.float32), name=name)
+                      for name in ("table_a", "table_b"))
+  rows = lambda indices: tf.IndexedSlices(tf.ones([2, 8]), indices, tf.constant([ROWS, 8]))
+
+  @tf.function(jit_compile=True)
+  def twice(second_round):
+    opt.apply_gradients([(tf.ones([ROWS, 8]), table_a), (rows(tf.constant([1, 2])), table_b),
+                         (rows(second_round), table_a)])
+  twice(tf.constant([3, 4]))
+  variables = lambda: [np.asarray(v) for v in [table_a, table_b] + list(
+      opt.variables() if family == "v1" else opt.variables)]
+  before = variables()
+  for _ in range(5):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"table_a.*is out of range"):
+      twice(tf.constant([3, ROWS]))
+    for i, (b, a) in enumerate(zip(before, variables())):
+      np.testing.assert_array_equal(a, b, err_msg=f"state[{i}]")
