@@ -15,6 +15,7 @@ Two kinds, as the host framework has them:
 
 import operator
 
+import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import ops as framework_ops
 
@@ -236,12 +237,24 @@ def scale_guards(named_scales, who, pack=None):
   if tf.executing_eagerly():
     valid = valid.numpy()
     if not valid.all():
-      corrupt = describe(pair for pair, ok in zip(named_scales, valid) if not ok)
+      corrupt = [f"{text}: {_first_corrupt_block(pair[1])}" for text, pair, ok in
+                 zip(describe(named_scales), named_scales, valid) if not ok]
       raise tf.errors.InvalidArgumentError(None, None, f"{message} {', '.join(corrupt)}")
     return []
   described = describe(named_scales)
   corrupt = tf.boolean_mask(tf.constant(described), tf.logical_not(valid))
   return [tf.debugging.Assert(tf.reduce_all(valid), [message, corrupt], summarize=len(described))]
+
+
+def _first_corrupt_block(scales):
+  """Which block of an absmax variable found corrupt holds the first scale a step cannot leave
+  (negative or infinite; NaN is a poisoned block), as the ops' own messages name it. Eager only,
+  and only once the check failed: it reads the variable."""
+  values = scales.numpy()
+  bad = np.flatnonzero((values < 0) | np.isposinf(values))
+  if not bad.size:
+    return "no corrupt block now"  # changed since the check, by another thread
+  return f"block {bad[0]}'s scale is {values[bad[0]]}"
 
 
 def xla_scale_check(named_scales, who):
