@@ -341,6 +341,36 @@ def test_v1_many_variables_take_one_multi_tensor_op_with_the_reference_numbers(m
     np.testing.assert_array_equal(var.numpy(), expected)
 
 
+@pytest.mark.parametrize("with_sparse", [False, True], ids=["dense", "and an IndexedSlices"])
+def test_v1_tf1_session_groups_its_8bit_variables_into_one_op(with_sparse):
+  """A TF1 graph (and any step with IndexedSlices) takes v1's general path: its dense 8-bit
+  updates are held to _finish and grouped there as the float states' are (one
+  ResourceApplyAdam8bitMulti, no single-variable op), with the reference's numbers."""
+  rng = np.random.default_rng(9)
+  shapes = [(64, 64), (4096,), (70, 90)]
+  values = [rng.normal(size=s).astype(np.float32) for s in shapes]
+  grads = [[rng.normal(size=s).astype(np.float32) for s in shapes] for _ in range(3)]
+  with tf.Graph().as_default():
+    variables = [tf.compat.v1.Variable(v, use_resource=True) for v in values]
+    table = tf.compat.v1.Variable(np.ones((10, 4), np.float32), use_resource=True)
+    placeholders = [tf.compat.v1.placeholder(tf.float32, s) for s in shapes]
+    pairs = list(zip(placeholders, variables))
+    if with_sparse:
+      pairs.append((tf.IndexedSlices(tf.ones([2, 4]), tf.constant([1, 3])), table))
+    train = tf_adam_op.AdamOptimizer(0.01, state_bits=8).apply_gradients(pairs)
+    types = [op.type for op in tf.compat.v1.get_default_graph().get_operations()]
+    assert types.count("ResourceApplyAdam8bitMulti") == 1, types
+    assert "ResourceApplyAdam8bit" not in types, types
+    with tf.compat.v1.Session() as session:
+      session.run(tf.compat.v1.global_variables_initializer())
+      for gs in grads:
+        session.run(train, dict(zip(placeholders, gs)))
+      results = session.run(variables)
+  for k, result in enumerate(results):
+    expected, _ = _v1_reference(values[k], [gs[k] for gs in grads])
+    np.testing.assert_array_equal(result, expected)
+
+
 @needs_keras_3
 @pytest.mark.parametrize("mode", _MANY_MODES)
 def test_keras_many_variables_take_one_multi_tensor_op_with_the_reference_numbers(mode):

@@ -242,8 +242,8 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
 
   def _held_for_finish(self, var):
     repeated = getattr(self._this_step, "repeated", grouping.NONE_REPEATED)
-    if self._has_8bit_states(var):  # under XLA: grouped in _finish, after the sparse updates
-      return paths.held_8bit_for_finish(var, repeated)
+    if self._has_8bit_states(var):  # grouped in _finish (under XLA after the sparse updates)
+      return paths.held_8bit_for_finish(var, self._fused, repeated)
     return paths.held_for_finish(var, self._fused, repeated)
 
   def _apply_on_fast_path(self, grads_and_vars, global_step, name):
@@ -363,7 +363,7 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
       held_back = [(g, v) for g, v in held_back if not stock_dtypes.is_stock_dtype(v)]
       update_ops += stock_dtypes.apply_held_back(self, stock_pairs, update_ops, xla.after_updates)
     pairs_8bit = [(g, v) for g, v in held_back if self._has_8bit_states(v)]
-    if pairs_8bit:  # under XLA: one op per group, after the sparse updates by data
+    if pairs_8bit:  # one op per group (under XLA after the sparse updates by data)
       held_back = [(g, v) for g, v in held_back if not self._has_8bit_states(v)]
       update_ops += self._apply_8bit_held_back(pairs_8bit, update_ops)
     if self._fused:

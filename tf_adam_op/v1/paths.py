@@ -31,10 +31,11 @@ def _under_xla_here():
   return xla.in_xla_context() and not distribute_lib.has_strategy()
 
 
-def held_8bit_for_finish(var, repeated):
-  """Whether the dense update of `var`, which has 8-bit states, is made in _finish: under XLA (no
-  strategy), grouped into one op per group there, made to depend by data on the step's sparse
-  updates as the float states' groups are (held_for_finish). Elsewhere one op each, made at once
-  (graphs order them after the step's checks by control dependencies). Not a variable the step
-  gives more than once."""
-  return id(var) not in repeated and _under_xla_here()
+def held_8bit_for_finish(var, fused, repeated):
+  """Whether the dense update of `var`, which has 8-bit states, is made in _finish, grouped into
+  one multi-tensor op per (device, dtype, decays) group there: where the float states' are
+  grouped (fuses_here: `fused`, one machine), and under XLA (no strategy) also unfused, made to
+  depend by data on the step's sparse updates as the float states' groups are (held_for_finish).
+  Elsewhere (a strategy; unfused outside XLA) one op each, made at once. Not a variable the step
+  gives more than once: its updates are made in the order given."""
+  return id(var) not in repeated and (fuses_here(fused, [var]) or _under_xla_here())

@@ -130,11 +130,14 @@ class EightBitStates:
                                use_locking=self._use_locking, variable_names=group.names)]
 
   def _apply_8bit_held_back(self, pairs, other_updates):
-    """Under XLA on the general path: the dense (grad, var) pairs with 8-bit states held back to
-    _finish, one op per (device, dtype, decays) group (_apply_8bit_group), each gradient made to
-    depend by data on `other_updates` (the step's sparse ones), so that a sparse update that fails
-    while it runs (an index out of range) stops the step before these are written."""
-    after_others = xla.after_updates(other_updates)
+    """On the general path (TF1 sessions, steps with IndexedSlices, XLA): the dense (grad, var)
+    pairs with 8-bit states held back to _finish (paths.held_8bit_for_finish), one op per (device,
+    dtype, decays) group (_apply_8bit_group). Under XLA each gradient is made to depend by data on
+    `other_updates` (the step's sparse ones), so that a sparse update that fails while it runs (an
+    index out of range) stops the step before these are written; elsewhere the step's checks come
+    first (eagerly, or as the control dependencies of every op of the step)."""
+    after_others = (xla.after_updates(other_updates) if xla.in_xla_context()
+                    else lambda *grads: grads)
     ops = []
     for group in grouping.group_updates(pairs, self._decays):
       group.states = None  # (looked up by _apply_8bit_group)
