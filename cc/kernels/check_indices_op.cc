@@ -38,7 +38,8 @@ class CheckIndicesInRangeOp : public OpKernel {
                 absl::InvalidArgumentError(absl::StrCat("rows must hold ", indices.size(),
                                                         " row counts, got ", rows.NumElements())));
     std::vector<IndexList> lists;
-    for (const Tensor& list : indices) {
+    for (int i = 0; i < indices.size(); ++i) {
+      const Tensor& list = indices[i];
       OP_REQUIRES(context, list.dims() == 1,
                   absl::InvalidArgumentError(absl::StrCat(
                       "indices must be vectors, got shape ", list.shape().DebugString())));
