@@ -4,6 +4,8 @@ writes nothing, and the error names the variable and the index (docs/errors.md).
 eagerly and under XLA; v1 and Keras steps with float and 8-bit states, behavioural (repeated) and
 structural (what the compiled step's sparse updates depend on)."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -147,12 +149,12 @@ def test_every_sparse_update_of_the_compiled_step_waits_for_the_index_check(fami
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_a_step_of_one_sparse_gradient_has_no_step_wide_check(family):
-  """One sparse op checks its own indices before it writes, and the rest of the step waits for it
-  by data (xla.after_updates): no second pass over the indices."""
+def test_a_step_of_one_sparse_gradient_is_checked_first_too(family):
+  """One sparse gradient: the same check, so the error names the variable, and the rest of the
+  step waits for it (test_keras_ema_... below for why its own op's check is not enough)."""
   rng = np.random.default_rng(12)
   make, opt = _family(family)
-  table = make(rng.normal(size=(ROWS, 8)).astype(np.float32))
+  table = make(rng.normal(size=(ROWS, 8)).astype(np.float32), name="table_a")
   dense = make(rng.normal(size=(6, 4)).astype(np.float32))
 
   @tf.function(jit_compile=True)
@@ -161,12 +163,53 @@ def test_a_step_of_one_sparse_gradient_has_no_step_wide_check(family):
     opt.apply_gradients([(rows, table), (tf.ones([6, 4]), dense)])
   step(tf.constant([1, 2]))
   hlo = step.experimental_get_compiler_ir(tf.constant([1, 2]))(stage="hlo")
-  assert CHECK_TARGET not in hlo and "tf_adam_op_sparse_adam" in hlo
+  not_after, checks = calls_not_after(hlo, "tf_adam_op_sparse_adam", CHECK_TARGET)
+  assert checks == 1 and not_after == []
   before = [np.asarray(table), np.asarray(dense)]
-  with pytest.raises(tf.errors.InvalidArgumentError, match=rf"indices\[1\] = {ROWS} is not in"):
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=rf"table_a.* out of range; nothing was updated: indices\[1\] = {ROWS}"):
     step(tf.constant([1, ROWS]))
   for b, a in zip(before, [np.asarray(table), np.asarray(dense)]):
     np.testing.assert_array_equal(a, b)
+
+
+def _scheduled_entry(hlo):
+  """The optimized HLO's entry computation, in the order XLA's schedule runs it: (name, opcode)."""
+  entry = hlo[hlo.index("\nENTRY"):]
+  entry = entry[:entry.index("\n}")]
+  return re.findall(r"^\s*(?:ROOT )?%(\S+) = \S+(?: \S+)*? ([a-z\-]+)\(", entry, re.M)
+
+
+def test_keras_ema_step_with_a_bad_index_leaves_iterations_and_the_averages():
+  """Keras's use_ema=True under XLA: before the step-wide check, a step whose one sparse op failed
+  left `iterations` holding other bits, every time (XLA had put a temporary of the step's
+  arithmetic in its donated buffer before the sparse op ran). The check reads only the indices,
+  and XLA schedules it before any arithmetic (structural, on the scheduled program), so nothing is
+  written (behavioural, repeated)."""
+  keras, tk = _keras()
+  opt = tk.Adam(0.01, use_ema=True)
+  table = keras.Variable(np.ones((64, 8), np.float32), name="table_a")
+  dense = keras.Variable(np.ones((6, 4), np.float32))
+
+  @tf.function(jit_compile=True)
+  def step(indices):
+    rows = tf.IndexedSlices(tf.ones([2, 8]), indices, tf.constant([64, 8]))
+    opt.apply_gradients([(rows, table), (tf.ones([6, 4]), dense)])
+  step(tf.constant([1, 2]))
+  schedule = _scheduled_entry(step.experimental_get_compiler_ir(tf.constant([1, 2]))(
+      stage="optimized_hlo"))
+  opcodes = [opcode for _, opcode in schedule]
+  first_check = next(i for i, (name, opcode) in enumerate(schedule)
+                     if opcode == "custom-call" and name.startswith("CheckIndicesInRange"))
+  arithmetic = {"fusion", "custom-call", "conditional", "add", "multiply"}
+  assert not arithmetic & set(opcodes[:first_check]), schedule[:first_check]
+  state = lambda: [np.asarray(v).tobytes() for v in [table, dense, *opt.variables]]
+  before = state()
+  for _ in range(10):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="table_a"):
+      step(tf.constant([1, 99]))
+    assert state() == before
+  assert int(opt.iterations) == 1
 
 
 @pytest.mark.parametrize("family", FAMILIES)

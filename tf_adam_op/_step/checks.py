@@ -9,8 +9,8 @@ Two kinds, as the host framework has them:
   checks as ops that the step's writes are made to wait for (graphs), or raises at once (eager).
   Under XLA they are not built: tf2xla compiles assertions to nothing. The fused sparse op's
   custom call checks its indices itself before it writes (the optimizers make the step's other
-  writes depend on it by data, xla.after_updates), and a step of several sparse gradients checks
-  all of their indices first, as data its sparse updates take (xla_index_check).
+  writes depend on it by data, xla.after_updates), and a step with sparse gradients checks all of
+  their indices first, as data its updates take (xla_index_check).
 """
 
 import operator
@@ -184,21 +184,24 @@ def runtime_guards(grads, variables, who, broadcast=False):
 
 
 def xla_index_check(grads, variables, who):
-  """Under XLA, the check of every IndexedSlices index of a step of several sparse gradients, as
-  data: one CheckIndicesInRange over all of them, whose float32 1.0 each sparse update multiplies
-  its learning rate by (apply.after_check: the same number, exactly), so that none runs before
-  every index is checked (each sparse op's own custom call checks only its own indices, and XLA
-  does not order the sparse ops of a step among themselves); the rest of the step already waits
-  for the sparse updates by data (xla.after_updates). Its message names the variable and the index.
+  """Under XLA, the check of every IndexedSlices index of a step, as data: one
+  CheckIndicesInRange over all of them, whose float32 1.0 each update multiplies its learning
+  rate by (apply.after_check: the same number, exactly), so that none runs before every index is
+  checked. Each sparse op's own custom call checks only its own indices, after XLA may have run
+  other parts of the step: the other sparse updates (XLA does not order them among themselves),
+  and arithmetic whose temporaries may sit in a donated variable's buffer (without this check
+  Keras's `iterations` with use_ema=True was left holding other bits; the check reads only the
+  indices, and XLA schedules it before the step's arithmetic: docs/errors.md). Its message names
+  the variable and the index.
 
-  None outside XLA, with fewer than two sparse gradients (the one sparse op's own check comes
-  first), or where the sparse updates are not the ops' XLA kernels (the composite path: XLA's
-  scatters, which ignore an index out of range as stock's do)."""
+  None outside XLA, without sparse gradients, or where the sparse updates are not the ops' XLA
+  kernels (the composite path: XLA's scatters, which ignore an index out of range as stock's
+  do)."""
   if not xla.in_xla_context():
     return None
   sparse = [(grad, var) for grad, var in zip(grads, variables)
             if isinstance(grad, tf.IndexedSlices) and var.shape.rank != 0]
-  if len(sparse) < 2 or not xla.kernels_usable([var for _, var in sparse]):
+  if not sparse or not xla.kernels_usable([var for _, var in sparse]):
     return None
   rows = tf.stack([tf.cast(_rows(var, tf.int64), tf.int64) for _, var in sparse])
   names = [f"{who}: an index of the IndexedSlices gradient for variable {_name(var)!r} is out of "
