@@ -872,6 +872,49 @@ def test_xla_step_with_a_sparse_float_update_and_a_corrupt_scale_writes_nothing(
     np.testing.assert_array_equal(a, b)
 
 
+@needs_xla_kernels
+@needs_keras_3
+def test_keras_adamw_xla_step_with_a_corrupt_scale_leaves_a_variable_given_twice_undecayed():
+  """Keras decays a variable given twice in its own pass (twice, before the updates); under XLA
+  that pass reads its learning rate after the step's scale check, so a refused step leaves it."""
+  import keras
+  rng = np.random.default_rng(14)
+  twice, other = (keras.Variable(rng.normal(size=SHAPE).astype(np.float32), name=name)
+                  for name in ("twice", "other"))
+  opt = tk.AdamW(0.01, weight_decay=0.1, state_bits=8)
+
+  @tf.function(jit_compile=True)
+  def step():
+    opt.apply_gradients([(tf.ones(SHAPE), twice), (tf.ones(SHAPE), other),
+                         (tf.ones(SHAPE), twice)])
+  step()
+  # Structural: each write of Keras's decay pass (AssignSubVariableOp) has the check among its
+  # inputs' inputs (XLA's schedule happened to run it first without that, too).
+  graph = step.get_concrete_function().graph
+  decays = [op for op in graph.get_operations() if op.type == "AssignSubVariableOp"]
+  assert len(decays) == 2
+  for op in decays:
+    assert "Check8bitScaleValues" in {o.type for o in _graph_ancestors(op)}
+  _corrupt(opt.state_variables(other)["v"][1])
+  state = lambda: [np.asarray(v).tobytes() for v in [twice, other, *opt.variables]]
+  before = state()
+  for _ in range(3):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=_STEP_CHECK_MESSAGE["xla"]):
+      step()
+    assert state() == before
+
+
+def _graph_ancestors(op):
+  """Every op `op` depends on through its inputs (data, not control), in its graph."""
+  seen, pending = set(), [op]
+  while pending:
+    for tensor in pending.pop().inputs:
+      if tensor.op not in seen:
+        seen.add(tensor.op)
+        pending.append(tensor.op)
+  return seen
+
+
 def _xla_step_with_a_sparse_update(family, rng):
   """(step(indices), state(), opt, variables): a v1 or Keras step under XLA of two dense 8-bit
   variables and an embedding (float states) whose IndexedSlices rows are the step's argument."""

@@ -75,12 +75,16 @@ def test_the_op_refuses_names_or_row_counts_that_do_not_match_the_vectors(mode):
 
 # --- the optimizers ---------------------------------------------------------------------------
 
-def _family(family, state_bits=32):
-  """(make a variable, the optimizer) of v1 or Keras."""
+def _family(family, state_bits=32, decay=False):
+  """(make a variable, the optimizer) of v1 or Keras: Adam, or with `decay` AdamW."""
   if family == "keras":
     keras, tk = _keras()
-    return keras.Variable, tk.Adam(0.01, state_bits=state_bits)
-  return tf.Variable, tf_adam_op.AdamOptimizer(0.01, state_bits=state_bits)
+    opt = (tk.AdamW(0.01, weight_decay=0.1, state_bits=state_bits) if decay
+           else tk.Adam(0.01, state_bits=state_bits))
+    return keras.Variable, opt
+  opt = (tf_adam_op.AdamWOptimizer(0.1, learning_rate=0.01, state_bits=state_bits) if decay
+         else tf_adam_op.AdamOptimizer(0.01, state_bits=state_bits))
+  return tf.Variable, opt
 
 
 def _step_of_two_tables(family, state_bits):
@@ -213,12 +217,15 @@ def test_keras_ema_step_with_a_bad_index_leaves_iterations_and_the_averages():
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_a_bad_index_in_a_later_round_writes_nothing_of_an_earlier_one(family):
+@pytest.mark.parametrize("decay", [False, True], ids=["Adam", "AdamW"])
+def test_a_bad_index_in_a_later_round_writes_nothing_of_an_earlier_one(family, decay):
   """A variable given twice is updated once per gradient, in rounds (as stock and Keras do): the
   bad index is in the second round's sparse gradient, and the first round's dense and sparse
-  updates (of this variable and another table) wait for the check too."""
+  updates (of this variable and another table) wait for the check too. Keras's AdamW decays a
+  variable given twice in its own pass, twice, before the updates: that pass waits too (found by
+  an outside check: it ran, every time)."""
   rng = np.random.default_rng(13)
-  make, opt = _family(family)
+  make, opt = _family(family, decay=decay)
   table_a, table_b = (make(rng.normal(size=(ROWS, 8)).astype(np.float32), name=name)
                       for name in ("table_a", "table_b"))
   rows = lambda indices: tf.IndexedSlices(tf.ones([2, 8]), indices, tf.constant([ROWS, 8]))

@@ -79,10 +79,16 @@ def after_check(scalars, *checks):
   checks = [check for check in checks if check is not None]
   if not checks:
     return scalars
-  lr = scalars.lr
+  return dataclasses.replace(scalars, lr=times_checks(scalars.lr, checks))
+
+
+def times_checks(value, checks):
+  """value * check for each of `checks` (each a float32 1.0, cast to value's dtype): the same
+  number, exactly, computed only once the checks ran (XLA orders by data only)."""
+  value = tf.convert_to_tensor(value)
   for check in checks:
-    lr = lr * tf.cast(check, lr.dtype)
-  return dataclasses.replace(scalars, lr=lr)
+    value = value * tf.cast(check, value.dtype)
+  return value
 
 
 def dense_8bit(var, m_states, v_states, scalars, grad, *, vhat_states=None, decays=False,

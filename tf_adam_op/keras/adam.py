@@ -182,7 +182,28 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     keras_pass = [v for v in variables
                   if not self._decays_in_op(_tf_variable(v), id(_tf_variable(v)) in repeated)]
     if keras_pass:
-      super()._apply_weight_decay(keras_pass)
+      # Under XLA Keras's pass reads its learning rate after the step's checks (by data: XLA has
+      # no other order), so a step the checks refuse leaves these variables undecayed too.
+      self._building_step.decay_waits_for = [
+          check for check in (getattr(self._building_step, "scales_checked", None),
+                              getattr(self._building_step, "indices_checked", None))
+          if check is not None]
+      try:
+        super()._apply_weight_decay(keras_pass)
+      finally:
+        self._building_step.decay_waits_for = None
+
+  def _get_current_learning_rate(self):
+    """Keras's learning rate; while Keras's own weight decay pass is built under XLA, times the
+    step's checks (_apply_weight_decay): the same number, exactly (a Python number as a float64
+    tensor, which Keras's cast to the variable's dtype rounds once, as it rounds the number)."""
+    lr = super()._get_current_learning_rate()
+    checks = getattr(self._building_step, "decay_waits_for", None)
+    if not checks:
+      return lr
+    if isinstance(lr, (int, float)):
+      lr = tf.constant(lr, tf.float64)
+    return apply.times_checks(lr, checks)
 
   def _backend_update_step(self, grads, trainable_variables, learning_rate):
     if distribute_lib.has_strategy():
