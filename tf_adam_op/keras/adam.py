@@ -130,8 +130,8 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
       return super()._backend_apply_gradients(grads, trainable_variables)  # nothing to check
     tf_variables = [_tf_variable(v) for v in trainable_variables]
     checks.check_dense_shapes(grads, tf_variables, _WHO)
-    # Under XLA, as data the step's sparse updates take: those of the fused ops (Keras's own
-    # update_step ignores an index out of range under XLA, as in Keras).
+    # Under XLA, as data every fused update of the step takes: the indices of the fused ops'
+    # sparse gradients (Keras's own update_step ignores an index out of range under XLA).
     ours = [(g, v) for g, v in zip(grads, tf_variables) if not self._keras_computes(v)]
     self._building_step.indices_checked = checks.xla_index_check(
         [g for g, _ in ours], [v for _, v in ours], _WHO)
