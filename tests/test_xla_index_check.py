@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from xla_cases import calls_not_after, entry_calls
+from xla_cases import ancestors, calls_not_after, entry_calls
 import tf_adam_op
 from tf_adam_op import ops
 from tf_adam_op._step import xla as _xla
@@ -243,3 +243,40 @@ def test_a_bad_index_in_a_later_round_writes_nothing_of_an_earlier_one(family, d
       twice(tf.constant([3, ROWS]))
     for i, (b, a) in enumerate(zip(before, variables())):
       np.testing.assert_array_equal(a, b, err_msg=f"state[{i}]")
+
+
+@pytest.mark.parametrize("path", ["general (a bad index)", "fast (a corrupt 8-bit state)"])
+def test_a_v1_xla_step_that_fails_leaves_global_step(path):
+  """stock's base class (v1's general path) and the fast path advance global_step after the
+  updates by a control dependency, which XLA drops: the advance waits for them by data (found by
+  an outside check: global_step advanced on every failed step)."""
+  rng = np.random.default_rng(15)
+  global_step = tf.Variable(0, dtype=tf.int64)
+  general = path.startswith("general")
+  shape = (10, 4) if general else (ROWS, 8)  # float states; 8-bit states
+  tables = [tf.Variable(rng.normal(size=shape).astype(np.float32)) for _ in range(2)]
+  opt = tf_adam_op.AdamOptimizer(0.01, state_bits=8)
+
+  @tf.function(jit_compile=True)
+  def step(indices):
+    grads = ([tf.IndexedSlices(tf.ones([2, 4]), i, tf.constant(shape)) for i in (indices[:2],
+                                                                             indices[2:])]
+             if general else [tf.ones(shape)] * 2)
+    opt.apply_gradients(zip(grads, tables), global_step=global_step)
+  step(tf.constant([1, 2, 3, 4]))
+  assert int(global_step) == 1
+  # Structural: the int64 add (global_step + 1) has every update's custom call among its inputs'
+  # inputs (XLA's schedule happened to order the fast path's without it).
+  hlo = step.experimental_get_compiler_ir(tf.constant([1, 2, 3, 4]))(stage="hlo")
+  operands, targets = entry_calls(hlo)
+  updates = {name for name, target in targets.items() if not target.startswith("tf_adam_op_check")}
+  advances = re.findall(r"^\s*%(\S+) = s64\[\] add\(", hlo, re.M)
+  assert updates and len(advances) == 1, (targets, advances)
+  assert updates <= ancestors(operands, advances[0])
+  if not general:
+    scales = opt.get_slot(tables[1], "v_absmax")
+    scales.assign(tf.tensor_scatter_nd_update(scales, [[0]], [-1.0]))
+  for _ in range(3):
+    with pytest.raises(tf.errors.InvalidArgumentError):
+      step(tf.constant([1, 2, 3, 10]))
+    assert int(global_step) == 1

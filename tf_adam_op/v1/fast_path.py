@@ -14,6 +14,7 @@ from tensorflow.python.ops import resource_variable_ops
 
 from tf_adam_op._step import grouping
 from tf_adam_op._step import plan as plan_lib
+from tf_adam_op._step import xla
 
 _SECOND = operator.itemgetter(1)
 _DTYPE = operator.attrgetter("dtype")
@@ -62,14 +63,23 @@ def group_gradients(plan, grads_and_vars):
   return result
 
 
+def advance_global_step(global_step, update_ops):
+  """global_step += 1 after `update_ops`: in graphs by control dependencies, and under XLA, which
+  drops those, by data too (xla.after_updates), so a step that fails while it runs (a bad index,
+  a corrupt 8-bit state) leaves it. The op."""
+  one = tf.convert_to_tensor(1, dtype=global_step.dtype)
+  if xla.in_xla_context():
+    one = xla.after_updates(update_ops)(one)[0]
+  with tf.control_dependencies(update_ops if not tf.executing_eagerly() else []):
+    return resource_variable_ops.assign_add_variable_op(global_step.handle, one)
+
+
 def train_op(update_ops, global_step, scope):
   """The step's result as stock returns it: global_step advanced after the updates; None in eager
   mode, else a group in the TRAIN_OP collection."""
   in_graph = not tf.executing_eagerly()
   if global_step is not None:
-    with tf.control_dependencies(update_ops if in_graph else []):
-      update_ops = [resource_variable_ops.assign_add_variable_op(
-          global_step.handle, tf.convert_to_tensor(1, dtype=global_step.dtype))]
+    update_ops = [advance_global_step(global_step, update_ops)]
   if not in_graph:
     return None
   op = tf.group(*update_ops, name=scope)

@@ -217,8 +217,14 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     self._this_step.repeated = grouping.repeated(variables)
     try:
       with tf.control_dependencies(guards):
-        return super().apply_gradients(grads_and_vars, global_step=global_step, name=name,
-                                       skip_gradients_aggregation=skip_gradients_aggregation)
+        if global_step is None or not xla.in_xla_context() or distribute_lib.has_strategy():
+          return super().apply_gradients(grads_and_vars, global_step=global_step, name=name,
+                                         skip_gradients_aggregation=skip_gradients_aggregation)
+        # Under XLA the base class's advance of global_step would wait for the updates by a
+        # control dependency only, which XLA drops: it is made here, after them by data.
+        super().apply_gradients(grads_and_vars, name=name,
+                                skip_gradients_aggregation=skip_gradients_aggregation)
+        return fast_path.advance_global_step(global_step, self._this_step.finished_updates)
     finally:
       self._this_step.repeated = grouping.NONE_REPEATED
 
@@ -226,6 +232,7 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     """Forgets what one step's ops shared while it was built (its checks under XLA)."""
     self._this_step.scales_checked = None
     self._this_step.indices_checked = None
+    self._this_step.finished_updates = None
 
   def _distributed_apply(self, distribution, grads_and_vars, global_step=None, name=None):
     """The base class's step under a strategy (cross-replica context), after the check of the 8-bit
@@ -376,4 +383,5 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     update_ops = step_lib.apply_groups(
         self._step(), [(g.variables, g.dtype, g.items, g.decays) for g in groups],
         beta_powers if advances else None, update_ops)
+    self._this_step.finished_updates = update_ops  # (what global_step waits for under XLA)
     return tf.group(*update_ops, name=name_scope)
