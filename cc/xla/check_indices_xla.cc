@@ -73,8 +73,8 @@ ffi::Error CheckIndices(ffi::RemainingArgs args, ffi::Result<ffi::AnyBuffer> one
   }
   auto rows = args.get<ffi::AnyBuffer>(args.size() - 1);
   if (!rows.has_value()) return xla_calls::Internal("missing rows");
-  const absl::Status valid = CheckIndexLists(lists, static_cast<const int64_t*>(rows->untyped_data()),
-                                             absl::StrSplit(names, '\n'));
+  const absl::Status valid = CheckIndexLists(
+      lists, static_cast<const int64_t*>(rows->untyped_data()), absl::StrSplit(names, '\n'));
   if (!valid.ok()) return ffi::Error::InvalidArgument(std::string(valid.message()));
   *static_cast<float*>(one->untyped_data()) = 1.0f;
   return ffi::Error::Success();

@@ -134,7 +134,8 @@ ffi::Error CheckIndices(void* stream, ffi::RemainingArgs args, ffi::Result<ffi::
                        static_cast<int64_t>(buffer->element_count())});
     }
   }
-  const absl::Status valid = CheckIndexLists(lists, host.back().data(), absl::StrSplit(names, '\n'));
+  const absl::Status valid =
+      CheckIndexLists(lists, host.back().data(), absl::StrSplit(names, '\n'));
   if (!valid.ok()) return ffi::Error::InvalidArgument(std::string(valid.message()));
   static const float kOne = 1.0f;  // static: the copy may still read it after this returns
   return CudaError(gpu::CopyHostToDevice(stream, one->untyped_data(), &kOne, sizeof(kOne)),
