@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from xla_cases import ancestors, calls_not_after, entry_calls
+from xla_cases import ancestors, calls_not_after, entry_calls, outputs_not_after
 import tf_adam_op
 from tf_adam_op import ops
 from tf_adam_op._step import xla as _xla
@@ -139,7 +139,7 @@ def test_a_bad_index_in_any_sparse_gradient_writes_nothing(family, state_bits, b
 @pytest.mark.parametrize("state_bits", [32, 8])
 def test_every_sparse_update_of_the_compiled_step_waits_for_the_index_check(family, state_bits):
   """Structural, needing no luck with XLA's schedule: one check, and every sparse update's custom
-  call has it among its inputs' inputs."""
+  call, and every value the step writes, has it among its inputs' inputs."""
   step, _, _ = _step_of_two_tables(family, state_bits)
   good = tf.constant([1, 2])
   step(good, good)
@@ -150,6 +150,9 @@ def test_every_sparse_update_of_the_compiled_step_waits_for_the_index_check(fami
   for target in SPARSE_TARGETS:
     not_after, checks = calls_not_after(hlo, target, CHECK_TARGET)
     assert checks == 1 and not_after == []
+  # and so does every value it writes (the dense variable's, the beta powers or `iterations`)
+  not_after, written = outputs_not_after(hlo, CHECK_TARGET)
+  assert written >= 7 and not_after == []
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -243,6 +246,37 @@ def test_a_bad_index_in_a_later_round_writes_nothing_of_an_earlier_one(family, d
       twice(tf.constant([3, ROWS]))
     for i, (b, a) in enumerate(zip(before, variables())):
       np.testing.assert_array_equal(a, b, err_msg=f"state[{i}]")
+
+
+def test_keras_own_update_in_an_earlier_round_waits_for_a_later_rounds_index_check():
+  """With a NumPy float64 beta Keras's own update_step updates float32 variables with float
+  states (docs/keras.md); it writes m and v from the gradient alone, so its gradient waits for the
+  step's checks by data. Here the bad index is in the second round (an 8-bit table given twice);
+  `x` is Keras's, in the first round, which has no sparse update to wait for (found in review:
+  x's m and v were written before the step failed, every time)."""
+  keras, tk = _keras()
+  rng = np.random.default_rng(16)
+  x = keras.Variable(rng.normal(size=(10,)).astype(np.float32), name="x")
+  table = keras.Variable(rng.normal(size=(ROWS, 8)).astype(np.float32), name="table")
+  opt = tk.Adam(0.01, beta_1=np.float64(0.9), state_bits=8)
+
+  @tf.function(jit_compile=True)
+  def step(second_round):
+    rows = tf.IndexedSlices(tf.ones([2, 8]), second_round, tf.constant([ROWS, 8]))
+    opt.apply_gradients([(tf.ones([10]), x), (tf.ones([ROWS, 8]), table), (rows, table)])
+  step(tf.constant([3, 4]))
+  assert opt._keras_computes(x.value) and not opt._keras_computes(table.value)
+  # Structural: every value the compiled step writes (x, its m and v included) has the check
+  # among its inputs' inputs.
+  not_after, written = outputs_not_after(
+      step.experimental_get_compiler_ir(tf.constant([3, 4]))(stage="hlo"), CHECK_TARGET)
+  assert written >= 9 and not_after == []  # x, m, v; the table and its states; iterations
+  state = lambda: [np.asarray(v).tobytes() for v in [x, table, *opt.variables]]
+  before = state()
+  for _ in range(5):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"'table.*is out of range"):
+      step(tf.constant([3, ROWS]))
+    assert state() == before
 
 
 @pytest.mark.parametrize("path", ["general (a bad index)", "fast (a corrupt 8-bit state)"])

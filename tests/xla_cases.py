@@ -56,3 +56,13 @@ def calls_not_after(hlo, target, first_target):
   firsts = {n for n, t in targets.items() if t == first_target}
   return ([n for n, t in targets.items()
            if t == target and not firsts & ancestors(operands, n)], len(firsts))
+
+
+def outputs_not_after(hlo, first_target):
+  """The values an XLA step's entry computation returns (what it writes: each variable's new value)
+  that do not depend, through their operands, on a `first_target` call; and the number of values."""
+  operands, targets = entry_calls(hlo)
+  entry = hlo[hlo.index("\nENTRY"):]
+  root = re.search(r"^\s*ROOT %(\S+) = ", entry, re.M).group(1)
+  firsts = {n for n, t in targets.items() if t == first_target}
+  return [n for n in operands[root] if not firsts & ancestors(operands, n)], len(operands[root])

@@ -9,7 +9,7 @@ the host's own XLA path where it is the rule, and the composite (composite.py) f
 chosen explicitly by kernels_usable.
 
 XLA orders by data only: after_updates is how a step's later writes are made to wait for the
-updates that may fail while they run.
+updates that may fail while they run, after_values how they wait for the step's checks.
 """
 
 import os
@@ -85,15 +85,13 @@ def check_8bit_usable(var, who):
 
 def after_updates(update_ops):
   """A function returning its tensors unchanged, but computed after every one of `update_ops` has
-  run under XLA: a conditional whose predicate reads a value each op wrote (its first variable,
-  read after it) and is always true, returning the tensors unchanged.
+  run under XLA (after_values of a value each op wrote: its first variable, read after it).
 
   Why: tf2xla drops control dependencies between ops, XLA orders only by data, and an optimization
   barrier does not help (XLA's CPU runtime orders by buffers, not by the control edges the barrier
   becomes). A step whose update fails while it runs (a sparse index out of range, found by the
   handler) stops the executable at that custom call; without a data dependency the beta powers'
-  advance might already have run, and the failed step would leave them advanced. The predicate is
-  a value read, not arithmetic on it, so the tensors pass exactly whatever the variables hold.
+  advance might already have run, and the failed step would leave them advanced.
   """
   written = []
   for op in update_ops:
@@ -101,15 +99,26 @@ def after_updates(update_ops):
     if op.inputs and op.inputs[0].dtype == tf.resource and "T" in op.node_def.attr:
       value = gen_resource_variable_ops.read_variable_op(op.inputs[0], op.get_attr("T"))
       written.append(tf.reshape(value, [-1])[:1])  # empty for an empty variable
+  return after_values(written)
+
+
+def after_values(values):
+  """A function returning its tensors unchanged, but computed only once every one of `values` is
+  (under XLA: the ops that compute them ran, and succeeded): a conditional whose predicate reads
+  the values and is always true. The predicate is a value read, not arithmetic on the tensors, so
+  they pass exactly, every bit (a product by a check's 1.0 would flush a denormal where the CPU
+  flushes them). `values`: numeric tensors (a step's checks, a value an update wrote); none: the
+  function returns its tensors as they are."""
+  values = [tf.reshape(value, [-1]) for value in values]
 
   def after(*tensors):
-    if not written:
+    if not values:
       return tensors
     # Always true (every number is finite, infinite or NaN), but not before the ops ran: XLA
     # cannot fold it. The branches differ, so XLA cannot merge them and drop the predicate (with
     # the same identity in both it may, and then order the rest before a failing op: found by an
     # outside check with Keras's EMA in the step); the false one is never taken.
-    first = tf.concat([tf.cast(w, tf.float32) for w in written], 0)
+    first = tf.concat([tf.cast(value, tf.float32) for value in values], 0)
     predicate = tf.reduce_all(tf.math.is_finite(first) | tf.math.is_inf(first)
                               | tf.math.is_nan(first))
     same = lambda: [tf.identity(t) for t in tensors]

@@ -33,6 +33,9 @@ class KerasStep:
   # wait for: under XLA, after the step's checks (8-bit scales, sparse indices: adam.py
   # _checked_scalars)
   checked_scalars: Callable
+  # () -> the step's checks under XLA (each a float32 1.0; none outside XLA): what Keras's own
+  # updates wait for (_xla_step.fused_step), as the fused ones do through checked_scalars
+  checks: Callable
 
   tf_variable = staticmethod(tf_variable)
 

@@ -49,9 +49,10 @@ def fused_step(step, grads, trainable_variables, learning_rate):
   variables Keras's own update_step updates, sparse or not), depend on what the sparse ops wrote,
   and `iterations` (which Keras advances after this returns) on everything, so a sparse op that
   fails while it runs (an index out of range) stops the step before the rest is written
-  (xla.after_updates). Every fused update takes the step's checks (step.checked_scalars: its
-  8-bit scales, the indices of all its sparse gradients, in every round), so a bad index in a
-  later round stops an earlier round's updates too."""
+  (xla.after_updates). Every update takes the step's checks (step.checked_scalars: its 8-bit
+  scales, the indices of all its sparse gradients, in every round; Keras's own updates through
+  their gradients, step.checks), so a bad index in a later round stops an earlier round's updates
+  too."""
   dense, dense_8bit, keras_rule, first_updates = [], [], [], []
   for i, (grad, keras_var) in enumerate(zip(grads, trainable_variables)):
     var = step.tf_variable(keras_var)
@@ -67,15 +68,14 @@ def fused_step(step, grads, trainable_variables, learning_rate):
       dense.append(((i, keras_var), var))
   after_sparse = xla.after_updates(first_updates)
   grads = list(grads)
-  positions = [i for (i, _), _ in dense + dense_8bit] + [
-      i for i in keras_rule if not isinstance(grads[i], tf.IndexedSlices)]
+  positions = [i for (i, _), _ in dense + dense_8bit]
   for i, grad in zip(positions, after_sparse(*[grads[i] for i in positions])):
     grads[i] = grad
-  for i in keras_rule:  # Keras's own sparse updates: their values wait too
-    if isinstance(grads[i], tf.IndexedSlices):
-      grads[i] = tf.IndexedSlices(after_sparse(grads[i].values)[0], grads[i].indices,
-                                  grads[i].dense_shape)
+  # Keras's own updates write m and v from the gradient alone (not the learning rate): their
+  # gradients (an IndexedSlices' values) wait for the sparse ops and for the step's checks.
+  after_checks = xla.after_values(step.checks())
   for i in keras_rule:
+    grads[i] = _map_values(grads[i], lambda values: after_checks(*after_sparse(values))[0])
     step.keras_update(grads[i], trainable_variables[i], learning_rate)
   decays = {id(var): step.decays(var) for _, var in dense}
   updates = list(first_updates) + _8bit_group_updates(step, dense_8bit, grads, learning_rate)
@@ -89,6 +89,13 @@ def fused_step(step, grads, trainable_variables, learning_rate):
           [_inputs.as_dtype(grads[i], group.dtype) for i, _ in group.items],
           decays=group.decays))
   step.iterations.assign(xla.after_updates(updates)(step.iterations.read_value())[0])
+
+
+def _map_values(grad, fn):
+  """fn(grad), or for an IndexedSlices gradient the same rows with fn(values)."""
+  if isinstance(grad, tf.IndexedSlices):
+    return tf.IndexedSlices(fn(grad.values), grad.indices, grad.dense_shape)
+  return fn(grad)
 
 
 def _8bit_group_updates(step, dense_8bit, grads, learning_rate):

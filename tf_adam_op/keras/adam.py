@@ -184,10 +184,7 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     if keras_pass:
       # Under XLA Keras's pass reads its learning rate after the step's checks (by data: XLA has
       # no other order), so a step the checks refuse leaves these variables undecayed too.
-      self._building_step.decay_waits_for = [
-          check for check in (getattr(self._building_step, "scales_checked", None),
-                              getattr(self._building_step, "indices_checked", None))
-          if check is not None]
+      self._building_step.decay_waits_for = self._step_checks()
       try:
         super()._apply_weight_decay(keras_pass)
       finally:
@@ -307,7 +304,7 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
         keras_update=super().update_step,
         update_one=lambda grad, keras_var, lr: self._update_one(
             grad, keras_var, lr, id(_tf_variable(keras_var)) in repeated),
-        checked_scalars=self._checked_scalars)
+        checked_scalars=self._checked_scalars, checks=self._step_checks)
 
   def _update_round(self, grads, trainable_variables, learning_rate, repeated):
     """The updates of distinct variables: Keras's own update_step where it computes, one fused op
@@ -357,8 +354,14 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     the fused ops, checks.xla_index_check; apply.after_check), which nothing else orders it
     after."""
     return apply.after_check(_inputs.step_scalars(self, dtype, learning_rate, decays),
-                             getattr(self._building_step, "scales_checked", None),
-                             getattr(self._building_step, "indices_checked", None))
+                             *self._step_checks())
+
+  def _step_checks(self):
+    """The checks of the step being built under XLA: its 8-bit scales' (states_8bit.py
+    _scale_guards) and its sparse indices' (checks.xla_index_check), those it has."""
+    return [check for check in (getattr(self._building_step, "scales_checked", None),
+                                getattr(self._building_step, "indices_checked", None))
+            if check is not None]
 
   def _update_one(self, grad, keras_var, learning_rate, repeated=False):
     """One variable's fused op: the sparse op for IndexedSlices, else the single-variable op."""
