@@ -705,6 +705,47 @@ def test_v1_step_under_mirrored_strategy_with_a_corrupt_scale_writes_nothing(mod
     np.testing.assert_array_equal(a, b)
 
 
+@needs_xla_kernels
+@pytest.mark.parametrize("family", ["v1", pytest.param("keras", marks=needs_keras_3),
+                                    pytest.param("keras AdamW, NumPy beta", marks=needs_keras_3)])
+def test_xla_step_under_a_strategy_with_a_corrupt_scale_writes_nothing(family):
+  """Under a strategy (one replica: XLA compiles no step over several devices) the updates are
+  built in its cross-replica context, another thread than the replica's: the scale check is made
+  there too and every write waits for it (found in review: Keras's first 8-bit variable and
+  `iterations` were written, every time; with a NumPy beta also Keras's own updates)."""
+  import keras
+  rng = np.random.default_rng(18)
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+  with strategy.scope():
+    make = tf.Variable if family == "v1" else keras.Variable
+    variables = [make(rng.normal(size=s).astype(np.float32), name=f"w{i}")
+                 for i, s in enumerate([(4096,), SHAPE, (10,), SHAPE])]
+    opt = (tf_adam_op.AdamOptimizer(0.01, state_bits=8) if family == "v1"
+           else tk.Adam(0.01, state_bits=8) if family == "keras"
+           else tk.AdamW(0.01, weight_decay=0.1, beta_1=np.float64(0.9), state_bits=8))
+    global_step = tf.Variable(0, dtype=tf.int64)
+  keyword = {"global_step": global_step} if family == "v1" else {}
+
+  @tf.function(jit_compile=True)
+  def step():
+    def replica_step():
+      opt.apply_gradients([(tf.ones(v.shape), v) for v in variables], **keyword)
+    strategy.run(replica_step)
+  step()
+  not_after, written = outputs_not_after(step.experimental_get_compiler_ir()(stage="hlo"),
+                                         "tf_adam_op_check_8bit_scales")
+  assert written >= 15 and not_after == []
+  _corrupt(opt.get_slot(variables[1], "v_absmax") if family == "v1"
+           else opt.state_variables(variables[1])["v"][1])
+  state = lambda: [np.asarray(v).tobytes() for v in [*variables, global_step] + list(
+      opt.variables() if family == "v1" else opt.variables)]
+  before = state()
+  for _ in range(3):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=_STEP_CHECK_MESSAGE["xla"]):
+      step()
+    assert state() == before
+
+
 @needs_keras_3
 @pytest.mark.parametrize("mode", ["eager", "function", pytest.param("xla", marks=needs_xla_kernels)])
 def test_keras_step_with_a_corrupt_scale_writes_nothing(mode):

@@ -314,3 +314,49 @@ def test_a_v1_xla_step_that_fails_leaves_global_step(path):
     with pytest.raises(tf.errors.InvalidArgumentError):
       step(tf.constant([1, 2, 3, 10]))
     assert int(global_step) == 1
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("state_bits", [32, 8])
+@pytest.mark.parametrize("bad", ["first", "second"])
+def test_a_bad_index_under_a_strategy_writes_nothing(family, state_bits, bad):
+  """Under a tf.distribute strategy (one replica: TensorFlow compiles no step over several
+  devices) the updates are built in the strategy's cross-replica context, another thread than the
+  replica's: the checks are made there too, and v1's global_step and Keras's `iterations` wait for
+  the updates by data (found in review: the other table, the dense variable and `iterations` or
+  global_step were written, every time)."""
+  rng = np.random.default_rng(17)
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+  with strategy.scope():
+    make, opt = _family(family, state_bits)
+    dense = make(rng.normal(size=(6, 4)).astype(np.float32), name="dense")
+    tables = [make(rng.normal(size=(ROWS, 8)).astype(np.float32), name=name)
+              for name in ("table_a", "table_b")]
+    global_step = tf.Variable(0, dtype=tf.int64)
+  keyword = {"global_step": global_step} if family == "v1" else {}
+
+  @tf.function(jit_compile=True)
+  def step(first, second):
+    rows = lambda indices: tf.IndexedSlices(tf.ones([2, 8]), indices, tf.constant([ROWS, 8]))
+
+    def replica_step():
+      opt.apply_gradients(
+          [(rows(first), tables[0]), (tf.ones([6, 4]), dense), (rows(second), tables[1])],
+          **keyword)
+    strategy.run(replica_step)
+  good = tf.constant([1, 2])
+  step(good, good)
+  not_after, written = outputs_not_after(
+      step.experimental_get_compiler_ir(good, good)(stage="hlo"), CHECK_TARGET)
+  assert written >= 9 and not_after == []
+  state = lambda: [np.asarray(v).tobytes() for v in [dense, *tables, global_step] + list(
+      opt.variables() if family == "v1" else opt.variables)]
+  before = state()
+  table = "table_a" if bad == "first" else "table_b"
+  for _ in range(5):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=rf"'{table}[^']*' is out of range"):
+      step(*((tf.constant([3, ROWS]), good) if bad == "first" else (good, tf.constant([3, ROWS]))))
+    assert state() == before
+  step(good, good)
+  assert int(global_step.numpy()) == (2 if family == "v1" else 0)
+  assert family == "v1" or int(np.asarray(opt.iterations)) == 2

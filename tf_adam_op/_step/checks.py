@@ -209,6 +209,23 @@ def xla_index_check(grads, variables, who):
   return ops.check_indices_in_range([grad.indices for grad, _ in sparse], rows, names)
 
 
+def replica_components(distribution, grads_and_vars):
+  """(gradients, variables) of a step in a strategy's cross-replica context, each replica's
+  gradient with its own component of the variable (what its update reads); a None gradient left
+  out."""
+  grads, variables = [], []
+  for grad, var in grads_and_vars:
+    if grad is None:
+      continue
+    grad_parts = distribution.experimental_local_results(grad)
+    var_parts = distribution.experimental_local_results(var)
+    if len(var_parts) != len(grad_parts):  # a variable not mirrored: each replica's gradient
+      var_parts = var_parts[:1] * len(grad_parts)
+    grads.extend(grad_parts)
+    variables.extend(var_parts)
+  return grads, variables
+
+
 def _rows(var, dtype):
   """var's row count: the static one, else the variable's shape op, never tf.shape(var), which
   reads (and, for a variable in copy-on-read mode, as sparse updates leave it, copies) the whole

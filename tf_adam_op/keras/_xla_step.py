@@ -71,11 +71,9 @@ def fused_step(step, grads, trainable_variables, learning_rate):
   positions = [i for (i, _), _ in dense + dense_8bit]
   for i, grad in zip(positions, after_sparse(*[grads[i] for i in positions])):
     grads[i] = grad
-  # Keras's own updates write m and v from the gradient alone (not the learning rate): their
-  # gradients (an IndexedSlices' values) wait for the sparse ops and for the step's checks.
-  after_checks = xla.after_values(step.checks())
-  for i in keras_rule:
-    grads[i] = _map_values(grads[i], lambda values: after_checks(*after_sparse(values))[0])
+  for i in keras_rule:  # (their gradients wait for the sparse ops too)
+    grads[i] = after_checks(_map_values(grads[i], lambda values: after_sparse(values)[0]),
+                            step.checks())
     step.keras_update(grads[i], trainable_variables[i], learning_rate)
   decays = {id(var): step.decays(var) for _, var in dense}
   updates = list(first_updates) + _8bit_group_updates(step, dense_8bit, grads, learning_rate)
@@ -89,6 +87,14 @@ def fused_step(step, grads, trainable_variables, learning_rate):
           [_inputs.as_dtype(grads[i], group.dtype) for i, _ in group.items],
           decays=group.decays))
   step.iterations.assign(xla.after_updates(updates)(step.iterations.read_value())[0])
+
+
+def after_checks(grad, checks):
+  """A gradient Keras's own update_step takes under XLA, computed after the step's `checks`
+  (xla.after_values; an IndexedSlices' values): Keras writes m and v from the gradient alone, not
+  the learning rate the fused updates take the checks through."""
+  after = xla.after_values(checks)
+  return _map_values(grad, lambda values: after(values)[0])
 
 
 def _map_values(grad, fn):

@@ -28,6 +28,7 @@ in the fused ops' order (_xla_step.py, _step/composite.py). Under a tf.distribut
 variable's update is one fused op per replica, through Keras's own per-variable distribution.
 """
 
+import contextlib
 import threading
 
 import keras
@@ -56,6 +57,19 @@ _WHO = "tf_adam_op.keras"
 
 def _repeated(variables):
   return grouping.repeated(variables, key=lambda v: id(_tf_variable(v)))
+
+
+@contextlib.contextmanager
+def _building(step, **values):
+  """`step` (a _building_step) with these values while the block runs; then as it was."""
+  before = {name: vars(step)[name] for name in values if name in vars(step)}
+  vars(step).update(values)
+  try:
+    yield
+  finally:
+    for name in values:
+      vars(step).pop(name, None)
+    vars(step).update(before)
 
 
 def _is_16_bit(var):
@@ -219,25 +233,68 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
       self._update_round(round_grads, round_vars, learning_rate, repeated)
     return None
 
+  def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+    """Keras's per-variable updates under a strategy, in its cross-replica context: a merge call,
+    built in another thread than the replica's (_building_step is per thread), so what update_step
+    needs of the step is found again here from Keras's pairs, each variable as its components (what
+    update_step is given): which ones Keras's pairs give twice and which take lazy rows. Under XLA
+    (one replica: TensorFlow compiles no step over several devices) the step's checks are made
+    here too, as data every update takes, and `iterations` (which Keras advances after this) waits
+    for the updates by data, as in the step without a strategy (_xla_step.fused_step)."""
+    grads_and_vars = list(grads_and_vars)
+    components = lambda v: {id(v), *map(id, distribution.experimental_local_results(v))}
+    sparse = lambda g: isinstance(distribution.experimental_local_results(g)[0], tf.IndexedSlices)
+    lazy = self.lazy and not self.gradient_accumulation_steps
+    variables = {id(v): v for _, v in grads_and_vars}
+    repeated = grouping.repeated([v for _, v in grads_and_vars])  # ids
+    state = {
+        "strategy_repeated": frozenset().union(*(components(variables[i]) for i in repeated)),
+        "lazy_rows": frozenset().union(*(components(v) for g, v in grads_and_vars
+                                         if lazy and sparse(g)))}
+    in_xla = xla.in_xla_context()
+    if in_xla:
+      ours = [(g, v) for g, v in grads_and_vars if not self._keras_computes(v)]
+      state["indices_checked"] = checks.xla_index_check(
+          *checks.replica_components(distribution, ours), _WHO)
+      state["strategy_updates"] = []
+    with _building(self._building_step, **state):
+      if in_xla:
+        self._scale_guards([v for _, v in grads_and_vars])  # its XLA check: scales_checked
+      super()._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)
+      if in_xla:
+        iterations = self._iterations.value
+        iterations.assign(xla.after_updates(self._building_step.strategy_updates)(
+            iterations.read_value())[0])
+
   def update_step(self, gradient, variable, learning_rate):
     """One variable's update: the path under a strategy, and Keras's own where Keras's arithmetic
     is not the fused ops' (see _keras_computes)."""
+    update = self._update_step(gradient, variable, learning_rate)
+    made = getattr(self._building_step, "strategy_updates", None)  # (under a strategy and XLA)
+    if made is not None and update is not None:
+      made.append(update)
+    return update
+
+  def _update_step(self, gradient, variable, learning_rate):
     var = _tf_variable(variable)
+    repeated = id(var) in getattr(self._building_step, "strategy_repeated", ())
     if self._has_8bit_states(var):
-      return self._update_8bit(gradient, variable, learning_rate, decays=self._decays(var))
-    if self._keras_computes(var):
+      return self._update_8bit(gradient, variable, learning_rate,
+                               decays=self._decays(var, repeated))
+    if self._keras_computes(var):  # under XLA after the step's checks (its m and v take none)
+      gradient = _xla_step.after_checks(gradient, self._step_checks())
       return super().update_step(gradient, variable, learning_rate)
     if not isinstance(gradient, tf.IndexedSlices):
       gradient = checks.as_variable_shape(gradient, var)
     if xla.in_xla_context() and not xla.kernels_usable([var]):
       if _xla_step.keras_rule_applies(self.lazy, gradient, var):
         return super().update_step(gradient, variable, learning_rate)
-      decays = self._decays(var)
+      decays = self._decays(var, repeated)
       return _xla_step.composite_update(
           var, self._slots(variable), gradient,
           _inputs.step_scalars(self, var.dtype.base_dtype, learning_rate, decays), decays,
           self.lazy)
-    return self._update_one(gradient, variable, learning_rate)
+    return self._update_one(gradient, variable, learning_rate, repeated)
 
   def _shapes_as_variables(self, grads, trainable_variables):
     """Whether every gradient is dense, of exactly its variable's shape: the usual step, checked in

@@ -237,13 +237,23 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
   def _distributed_apply(self, distribution, grads_and_vars, global_step=None, name=None):
     """The base class's step under a strategy (cross-replica context), after the check of the 8-bit
     states' scales: the check apply_gradients makes is built in the replica's context, which the
-    updates built here do not wait for."""
+    updates built here do not wait for. Under XLA (one replica: TensorFlow compiles no step over
+    several devices) the step's sparse indices are checked here too, as data every update takes,
+    and global_step advances after the updates by data (the base class's control dependency is
+    dropped by XLA), as without a strategy."""
     grads_and_vars = tuple(grads_and_vars)
     variables = [var for _, var in grads_and_vars]
     self._create_8bit_slots_first(variables)
+    self._this_step.indices_checked = checks.xla_index_check(
+        *checks.replica_components(distribution, grads_and_vars), self._who())
     try:
       with tf.control_dependencies(self._scale_guards(variables)):
-        return super()._distributed_apply(distribution, grads_and_vars, global_step, name)
+        if global_step is None or not xla.in_xla_context():
+          return super()._distributed_apply(distribution, grads_and_vars, global_step, name)
+        super()._distributed_apply(distribution, grads_and_vars, None, name)
+        finished = self._this_step.finished_updates
+        return distribution.extended.update(
+            global_step, lambda step: fast_path.advance_global_step(step, finished))
     finally:
       self._step_built()
 
