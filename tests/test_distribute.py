@@ -78,3 +78,35 @@ def test_mirrored_strategy_amsgrad_and_adamw_match_stock_built(strategy, variant
   assert our_kinds == stock_kinds
   assert all("Mirrored" in kind for kind in our_kinds), our_kinds
   assert_bitwise_equal(ours, stock, names=[str(i) for i in range(len(ours))])
+
+
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_a_bad_index_in_either_replica_writes_nothing(strategy, mode):
+  """The base class builds the updates in the strategy's cross-replica context: the step's index
+  check is made there, each replica's indices against its own component, before any write (found
+  in review: each sparse op checked only its own, after the dense variable's update had run)."""
+  with strategy.scope():
+    dense = tf.Variable(np.ones((4, 3), np.float32), name="dense")
+    table = tf.Variable(np.ones((5, 3), np.float32), name="table")
+    global_step = tf.Variable(0, dtype=tf.int64)
+    opt = tf_adam_op.AdamOptimizer(0.05)
+
+  def replica_step(bad_replica):
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    row = tf.where(tf.equal(replica, bad_replica), 5, 2)  # 5: out of range
+    rows = tf.IndexedSlices(tf.ones([2, 3]), tf.stack([1, row]), tf.constant([5, 3]))
+    opt.apply_gradients([(tf.ones([4, 3]), dense), (rows, table)], global_step=global_step)
+
+  def step(bad_replica):
+    strategy.run(replica_step, args=(bad_replica,))
+  if mode == "function":
+    step = tf.function(step)
+  step(tf.constant(-1))  # a good step: the slots and beta powers exist
+  state = lambda: [np.asarray(v.numpy()).tobytes() for v in [dense, table, global_step] + [
+      opt.get_slot(v, s) for v in (dense, table) for s in ("m", "v")] + list(
+          opt._get_beta_accumulators())]
+  before = state()
+  for bad_replica in (0, 1):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="table.*out of range"):
+      step(tf.constant(bad_replica))
+    assert state() == before

@@ -360,3 +360,37 @@ def test_a_bad_index_under_a_strategy_writes_nothing(family, state_bits, bad):
   step(good, good)
   assert int(global_step.numpy()) == (2 if family == "v1" else 0)
   assert family == "v1" or int(np.asarray(opt.iterations)) == 2
+
+
+@pytest.mark.parametrize("sparse_complex", [False, True], ids=["dense", "sparse"])
+def test_stock_updates_of_complex_variables_under_a_strategy_wait_for_the_check(sparse_complex):
+  """Complex variables take stock's own update (docs/errors.md), which takes no learning rate of
+  ours: under XLA its gradient waits for the step's checks by data (under a strategy nothing else
+  orders it; found by the differential search: the complex variable was written)."""
+  rng = np.random.default_rng(19)
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+  with strategy.scope():
+    table = tf.Variable(rng.normal(size=(ROWS, 8)).astype(np.float32), name="table")
+    values = (rng.normal(size=(6, 2)) + 1j * rng.normal(size=(6, 2))).astype(np.complex64)
+    complex_var = tf.Variable(values, name="complex_var")
+    opt = tf_adam_op.AdamOptimizer(0.01)
+
+  @tf.function(jit_compile=True)
+  def step(indices):
+    def replica_step():
+      rows = tf.IndexedSlices(tf.ones([2, 8]), indices, tf.constant([ROWS, 8]))
+      complex_grad = (tf.IndexedSlices(tf.ones([2, 2], tf.complex64), tf.constant([0, 3]),
+                                       tf.constant([6, 2])) if sparse_complex
+                      else tf.ones([6, 2], tf.complex64))
+      opt.apply_gradients([(complex_grad, complex_var), (rows, table)])
+    strategy.run(replica_step)
+  step(tf.constant([1, 2]))
+  not_after, written = outputs_not_after(
+      step.experimental_get_compiler_ir(tf.constant([1, 2]))(stage="hlo"), CHECK_TARGET)
+  assert written >= 8 and not_after == []
+  state = lambda: [np.asarray(v.numpy()).tobytes() for v in [table, complex_var, *opt.variables()]]
+  before = state()
+  for _ in range(3):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="'table.*out of range"):
+      step(tf.constant([1, ROWS]))
+    assert state() == before

@@ -196,7 +196,7 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     dtypes.check_variable_dtypes(grads_and_vars, supported, self._who())
     # A dense gradient's shape, and every sparse index, are checked before any of the step's
     # writes (eagerly now; in a graph every op of the step waits for the checks). Under a
-    # strategy the base class's merge_call builds the step elsewhere: each sparse op checks its own.
+    # strategy the base class's merge_call builds the step elsewhere: _distributed_apply checks.
     grads, variables = [g for g, _ in grads_and_vars], [v for _, v in grads_and_vars]
     checks.check_same_shapes(grads, variables, self._who())
     guards = []
@@ -235,19 +235,22 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     self._this_step.finished_updates = None
 
   def _distributed_apply(self, distribution, grads_and_vars, global_step=None, name=None):
-    """The base class's step under a strategy (cross-replica context), after the check of the 8-bit
-    states' scales: the check apply_gradients makes is built in the replica's context, which the
-    updates built here do not wait for. Under XLA (one replica: TensorFlow compiles no step over
-    several devices) the step's sparse indices are checked here too, as data every update takes,
-    and global_step advances after the updates by data (the base class's control dependency is
-    dropped by XLA), as without a strategy."""
+    """The base class's step under a strategy (cross-replica context), after the checks of the
+    step's sparse indices (each replica's, against its own component of the variable) and of the
+    8-bit states' scales: apply_gradients makes none under a strategy, since the updates are
+    built here, which would not wait for checks built in the replica's context. Under XLA (one
+    replica: TensorFlow compiles no step over several devices) the index check is data every
+    update takes, and global_step advances after the updates by data (the base class's control
+    dependency is dropped by XLA), as without a strategy."""
     grads_and_vars = tuple(grads_and_vars)
     variables = [var for _, var in grads_and_vars]
     self._create_8bit_slots_first(variables)
+    replica_grads, replica_variables = checks.replica_components(distribution, grads_and_vars)
+    guards = checks.runtime_guards(replica_grads, replica_variables, self._who())  # eager: raises
     self._this_step.indices_checked = checks.xla_index_check(
-        *checks.replica_components(distribution, grads_and_vars), self._who())
+        replica_grads, replica_variables, self._who())
     try:
-      with tf.control_dependencies(self._scale_guards(variables)):
+      with tf.control_dependencies(guards + self._scale_guards(variables)):
         if global_step is None or not xla.in_xla_context():
           return super()._distributed_apply(distribution, grads_and_vars, global_step, name)
         super()._distributed_apply(distribution, grads_and_vars, None, name)
@@ -317,6 +320,15 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     return StepScalars(*powers, *(self._hyper.in_compute_dtype(n, dtype) for n in names),
                        weight_decay=decay)
 
+  def _after_checks(self, grad):
+    """Under XLA, `grad` computed only once the step's checks ran (xla.after_values): what
+    stock's own updates (complex variables) take, as the fused ones take the checks in their
+    learning rate (_checked_scalars). Elsewhere `grad` itself."""
+    checks = [check for check in (getattr(self._this_step, "scales_checked", None),
+                                  getattr(self._this_step, "indices_checked", None))
+              if check is not None]
+    return xla.after_values(checks)(grad)[0]
+
   def _checked_scalars(self, dtype):
     """_scalars(dtype) for a single update (8-bit or float, dense or sparse): under XLA, after the
     step's checks (the 8-bit states' scales, states_8bit.py _scale_guards; every sparse index,
@@ -357,7 +369,7 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     if stock_dtypes.is_stock_dtype(var):
       if self._held_for_finish(var):  # under XLA: after the sparse updates, by data (_finish)
         return _HeldBack(grad, var)
-      return stock_dtypes.resource_apply_dense(self, grad, var)
+      return stock_dtypes.resource_apply_dense(self, self._after_checks(grad), var)
     if self._has_8bit_states(var):
       xla.check_8bit_usable(var, self._who())
       if self._held_for_finish(var):

@@ -33,7 +33,7 @@ def sparse_arguments(values, indices, dtype, *, lazy, v_term_as_written, use_loc
 
 class SparseUpdates:
   """Mixed into AdamOptimizer: its IndexedSlices updates, one fused sparse op each (the base
-  class's hooks; `_adam_slots`, `_scalars` and `_decays` are AdamOptimizer's)."""
+  class's hooks; `_adam_slots`, `_scalars`, `_after_checks` and `_decays` are AdamOptimizer's)."""
 
   # Sparse gradients go to the fused sparse op with their duplicate indices: it sums them itself (in
   # stock's order). Complex variables take stock's path: the base class sums the duplicates.
@@ -62,8 +62,8 @@ class SparseUpdates:
                         decays=self._decays(var), ref=True, **options).op
 
   def _resource_apply_sparse(self, grad, var, indices):
-    if stock_dtypes.is_stock_dtype(var):
-      return stock_dtypes.resource_apply_sparse(self, grad, var, indices)
+    if stock_dtypes.is_stock_dtype(var):  # (under XLA its values after the step's checks)
+      return stock_dtypes.resource_apply_sparse(self, self._after_checks(grad), var, indices)
     if self._has_8bit_states(var):
       return self._apply_8bit_sparse(grad, var, indices)
     if xla.in_xla_context() and not xla.kernels_usable([var]):
