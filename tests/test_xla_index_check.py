@@ -219,6 +219,34 @@ def test_keras_ema_step_with_a_bad_index_leaves_iterations_and_the_averages():
   assert int(opt.iterations) == 1
 
 
+def test_keras_ema_step_of_a_variable_given_twice_leaves_iterations():
+  """Found by the differential search: with a learning rate schedule, a float16 variable given
+  twice (two rounds) and use_ema=True, a refused step left `iterations` holding a float32 beta
+  power's bits, every time. The step passed iterations' value through its ordering conditional
+  (_step/xla.after_values), so XLA copied that donated buffer first and put a temporary in it
+  before the check ran; iterations now takes a zero through it (structural: the optimized program
+  copies no parameter)."""
+  keras, tk = _keras()
+  opt = tk.Adam(keras.optimizers.schedules.ExponentialDecay(0.01, 2, 0.5), use_ema=True)
+  w = keras.Variable(np.linspace(-1, 1, 5), dtype="float16", name="w")
+
+  @tf.function(jit_compile=True)
+  def step(index):
+    first = tf.IndexedSlices(tf.ones([1], tf.float16), index, tf.constant([5]))
+    second = tf.IndexedSlices(tf.ones([2], tf.float16), tf.constant([1, 2]), tf.constant([5]))
+    opt.apply_gradients([(first, w), (second, w)])
+  step(tf.constant([1]))
+  schedule = _scheduled_entry(step.experimental_get_compiler_ir(tf.constant([1]))(
+      stage="optimized_hlo"))
+  assert "copy" not in [opcode for _, opcode in schedule], schedule
+  state = lambda: [np.asarray(v).tobytes() for v in [w, *opt.variables]]
+  before = state()
+  for _ in range(5):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="'w"):
+      step(tf.constant([5]))
+    assert state() == before
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("decay", [False, True], ids=["Adam", "AdamW"])
 def test_a_bad_index_in_a_later_round_writes_nothing_of_an_earlier_one(family, decay):

@@ -86,7 +86,16 @@ def fused_step(step, grads, trainable_variables, learning_rate):
           handle_lists, step.checked_scalars(group.dtype, learning_rate, group.decays),
           [_inputs.as_dtype(grads[i], group.dtype) for i, _ in group.items],
           decays=group.decays))
-  step.iterations.assign(xla.after_updates(updates)(step.iterations.read_value())[0])
+  step.iterations.assign_add(xla.after_updates(updates)(zero_like(step.iterations))[0])
+
+
+def zero_like(iterations):
+  """A zero of iterations' dtype: what `iterations` is advanced by after the updates (an
+  assign_add whose increment comes through xla.after_updates), so that Keras's own advance, which
+  reads it, waits for them. Not its value through the conditional: XLA then copies the variable's
+  donated buffer first, and may place the step's temporaries in it before a check fails (found:
+  `iterations` holding float bits after a refused step)."""
+  return tf.zeros([], iterations.dtype)
 
 
 def after_checks(grad, checks):

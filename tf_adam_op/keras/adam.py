@@ -263,8 +263,8 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
       super()._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)
       if in_xla:
         iterations = self._iterations.value
-        iterations.assign(xla.after_updates(self._building_step.strategy_updates)(
-            iterations.read_value())[0])
+        iterations.assign_add(xla.after_updates(self._building_step.strategy_updates)(
+            _xla_step.zero_like(iterations))[0])
 
   def update_step(self, gradient, variable, learning_rate):
     """One variable's update: the path under a strategy, and Keras's own where Keras's arithmetic

@@ -209,7 +209,7 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
       guards = (checks.runtime_guards(grads, variables, self._who())
                 + self._scale_guards(updated))
       # Under XLA, as data the step's sparse updates take (cleared by _step_built).
-      self._this_step.indices_checked = checks.xla_index_check(grads, variables, self._who())
+      self._this_step.indices_checked = self._xla_index_check(grads, variables)
     # The base class drives the step; _resource_apply_dense returns fusable updates as _HeldBack
     # markers and _finish turns them into multi-tensor ops (the markers travel in the base class's
     # list of the step's updates: threads may share the optimizer). A variable given more than
@@ -247,8 +247,7 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     self._create_8bit_slots_first(variables)
     replica_grads, replica_variables = checks.replica_components(distribution, grads_and_vars)
     guards = checks.runtime_guards(replica_grads, replica_variables, self._who())  # eager: raises
-    self._this_step.indices_checked = checks.xla_index_check(
-        replica_grads, replica_variables, self._who())
+    self._this_step.indices_checked = self._xla_index_check(replica_grads, replica_variables)
     try:
       with tf.control_dependencies(guards + self._scale_guards(variables)):
         if global_step is None or not xla.in_xla_context():
@@ -319,6 +318,13 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
              else None)
     return StepScalars(*powers, *(self._hyper.in_compute_dtype(n, dtype) for n in names),
                        weight_decay=decay)
+
+  def _xla_index_check(self, grads, variables):
+    """checks.xla_index_check over the gradients the fused ops take: not a complex variable's,
+    whose update is stock's own, with stock's scatters, which under XLA drop an index out of range
+    as stock's do (docs/errors.md)."""
+    pairs = [(g, v) for g, v in zip(grads, variables) if not stock_dtypes.is_stock_dtype(v)]
+    return checks.xla_index_check([g for g, _ in pairs], [v for _, v in pairs], self._who())
 
   def _after_checks(self, grad):
     """Under XLA, `grad` computed only once the step's checks ran (xla.after_values): what

@@ -113,8 +113,10 @@ def advance_beta_powers(step, update_ops, after: Optional[Callable] = None):
 
   A read, a multiply and an assign: in eager mode, threads stepping one optimizer would lose each
   other's advances (stock's do), so the three run under the optimizer's lock there. Under XLA
-  `after` (xla.after_updates) makes the powers' values depend on the updates' results, so that the
-  advance runs after them (XLA orders by data only).
+  `after` (xla.after_updates) makes the betas depend on the updates' results, so that the advance
+  runs after them (XLA orders by data only). The betas, not the powers' values: a variable's value
+  through that conditional makes XLA copy its donated buffer first, and the step's temporaries
+  may then sit in it before a failing op stops the step.
   """
   if tf.executing_eagerly():
     with step.lock:
@@ -127,9 +129,8 @@ def _advance(step, update_ops, after=None):
     beta1_power, beta2_power = step.beta_powers
     beta1, beta2 = step.betas
     with framework_ops.colocate_with(beta1_power):
-      power1, power2 = beta1_power, beta2_power
-      if after is not None:
-        power1, power2 = after(beta1_power.read_value(), beta2_power.read_value())
-      update_beta1 = beta1_power.assign(power1 * beta1, use_locking=step.use_locking)
-      update_beta2 = beta2_power.assign(power2 * beta2, use_locking=step.use_locking)
+      if after is not None:  # the betas, not the powers' values: see below
+        beta1, beta2 = after(tf.convert_to_tensor(beta1), tf.convert_to_tensor(beta2))
+      update_beta1 = beta1_power.assign(beta1_power * beta1, use_locking=step.use_locking)
+      update_beta2 = beta2_power.assign(beta2_power * beta2, use_locking=step.use_locking)
   return [update_beta1, update_beta2]
