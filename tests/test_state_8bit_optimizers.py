@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 import state_8bit_reference as ref
-from xla_cases import ancestors, calls_not_after, entry_calls, outputs_not_after
+from xla_cases import ancestors, calls_not_after, entry_calls, graph_ancestors
+from xla_cases import outputs_not_after
 import tf_adam_op
 from tf_adam_op import state_8bit
 
@@ -935,7 +936,7 @@ def test_keras_adamw_xla_step_with_a_corrupt_scale_leaves_a_variable_given_twice
   decays = [op for op in graph.get_operations() if op.type == "AssignSubVariableOp"]
   assert len(decays) == 2
   for op in decays:
-    assert "Check8bitScaleValues" in {o.type for o in _graph_ancestors(op)}
+    assert "Check8bitScaleValues" in {o.type for o in graph_ancestors(op)}
   _corrupt(opt.state_variables(other)["v"][1])
   state = lambda: [np.asarray(v).tobytes() for v in [twice, other, *opt.variables]]
   before = state()
@@ -943,17 +944,6 @@ def test_keras_adamw_xla_step_with_a_corrupt_scale_leaves_a_variable_given_twice
     with pytest.raises(tf.errors.InvalidArgumentError, match=_STEP_CHECK_MESSAGE["xla"]):
       step()
     assert state() == before
-
-
-def _graph_ancestors(op):
-  """Every op `op` depends on through its inputs (data, not control), in its graph."""
-  seen, pending = set(), [op]
-  while pending:
-    for tensor in pending.pop().inputs:
-      if tensor.op not in seen:
-        seen.add(tensor.op)
-        pending.append(tensor.op)
-  return seen
 
 
 def _xla_step_with_a_sparse_update(family, rng):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from xla_cases import ancestors, calls_not_after, entry_calls, outputs_not_after
+from xla_cases import ancestors, calls_not_after, entry_calls, graph_ancestors
+from xla_cases import outputs_not_after
 import tf_adam_op
 from tf_adam_op import ops
 from tf_adam_op._step import xla as _xla
@@ -421,4 +422,36 @@ def test_stock_updates_of_complex_variables_under_a_strategy_wait_for_the_check(
   for _ in range(3):
     with pytest.raises(tf.errors.InvalidArgumentError, match="'table.*out of range"):
       step(tf.constant([1, ROWS]))
+    assert state() == before
+
+
+def test_keras_adamw_under_a_strategy_decays_nothing_on_a_refused_step():
+  """AdamW decays a variable given twice in Keras's own pass, which under a strategy Keras builds
+  in a merge call (another thread than the replica's): under XLA that pass reads its learning
+  rate times the step's checks there too (found by an outside check: the table was decayed twice
+  on every refused step; the sparse ops update it in place, so the decay was in its buffer)."""
+  keras, tk = _keras()
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+  with strategy.scope():
+    table = keras.Variable(np.ones((ROWS, 4), np.float32), name="table")
+    opt = tk.AdamW(0.01, weight_decay=0.1)
+
+  @tf.function(jit_compile=True)
+  def step(second):
+    def replica_step():
+      rows = lambda indices: tf.IndexedSlices(tf.ones([2, 4]), indices, tf.constant([ROWS, 4]))
+      opt.apply_gradients([(rows(tf.constant([0, 1])), table), (rows(second), table)])
+    strategy.run(replica_step)
+  good = tf.constant([2, 3])
+  step(good)
+  graph = step.get_concrete_function(good).graph
+  decays = [op for op in graph.get_operations() if op.type == "AssignSubVariableOp"]
+  assert len(decays) == 2  # Keras's pass, once per time the table is given
+  for op in decays:
+    assert "CheckIndicesInRange" in {o.type for o in graph_ancestors(op)}, op.name
+  state = lambda: [np.asarray(v.numpy()).tobytes() for v in [table, *opt.variables]]
+  before = state()
+  for _ in range(3):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="'table.*out of range"):
+      step(tf.constant([2, ROWS]))
     assert state() == before

@@ -66,3 +66,14 @@ def outputs_not_after(hlo, first_target):
   root = re.search(r"^\s*ROOT %(\S+) = ", entry, re.M).group(1)
   firsts = {n for n, t in targets.items() if t == first_target}
   return [n for n in operands[root] if not firsts & ancestors(operands, n)], len(operands[root])
+
+
+def graph_ancestors(op):
+  """Every op `op` depends on through its inputs (data, not control), in its TF graph."""
+  seen, pending = set(), [op]
+  while pending:
+    for tensor in pending.pop().inputs:
+      if tensor.op not in seen:
+        seen.add(tensor.op)
+        pending.append(tensor.op)
+  return seen

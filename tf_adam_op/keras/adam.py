@@ -92,6 +92,7 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     self._8bit_scales_of = plan_lib.BoundedCache()  # variable list -> its states' scales (same)
     self._traced_packed = packed.TracedPackedHandles()  # see _trackable_children
     self._building_step = threading.local()  # what one step's ops share while it is built
+    self._decay_waits_for_in_merge = {}  # graph -> its step's checks (see _apply_weight_decay)
     self.lazy = bool(lazy)
     self._plans = plan_lib.PlanCache()  # see _update_round
     self._variable_dims = plan_lib.BoundedCache()  # see _shapes_as_variables
@@ -197,19 +198,26 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
                   if not self._decays_in_op(_tf_variable(v), id(_tf_variable(v)) in repeated)]
     if keras_pass:
       # Under XLA Keras's pass reads its learning rate after the step's checks (by data: XLA has
-      # no other order), so a step the checks refuse leaves these variables undecayed too.
-      self._building_step.decay_waits_for = self._step_checks()
+      # no other order), so a step the checks refuse leaves these variables undecayed too. Under
+      # a strategy Keras builds the pass in a merge call, in another thread: it finds the checks
+      # by the graph being built (one replica under XLA).
+      waits_for = self._building_step.decay_waits_for = self._step_checks()
+      graph = tf.compat.v1.get_default_graph()
+      if waits_for and distribute_lib.has_strategy():
+        self._decay_waits_for_in_merge[graph] = waits_for
       try:
         super()._apply_weight_decay(keras_pass)
       finally:
         self._building_step.decay_waits_for = None
+        self._decay_waits_for_in_merge.pop(graph, None)
 
   def _get_current_learning_rate(self):
     """Keras's learning rate; while Keras's own weight decay pass is built under XLA, times the
     step's checks (_apply_weight_decay): the same number, exactly (a Python number as a float64
     tensor, which Keras's cast to the variable's dtype rounds once, as it rounds the number)."""
     lr = super()._get_current_learning_rate()
-    checks = getattr(self._building_step, "decay_waits_for", None)
+    checks = (getattr(self._building_step, "decay_waits_for", None)
+              or self._decay_waits_for_in_merge.get(tf.compat.v1.get_default_graph()))
     if not checks:
       return lr
     if isinstance(lr, (int, float)):
