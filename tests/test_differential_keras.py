@@ -242,7 +242,7 @@ def test_ours_against_keras(case, mode):
   check(case, mode)
 
 
-@bounded(40)
+@bounded(24)
 @given(cases(), st.sampled_from(("eager", "tf.function", "xla")))
 def test_ours_against_keras_under_a_strategy(case, mode):
   """The same search under tf.distribute.MirroredStrategy (one replica: XLA compiles no step over

@@ -265,6 +265,7 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
       state["indices_checked"] = checks.xla_index_check(
           *checks.replica_components(distribution, ours), _WHO)
       state["strategy_updates"] = []
+      state["scales_checked"] = None  # (set by _scale_guards below, forgotten after the step)
     with _building(self._building_step, **state):
       if in_xla:
         self._scale_guards([v for _, v in grads_and_vars])  # its XLA check: scales_checked
