@@ -330,18 +330,20 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
     """Under XLA, `grad` computed only once the step's checks ran (xla.after_values): what
     stock's own updates (complex variables) take, as the fused ones take the checks in their
     learning rate (_checked_scalars). Elsewhere `grad` itself."""
-    checks = [check for check in (getattr(self._this_step, "scales_checked", None),
-                                  getattr(self._this_step, "indices_checked", None))
-              if check is not None]
-    return xla.after_values(checks)(grad)[0]
+    return xla.after_values(self._step_checks())(grad)[0]
+
+  def _step_checks(self):
+    """The checks of the step being built under XLA: its 8-bit scales' (states_8bit.py
+    _scale_guards) and its sparse indices' (_xla_index_check), those it has."""
+    return [check for check in (getattr(self._this_step, "scales_checked", None),
+                                getattr(self._this_step, "indices_checked", None))
+            if check is not None]
 
   def _checked_scalars(self, dtype):
     """_scalars(dtype) for a single update (8-bit or float, dense or sparse): under XLA, after the
     step's checks (the 8-bit states' scales, states_8bit.py _scale_guards; every sparse index,
     checks.xla_index_check; apply.after_check), which nothing else orders it after."""
-    return apply.after_check(self._scalars(dtype),
-                             getattr(self._this_step, "scales_checked", None),
-                             getattr(self._this_step, "indices_checked", None))
+    return apply.after_check(self._scalars(dtype), *self._step_checks())
 
   def _step(self):
     return step_lib.Step(

@@ -129,7 +129,7 @@ def _advance(step, update_ops, after=None):
     beta1_power, beta2_power = step.beta_powers
     beta1, beta2 = step.betas
     with framework_ops.colocate_with(beta1_power):
-      if after is not None:  # the betas, not the powers' values: see below
+      if after is not None:  # the betas, not the powers' values (see advance_beta_powers)
         beta1, beta2 = after(tf.convert_to_tensor(beta1), tf.convert_to_tensor(beta2))
       update_beta1 = beta1_power.assign(beta1_power * beta1, use_locking=step.use_locking)
       update_beta2 = beta2_power.assign(beta2_power * beta2, use_locking=step.use_locking)
