@@ -59,7 +59,7 @@ if(TF_ADAM_OP_XLA_BUILT)
     CXX_VISIBILITY_PRESET hidden
     INSTALL_RPATH "$ORIGIN/../tensorflow")
   if(TF_ADAM_OP_CUDA_BUILT)  # the GPU handlers: the CUDA kernels' launchers on XLA's stream
-    target_sources(tf_adam_op_xla PRIVATE cc/xla/gpu_custom_calls.cc)
+    target_sources(tf_adam_op_xla PRIVATE cc/xla/gpu_custom_calls.cc cc/xla/gpu_8bit_custom_calls.cc)
     target_link_libraries(tf_adam_op_xla PRIVATE tf_adam_op_cuda_kernels CUDA::cudart_static)
     target_compile_definitions(tf_adam_op_xla PRIVATE TF_ADAM_OP_WITH_CUDA=1)
   endif()

@@ -34,6 +34,16 @@ inline std::vector<int64_t> BlocksOfRows(const std::vector<int64_t>& unique_rows
   return blocks;
 }
 
+// The blocks a sparse update of a [rows, row_size] variable rewrites, ascending: lazy, those
+// holding an element of a named row (`unique_rows`, ascending); otherwise every block.
+inline std::vector<int64_t> BlocksToUpdate(bool lazy, const std::vector<int64_t>& unique_rows,
+                                           int64_t rows, int64_t row_size) {
+  if (lazy) return BlocksOfRows(unique_rows, row_size);
+  std::vector<int64_t> blocks(eight_bit::BlockCount(rows * row_size));
+  for (int64_t b = 0; b < static_cast<int64_t>(blocks.size()); ++b) blocks[b] = b;
+  return blocks;
+}
+
 // var is [rows, row_size] with its 8-bit states `s`; grad (and v_term, or null) are [n, row_size]
 // grouped by `segments` (indices validated). lazy: the named rows only (and the blocks they share
 // with other rows re-encoded); otherwise every row, as CpuSparseUpdate does with float states.
@@ -49,13 +59,7 @@ void CpuSparse8bitUpdate(const Eigen::ThreadPoolDevice& d, T* var, const eight_b
   const std::vector<C> summed_v_term =
       v_term != nullptr ? SumSegments<T>(v_term, segments, row_size) : std::vector<C>();
   const std::vector<int64_t>& named = segments.unique_rows;
-  std::vector<int64_t> blocks;
-  if (lazy) {
-    blocks = BlocksOfRows(named, row_size);
-  } else {
-    blocks.resize(eight_bit::BlockCount(size));
-    for (int64_t b = 0; b < static_cast<int64_t>(blocks.size()); ++b) blocks[b] = b;
-  }
+  const std::vector<int64_t> blocks = BlocksToUpdate(lazy, named, rows, row_size);
   const Eigen::TensorOpCost cost(6 * sizeof(T) * eight_bit::kBlockSize,
                                  4 * sizeof(T) * eight_bit::kBlockSize,
                                  60 * eight_bit::kBlockSize);

@@ -54,13 +54,7 @@ struct Adam8bitSparse<GpuDevice, T> {
     const int64_t size = rows * row_size;
     if (size == 0) return absl::OkStatus();
     // The blocks to update, as the CPU kernel finds them (cpu_8bit_sparse.h).
-    std::vector<int64_t> blocks;
-    if (lazy) {
-      blocks = BlocksOfRows(segments.unique_rows, row_size);
-    } else {
-      blocks.resize(eight_bit::BlockCount(size));
-      for (int64_t b = 0; b < static_cast<int64_t>(blocks.size()); ++b) blocks[b] = b;
-    }
+    const std::vector<int64_t> blocks = BlocksToUpdate(lazy, segments.unique_rows, rows, row_size);
     const int64_t n = static_cast<int64_t>(segments.order.size());
     const int64_t unique = segments.unique();
     const std::vector<int64_t> packed =

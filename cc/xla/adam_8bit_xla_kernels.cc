@@ -1,9 +1,10 @@
 // XLA kernels for the 8-bit-state ops (ResourceApplyAdam8bit, ResourceSparseApplyAdam8bit,
 // ResourceApplyAdam8bitMultiUnpacked): read the variables and their codes and scales, emit ONE
-// custom call into the same CPU loops the TF kernels run (cpu_8bit_custom_calls.cc) with the
-// results aliased to the variables, assign them back. Shapes and dtypes are checked here, while
-// compiling; the scales' values and the indices by the handler, before it writes. CPU only (the
-// 8-bit CUDA kernels have no XLA handlers yet).
+// custom call into the same loops the TF kernels run (on the CPU, cpu_8bit_custom_calls.cc; on a
+// GPU, when the CUDA kernels are built, their launchers: gpu_8bit_custom_calls.cc, compiled but
+// not yet run on a GPU) with the results aliased to the variables, assign them back. Shapes and
+// dtypes are checked here, while compiling; the scales' values and the indices by the handler,
+// before it writes.
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,10 +23,13 @@ using ::tensorflow::XlaOpKernelContext;
 using xla_kernels::Attributes;
 using xla_kernels::CallVariables;
 using xla_kernels::EmitCustomCall;
+using xla_kernels::JitDevices;
 using xla_kernels::Options;
+using xla_kernels::RegisterDirectly;
 using xla_kernels::SameShape;
 using xla_kernels::ScalarOperands;
 using xla_kernels::StringListAttribute;
+using xla_kernels::VariableTypes;
 
 // ResourceApplyAdam8bit and ResourceSparseApplyAdam8bit (one variable: var and its states at
 // inputs 0-4) and ResourceApplyAdam8bitMultiUnpacked (lists of N: vars at [0, N), m_codes at
@@ -191,47 +195,28 @@ class Check8bitScaleValuesXlaOp : public XlaOpKernel {
   std::string attributes_;
 };
 
-// The CPU's XLA device only: the handlers are the CPU loops.
-const std::vector<absl::string_view>& CpuJit() {
-  static const auto* devices = new std::vector<absl::string_view>{::tensorflow::DEVICE_CPU_XLA_JIT};
-  return *devices;
-}
-
 REGISTER_XLA_OP(
-    Name("ResourceApplyAdam8bit").Device(CpuJit()).TypeConstraint("T", xla_kernels::VariableTypes()),
+    Name("ResourceApplyAdam8bit").Device(JitDevices()).TypeConstraint("T", VariableTypes()),
     Adam8bitXlaOp);
 REGISTER_XLA_OP(Name("ResourceApplyAdam8bitMultiUnpacked")
-                    .Device(CpuJit())
-                    .TypeConstraint("T", xla_kernels::VariableTypes()),
+                    .Device(JitDevices())
+                    .TypeConstraint("T", VariableTypes()),
                 Adam8bitXlaOp);
-REGISTER_XLA_OP(Name("Check8bitScaleValues").Device(CpuJit()), Check8bitScaleValuesXlaOp);
+REGISTER_XLA_OP(Name("Check8bitScaleValues").Device(JitDevices()), Check8bitScaleValuesXlaOp);
 REGISTER_XLA_OP(Name("ResourceSparseApplyAdam8bit")
-                    .Device(CpuJit())
-                    .TypeConstraint("T", xla_kernels::VariableTypes())
+                    .Device(JitDevices())
+                    .TypeConstraint("T", VariableTypes())
                     .TypeConstraint("Tindices", {tensorflow::DT_INT32, tensorflow::DT_INT64}),
                 Adam8bitXlaOp);
 
 // As adam_xla_kernels.cc: registered directly when XLA built its kernels before the import.
 [[maybe_unused]] const bool registered_late = [] {
   if (!xla_kernels::XlaKernelsAlreadyBuilt()) return false;
-  for (const char* op : {"ResourceApplyAdam8bit", "ResourceSparseApplyAdam8bit",
-                         "ResourceApplyAdam8bitMultiUnpacked"}) {
-    tensorflow::KernelDefBuilder builder(op);
-    builder.Device(tensorflow::DEVICE_CPU_XLA_JIT).TypeConstraint("T", xla_kernels::VariableTypes());
-    if (std::string(op) == "ResourceSparseApplyAdam8bit") {
-      builder.TypeConstraint("Tindices", {tensorflow::DT_INT32, tensorflow::DT_INT64});
-    }
-    new tensorflow::kernel_factory::OpKernelRegistrar(
-        builder.Build(), "Adam8bitXlaOp",
-        [](OpKernelConstruction* ctx) -> tensorflow::OpKernel* { return new Adam8bitXlaOp(ctx); });
-  }
-  new tensorflow::kernel_factory::OpKernelRegistrar(
-      tensorflow::KernelDefBuilder("Check8bitScaleValues")
-          .Device(tensorflow::DEVICE_CPU_XLA_JIT)
-          .Build(),
-      "Check8bitScaleValuesXlaOp", [](OpKernelConstruction* ctx) -> tensorflow::OpKernel* {
-        return new Check8bitScaleValuesXlaOp(ctx);
-      });
+  RegisterDirectly<Adam8bitXlaOp>("ResourceApplyAdam8bit", "Adam8bitXlaOp", false);
+  RegisterDirectly<Adam8bitXlaOp>("ResourceApplyAdam8bitMultiUnpacked", "Adam8bitXlaOp", false);
+  RegisterDirectly<Adam8bitXlaOp>("ResourceSparseApplyAdam8bit", "Adam8bitXlaOp", true);
+  RegisterDirectly<Check8bitScaleValuesXlaOp>("Check8bitScaleValues", "Check8bitScaleValuesXlaOp",
+                                              false, /*has_type=*/false);
   return true;
 }();
 

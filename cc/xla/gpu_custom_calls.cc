@@ -12,29 +12,22 @@
 #include "core/update_arguments.h"
 #include "gpu/adam_gpu.h"
 #include "gpu/adam_gpu_bodies.h"
-#include "gpu/dtype_of.h"
 #include "kernels/indices_in_range.h"
 #include "kernels/sparse_segments.h"
 #include "xla/call_operands.h"
 #include "xla/custom_calls.h"
 #include "xla/ffi/api/c_api.h"
 #include "xla/ffi/api/ffi.h"
+#include "xla/gpu_call_common.h"
 
 namespace tf_adam_op {
 namespace {
 
 namespace ffi = ::xla::ffi;
+using xla_calls::CudaError;
+using xla_calls::GpuDtype;
 using xla_calls::Internal;
-
-ffi::Error CudaError(const std::string& error, const char* what) {
-  if (error.empty()) return ffi::Error::Success();
-  return ffi::Error::Internal(gpu::FailureMessage(error, what));
-}
-
-// The variables' storage type, from their XLA element type (xla_calls::WithElementType).
-bool GpuDtype(ffi::DataType type, gpu::Dtype* out) {
-  return xla_calls::WithElementType(type, [out](auto t) { *out = gpu::DtypeOf<decltype(t)>(); });
-}
+using xla_calls::SortedValidIndices;
 
 ffi::Error DenseAdam(void* stream, ffi::RemainingArgs args, ffi::RemainingRets rets, int64_t n,
                      int64_t amsgrad, int64_t nesterov, int64_t weight_decay,
@@ -49,25 +42,6 @@ ffi::Error DenseAdam(void* stream, ffi::RemainingArgs args, ffi::RemainingRets r
                    "the multi-tensor Adam update");
 }
 
-// The indices come to the host (they are checked and sorted there, as the GPU kernel of the op
-// does with its host-memory indices), the sorted segments go back in one copy.
-template <typename Tindex>
-ffi::Error SortedValidIndices(void* stream, const xla_calls::SparseCall& call,
-                              SortedSegments* out) {
-  std::vector<Tindex> host(call.n_indices);
-  if (call.n_indices > 0) {
-    ffi::Error copied = CudaError(
-        gpu::CopyDeviceToHostAndWait(stream, host.data(), call.indices,
-                                     host.size() * sizeof(Tindex)),
-        "copying the indices");
-    if (copied.failure()) return copied;
-  }
-  const absl::Status valid = ValidateIndices(host.data(), call.n_indices, call.rows);
-  if (!valid.ok()) return ffi::Error::InvalidArgument(std::string(valid.message()));
-  *out = SortIntoSegments(host.data(), call.n_indices);
-  return ffi::Error::Success();
-}
-
 ffi::Error SparseAdam(void* stream, ffi::ScratchAllocator scratch, ffi::RemainingArgs args,
                       ffi::RemainingRets rets, int64_t amsgrad, int64_t weight_decay,
                       int64_t one_minus_beta, int64_t lazy, int64_t scale_first,
@@ -79,35 +53,25 @@ ffi::Error SparseAdam(void* stream, ffi::ScratchAllocator scratch, ffi::Remainin
   gpu::Dtype dtype;
   if (!GpuDtype(call.type, &dtype)) return Internal("unsupported variable type");
   SortedSegments segments;
-  ffi::Error sorted = call.index_type == ffi::DataType::S32
-                          ? SortedValidIndices<int32_t>(stream, call, &segments)
-                          : SortedValidIndices<int64_t>(stream, call, &segments);
+  // The indices come to the host (they are checked and sorted there, as the GPU kernel of the op
+  // does with its host-memory indices), the sorted segments go back in one copy.
+  ffi::Error sorted = SortedValidIndices(stream, call.indices, call.index_type, call.n_indices,
+                                         call.rows, &segments);
   if (sorted.failure()) return sorted;
   if (call.rows * call.row_size == 0) return ffi::Error::Success();
-  const std::vector<int64_t> packed =
-      gpu::PackSegments(segments.order, segments.segment_starts, segments.unique_rows);
-  const size_t compute_bytes = call.type == ffi::DataType::F64 ? 8 : 4;
-  const size_t summed_bytes =
-      (call.v_term ? 2 : 1) * segments.unique() * call.row_size * compute_bytes;
-  auto device_segments = scratch.Allocate(std::max<size_t>(packed.size(), 1) * sizeof(int64_t), 8);
-  auto summed = scratch.Allocate(std::max<size_t>(summed_bytes, 1), 8);
-  if (!device_segments.has_value() || !summed.has_value()) {
-    return Internal("no scratch memory for the sparse update");
-  }
-  gpu::SparseSegments on_device;
-  ffi::Error copied = CudaError(
-      gpu::UploadSegments(stream, packed, static_cast<int64_t*>(*device_segments),
-                          static_cast<int64_t>(segments.order.size()), segments.unique(),
-                          &on_device),
-      "copying the sparse segments");
-  if (copied.failure()) return copied;
+  xla_calls::SparseScratch on_device;
+  ffi::Error prepared = xla_calls::PrepareSparseScratch(stream, scratch, segments, call.type,
+                                                        call.row_size, call.v_term != nullptr,
+                                                        &on_device);
+  if (prepared.failure()) return prepared;
   ffi::Error launched = CudaError(
       gpu::LaunchSparse(stream, dtype, call.lazy, call.variant, call.var, call.m, call.v,
-                        call.vhat, call.rows, call.row_size, call.grad, call.v_term, on_device,
-                        *summed, call.scalars),
+                        call.vhat, call.rows, call.row_size, call.grad, call.v_term,
+                        on_device.segments, on_device.summed, call.scalars),
       "the sparse Adam update");
   if (launched.failure()) return launched;
-  // The scratch memory is freed when this returns: the kernels must have run by then.
+  // The scratch memory is freed, and the copies' sources destroyed, when this returns: the copies
+  // and the kernels must have run by then.
   return CudaError(gpu::SynchronizeStream(stream), "the sparse Adam update");
 }
 

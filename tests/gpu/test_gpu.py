@@ -14,6 +14,7 @@ import fatbin
 from numpy_reference import BFLOAT16
 import tf_adam_op
 from tf_adam_op import _build_info, _loader, ops
+from tf_adam_op._step import xla
 
 GPUS = tf.config.list_physical_devices("GPU")
 needs_gpu = pytest.mark.skipif(not GPUS, reason="no GPU visible (these run where one is)")
@@ -94,6 +95,50 @@ def test_the_8bit_scale_check_has_a_gpu_kernel():
   devices = {kernel.device_type
              for kernel in kernels.get_registered_kernels_for_op("Check8bitScales").kernel}
   assert devices == {"CPU", "GPU"}
+
+
+XLA_OPS = ("ResourceApplyAdamV1", "ResourceApplyAdamV1MultiUnpacked", "ResourceSparseApplyAdamV1",
+           "CheckIndicesInRange", "ResourceApplyAdam8bit", "ResourceApplyAdam8bitMultiUnpacked",
+           "ResourceSparseApplyAdam8bit", "Check8bitScaleValues")
+needs_xla_kernels = pytest.mark.skipif(not _loader.xla_kernels()[0],
+                                       reason="built without the XLA kernels (TensorFlow < 2.21)")
+
+
+@needs_xla_kernels
+@pytest.mark.parametrize("op", XLA_OPS)
+def test_xla_kernels_are_registered_for_the_gpu_exactly_with_their_handlers(op):
+  """Each XLA kernel of the ops is registered for XLA's GPU device exactly when the GPU handlers of
+  its custom calls are built (with the CUDA kernels): an op XLA can place on a GPU has a handler
+  there, and the optimizers' choice of path (_step/xla.py) relies on it."""
+  tf.function(lambda x: x * 2, jit_compile=True)(tf.constant(1.0))  # XLA registers on first use
+  devices = {kernel.device_type for kernel in kernels.get_registered_kernels_for_op(op).kernel}
+  assert "XLA_CPU_JIT" in devices
+  assert ("XLA_GPU_JIT" in devices) == _build_info.CUDA_KERNELS_BUILT, devices
+
+
+@needs_xla_kernels
+@pytest.mark.parametrize("gpu_handlers_built", [True, False])
+def test_an_8bit_xla_step_of_a_gpu_variable_is_refused_exactly_without_gpu_handlers(
+    gpu_handlers_built, monkeypatch):
+  """Under XLA, a GPU variable's 8-bit step takes the ops' XLA kernels where their GPU handlers
+  are built (with the CUDA kernels), and is refused (NotImplementedError naming the variable and
+  its device) where they are not: there is no composite of the 8-bit rule (docs/errors.md)."""
+  monkeypatch.setattr(_build_info, "CUDA_KERNELS_BUILT", gpu_handlers_built)
+
+  class GpuVariable:  # what the check reads of a variable placed on a GPU
+    name = "w:0"
+    device = "/job:localhost/replica:0/task:0/device:GPU:0"
+
+  @tf.function(jit_compile=True)
+  def trace_the_check():
+    xla.check_8bit_usable(GpuVariable(), "who")
+    return tf.constant(0)
+
+  if gpu_handlers_built:
+    assert trace_the_check().numpy() == 0
+  else:
+    with pytest.raises(NotImplementedError, match="who: .*'w:0' on .*GPU:0"):
+      trace_the_check()
 
 
 # --- On a GPU -------------------------------------------------------------------------------------
@@ -255,8 +300,9 @@ def test_update_past_2_31_elements_on_the_gpu():
   assert np.all(tail_m > 0)
 
 
-def _run_8bit_steps(device, dtype_name, kind, steps=6, seed=3):
-  """Steps of the 8-bit ops on `device`: var, then each state's codes and scales."""
+def _run_8bit_steps(device, dtype_name, kind, steps=6, seed=3, jit_compile=False):
+  """Steps of the 8-bit ops on `device` (each in a tf.function(jit_compile=True) with
+  `jit_compile`: their XLA kernels): var, then each state's codes and scales."""
   rng = np.random.default_rng(seed)
   dtype = DTYPES[dtype_name]
   shape = (40, 130)  # 5,200 elements: 20 full blocks and a short one
@@ -272,19 +318,27 @@ def _run_8bit_steps(device, dtype_name, kind, steps=6, seed=3):
     states = [pair(), pair()] + ([pair()] if amsgrad else [])
     handles = [(c.handle, a.handle) for c, a in states]
     vhat = handles[2] if amsgrad else None
-    for step in range(steps):
-      scalars = [tf.constant(x, compute) for x in (0.9 ** (step + 1), 0.999 ** (step + 1), 0.01,
-                                                   0.9, 0.999, 1e-7)]
-      grad = tf.constant(grads[step])
+    def apply(scalars, grad, indices):
       if kind in ("dense", "amsgrad"):
         ops.resource_apply_adam_8bit(var.handle, *handles[:2], *scalars, grad, vhat_states=vhat)
       elif kind == "multi":
-        ops.resource_apply_adam_8bit_multi([var.handle], ([handles[0][0]], [handles[0][1]]),
-                                           ([handles[1][0]], [handles[1][1]]), *scalars, [grad])
+        if jit_compile:  # under XLA: the unpacked op (the packed one has no XLA kernel)
+          ops.resource_apply_adam_8bit_multi_unpacked(
+              [var.handle], ([handles[0][0]], [handles[0][1]]),
+              ([handles[1][0]], [handles[1][1]]), *scalars, [grad])
+        else:
+          ops.resource_apply_adam_8bit_multi([var.handle], ([handles[0][0]], [handles[0][1]]),
+                                             ([handles[1][0]], [handles[1][1]]), *scalars, [grad])
       else:
         ops.resource_sparse_apply_adam_8bit(var.handle, *handles[:2], *scalars,
-                                            tf.gather(grad, tf.range(11)),
-                                            tf.constant(index_batches[step]), lazy=kind == "lazy")
+                                            tf.gather(grad, tf.range(11)), indices,
+                                            lazy=kind == "lazy")
+    if jit_compile:
+      apply = tf.function(apply, jit_compile=True)
+    for step in range(steps):
+      scalars = [tf.constant(x, compute) for x in (0.9 ** (step + 1), 0.999 ** (step + 1), 0.01,
+                                                   0.9, 0.999, 1e-7)]
+      apply(scalars, tf.constant(grads[step]), tf.constant(index_batches[step]))
     return [var.numpy()] + [x.numpy() for pair_ in states for x in pair_]
 
 
@@ -301,6 +355,22 @@ def test_8bit_ops_on_the_gpu_equal_the_cpu_bit_for_bit(dtype_name, kind):
                          "vhat scales"), gpu, cpu):
     np.testing.assert_array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8),
                                   err_msg=f"{name} ({kind}, {dtype_name})")
+
+
+@needs_gpu
+@needs_cuda_build
+@pytest.mark.skipif(not _loader.xla_kernels()[0], reason="built without the XLA kernels")
+@pytest.mark.parametrize("kind", ["dense", "amsgrad", "multi", "sparse", "lazy"])
+@pytest.mark.parametrize("dtype_name", DTYPES.keys())
+def test_8bit_ops_under_xla_on_the_gpu_equal_the_cpu_bit_for_bit(dtype_name, kind):
+  """Under XLA on a GPU the 8-bit ops' custom calls run the same CUDA kernels
+  (gpu_8bit_custom_calls.cc): the CPU op's codes, scales and variables."""
+  gpu = _run_8bit_steps("/GPU:0", dtype_name, kind, jit_compile=True)
+  cpu = _run_8bit_steps("/CPU:0", dtype_name, kind)
+  for name, a, b in zip(("var", "m codes", "m scales", "v codes", "v scales", "vhat codes",
+                         "vhat scales"), gpu, cpu):
+    np.testing.assert_array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8),
+                                  err_msg=f"{name} ({kind}, {dtype_name}, XLA)")
 
 
 @needs_gpu

@@ -46,7 +46,8 @@ def describe():
             "the composite path")
   from tf_adam_op import _build_info
   gpu = ("GPU custom calls built, not yet run on a GPU" if _build_info.CUDA_KERNELS_BUILT
-         else "no GPU custom calls: GPU variables take the composite path")
+         else "no GPU custom calls: GPU variables take the composite path (8-bit states: "
+               "refused)")
   return f"XLA kernels: loaded (CPU custom calls; {gpu}); XLA steps run the fused ops"
 
 
@@ -68,19 +69,19 @@ def kernels_usable(variables):
 
 
 def kernels_usable_8bit(var):
-  """Whether an XLA step of `var` with 8-bit states can run the 8-bit ops' XLA kernels: they have
-  CPU handlers only. Where not, the step is refused (there is no composite of the 8-bit rule)."""
-  device = getattr(var, "device", None) or ""
-  return kernels_enabled() and tf.DeviceSpec.from_string(device).device_type in (None, "CPU")
+  """Whether an XLA step of `var` with 8-bit states can run the 8-bit ops' XLA kernels (a handler
+  where `var` is, as for the float ops). Where not, the step is refused (there is no composite of
+  the 8-bit rule)."""
+  return kernels_enabled() and _has_handler(var)
 
 
 def check_8bit_usable(var, who):
   """NotImplementedError, under XLA, where the 8-bit ops' XLA kernels cannot run `var`'s step."""
   if in_xla_context() and not kernels_usable_8bit(var):
     raise NotImplementedError(
-        f"{who}: under XLA, 8-bit states need the ops' XLA kernels on the CPU ({var.name!r}: "
-        f"{describe()}); run the step without jit_compile, or with state_bits=32 "
-        "(docs/state_8bit.md)")
+        f"{who}: under XLA, 8-bit states need the ops' XLA kernels where the variable is "
+        f"({var.name!r} on {getattr(var, 'device', '') or 'the default device'}: {describe()}); "
+        "run the step without jit_compile, or with state_bits=32 (docs/state_8bit.md)")
 
 
 def after_updates(update_ops):
