@@ -42,17 +42,18 @@ struct Call8bit {
   size_t next;
 };
 
+// The n variables of a call (the codebooks the host's; a GPU launcher puts the device's in).
 inline ffi::Error Decode8bit(const ffi::RemainingArgs& args, const ffi::RemainingRets& rets,
                              int64_t n, int64_t amsgrad, int64_t nesterov, int64_t weight_decay,
                              int64_t one_minus_beta, Call8bit* call) {
-  call->variant = xla_calls::MakeVariant(amsgrad, nesterov, weight_decay);
+  call->variant = MakeVariant(amsgrad, nesterov, weight_decay);
   const int results = amsgrad ? 7 : 5;
   auto first = rets.get<ffi::AnyBuffer>(0);
   if (!first.has_value()) return Internal("missing variable result");
   call->type = (*first)->element_type();
   size_t next = 0;
-  ffi::Error read = ReadScalars(args, call->type, weight_decay != 0,
-                                           one_minus_beta != 0, &call->scalars, &next);
+  ffi::Error read = ReadScalars(args, call->type, weight_decay != 0, one_minus_beta != 0,
+                                &call->scalars, &next);
   if (read.failure()) return read;
   for (int64_t k = 0; k < n; ++k) {
     std::vector<void*> out(results);
