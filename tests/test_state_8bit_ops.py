@@ -47,11 +47,12 @@ def test_encoder_tables_are_exact(signed):
                                 np.searchsorted(mids, np.clip(x, -1, 1), side="left"))
 
 
-def _assert_kernel_codes_are_nearest(x):
+def _assert_kernel_codes_count_the_midpoints(x):
   """Runs the CPU kernel's encoder (AVX-512 where the CPU has it, else the portable one) on x as m
-  and x * x as v, and checks that it gives the nearest codes: a step with beta1 = beta2 = 0 from
-  zero states stores m = g and v = g * g exactly, and a 1 in each block's first element makes its
-  absmax 1."""
+  and x * x as v, and checks that it gives the codes the float32 midpoints below them count (the
+  nearest, but for values on a rounded midpoint: ROUNDED_MIDPOINT_CASES): a step with beta1 =
+  beta2 = 0 from zero states stores m = g and v = g * g exactly, and a 1 in each block's first
+  element makes its absmax 1."""
   x = np.concatenate([x, np.zeros(-x.size % 255, np.float32)])
   grad = np.ones((x.size // 255, 256), np.float32)
   grad[:, 1:] = x.reshape(-1, 255)
@@ -69,8 +70,30 @@ def test_kernel_encoder_codes_are_exact():
   # Square roots of the values near v's midpoints, and their neighbours: their squares straddle them.
   roots = np.sqrt(_values_near_every_midpoint(ref.UNSIGNED)[:3 * 255])
   roots = np.concatenate([np.nextafter(roots, 0), roots, np.nextafter(roots, 2)])
-  _assert_kernel_codes_are_nearest(
+  _assert_kernel_codes_count_the_midpoints(
       np.concatenate([_values_near_every_midpoint(ref.SIGNED), roots]).astype(np.float32))
+
+
+# (x, its code, the code of the map value nearest to x by exact distance): docs/state_8bit.md,
+# "The encoder, exactly" (found by an outside check, with bfloat16 states).
+ROUNDED_MIDPOINT_CASES = [(-0.015625, 93, 94), (0.015625, 160, 160), (-0.578125, 29, 30),
+                          (0.578125, 224, 224)]
+
+
+@pytest.mark.parametrize("x, code, nearest", ROUNDED_MIDPOINT_CASES)
+def test_a_value_on_a_rounded_midpoint_takes_the_lower_code(x, code, nearest):
+  """The code counts the float32 midpoints strictly below x: where rounding a midpoint put it on
+  x, x takes the lower code, for a negative x the farther map value (by less than an ulp), and x
+  and -x are not mirror images. The kernel and `quantize` (the conversions) agree."""
+  values = ref.SIGNED.astype(np.float64)
+  assert int(np.argmin(np.abs(values - x))) == nearest
+  assert np.float32(0.5) * (ref.SIGNED[code] + ref.SIGNED[code + 1]) == np.float32(x) or (
+      code == nearest)
+  block = np.zeros(256, np.float32)
+  block[0], block[1] = x, 1.0
+  codes, absmax = state_8bit.quantize(block, signed=True)
+  assert absmax[0] == 1.0 and codes[0] == code
+  _assert_kernel_codes_count_the_midpoints(np.array([x], np.float32))
 
 
 @pytest.mark.parametrize("signed", [True, False])
@@ -84,7 +107,7 @@ def test_kernel_encoder_on_a_sweep_of_every_magnitude():
   """Every 997th float32 in [-1, 1] (about 2.2 million, every binade and piece of the maps) as m,
   and their squares as v."""
   x = np.arange(0, 0x3F800001, 997, dtype=np.uint32).view(np.float32)
-  _assert_kernel_codes_are_nearest(np.concatenate([x, -x]))
+  _assert_kernel_codes_count_the_midpoints(np.concatenate([x, -x]))
 
 
 @pytest.mark.parametrize("signed", [True, False])
