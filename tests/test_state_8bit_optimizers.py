@@ -181,6 +181,28 @@ def test_keras_state_variables_are_none_for_a_variable_the_optimizer_does_not_up
 
 
 @needs_keras_3
+@needs_keras_3
+@pytest.mark.parametrize("size", [4095, 4096])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int32"])
+def test_uses_8bit_answers_for_keras_and_tf_variables_as_the_optimizers_choose(size, dtype):
+  """`tf_adam_op.state_8bit.uses_8bit` (public) takes a Keras 3 variable (its dtype a name, its
+  shape a tuple: an outside check found an AttributeError) as a TF one, and answers as each
+  optimizer chooses: it keeps 8-bit states exactly for the variables it says."""
+  keras_var = keras.Variable(np.zeros((size,)), dtype=dtype)
+  tf_var = tf.Variable(np.zeros((size,)), dtype=dtype)
+  expected = size >= 4096 and dtype != "int32"
+  assert state_8bit.uses_8bit(keras_var) == state_8bit.uses_8bit(tf_var) == expected
+  if dtype == "int32":
+    return
+  keras_opt = tf_adam_op.keras.Adam(state_bits=8)
+  keras_opt.build([keras_var])
+  v1_opt = tf_adam_op.AdamOptimizer(state_bits=8)
+  v1_opt.apply_gradients([(tf.zeros_like(tf_var), tf_var)])
+  # {"m": its slot variable, or its (codes, absmax) pair with 8-bit states, ...}
+  assert isinstance(keras_opt.state_variables(keras_var)["m"], tuple) == expected
+  assert isinstance(v1_opt.state_variables(tf_var)["m"], tuple) == expected
+
+
 def test_keras_config_and_checkpoint(tmp_path):
   model = _keras_model(8)
   rng = np.random.default_rng(0)

@@ -23,9 +23,10 @@ def check_options(state_bits, min_8bit_size, who):
 
 def uses_8bit(var, state_bits=8, min_8bit_size=DEFAULT_MIN_8BIT_SIZE):
   """Whether `var` gets 8-bit states: state_bits=8, a floating dtype the 8-bit ops take and a fully
-  known shape of at least min_8bit_size elements (bitsandbytes' rule)."""
+  known shape of at least min_8bit_size elements (bitsandbytes' rule). `var` is a TF variable or a
+  Keras 3 one (whose dtype is a name and shape a tuple)."""
   if state_bits != 8:
     return False
-  shape = var.shape
-  return (var.dtype.base_dtype in _8BIT_DTYPES and shape.is_fully_defined()
+  shape = tf.TensorShape(var.shape)
+  return (tf.as_dtype(var.dtype).base_dtype in _8BIT_DTYPES and shape.is_fully_defined()
           and shape.num_elements() >= min_8bit_size)
