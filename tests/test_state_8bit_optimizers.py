@@ -140,6 +140,49 @@ def test_v1_checkpoint_roundtrip_and_float32_conversion(tmp_path):
   np.testing.assert_array_equal(opt32.get_slot(probe, "m").numpy(), values["m"])
 
 
+@pytest.mark.parametrize("saved_bits, restoring_bits", [(32, 8), (8, 32)])
+@pytest.mark.parametrize("when", ["before_a_step", "after_a_step", "tf1_graph"])
+def test_v1_checkpoint_of_the_other_state_kind_is_refused_at_restore(tmp_path, saved_bits,
+                                                                     restoring_bits, when):
+  """A v1 checkpoint of float32 states restored into a state_bits=8 optimizer (or the reverse)
+  is a ValueError naming the variable and the way to convert (copy_states): TensorFlow's restore
+  would make the checkpoint's slots beside the optimizer's own, unread, and the moments would
+  start from zero, silently (an outside check). Restoring the same kind is tested above."""
+  var0, grads = _data(steps=1)
+  var = tf.Variable(var0)
+  saved_opt = tf_adam_op.AdamOptimizer(0.01, state_bits=saved_bits)
+  saved_opt.apply_gradients([(tf.constant(grads[0]), var)])
+  path = tf.train.Checkpoint(var=var, opt=saved_opt).save(str(tmp_path / "ckpt"))
+  kinds = ("float32", "8-bit") if saved_bits == 32 else ("8-bit", "float32")
+  match = (f"holds {kinds[0]} states for {var.name!r}.*keeps {kinds[1]} states for it "
+           f"\\(state_bits={restoring_bits}.*state_8bit.copy_states")
+
+  def restore(var, opt):
+    return tf.train.Checkpoint(var=var, opt=opt).restore(path)
+  if when == "tf1_graph":
+    with tf.Graph().as_default():
+      var = tf.compat.v1.Variable(var0, use_resource=True, name=var.name.split(":")[0])
+      opt = tf_adam_op.AdamOptimizer(0.01, state_bits=restoring_bits)
+      with pytest.raises(ValueError, match=match):
+        restore(var, opt)
+        opt.apply_gradients([(tf.constant(grads[0]), var)])
+    return
+  var = tf.Variable(np.zeros(SHAPE, np.float32), name=var.name.split(":")[0])
+  opt = tf_adam_op.AdamOptimizer(0.01, state_bits=restoring_bits)
+  if when == "after_a_step":
+    opt.apply_gradients([(tf.zeros(SHAPE), var)])
+  states_before = [s.numpy() for s in opt.variables()]
+  with pytest.raises(ValueError, match=match):
+    restore(var, opt)
+  slot_names = {"m_codes", "m_absmax", "v_codes", "v_absmax"} if restoring_bits == 8 else {
+      "m", "v"}
+  assert set(opt.get_slot_names()) <= slot_names  # no slot of the checkpoint's kind was made
+  if when == "after_a_step":
+    for slot, before in zip(opt.variables(), states_before):
+      if slot.name.split("/")[-1].split(":")[0] not in ("beta1_power", "beta2_power"):
+        np.testing.assert_array_equal(slot.numpy(), before)
+
+
 def _keras_model(bits, seed=1, **options):
   import keras
   keras.utils.set_random_seed(seed)

@@ -17,8 +17,11 @@ class SavedModelSupport:
   @classmethod
   def _deserialize_from_proto(cls, **kwargs):
     """The loaded optimizer: the state holder of the loaded train steps (their hyperparameters are
-    in the saved functions), default hyperparameters for anything new."""
-    return cls()
+    in the saved functions), default hyperparameters for anything new. It holds the slots the
+    saved steps use, whichever kind of states they are (its own state_bits is the default's)."""
+    loaded = cls()
+    loaded._holds_loaded_states = True
+    return loaded
 
   def add_slot(self, var, slot_name):
     """Creates slot `slot_name` ("m", "v", "vhat", or an 8-bit state's codes or scales) for `var`,

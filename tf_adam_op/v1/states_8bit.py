@@ -35,6 +35,25 @@ class EightBitStates:
   def _has_8bit_states(self, var):
     return choice.uses_8bit(var, self._state_bits, self._min_8bit_size)
 
+  def _create_or_restore_slot_variable(self, slot_variable_position, slot_name, variable):
+    """A checkpoint's slot, restored as the base class restores it, unless it holds the other kind
+    of state for `variable` (float m and v where this optimizer keeps 8-bit states, or codes and
+    scales where it keeps float ones): then a ValueError, before the slot is made. TensorFlow
+    would make it as a slot that no step reads, and the moments would start from zero, silently
+    (an outside check). copy_states converts (docs/state_8bit.md)."""
+    keeps_8bit = self._has_8bit_states(variable)
+    other_kind = slot_name in (*_STATES, *_8BIT_SLOTS) and (slot_name in _8BIT_SLOTS) != keeps_8bit
+    # An optimizer loaded from a SavedModel holds whatever its saved steps use (saved_model.py).
+    if other_kind and not getattr(self, "_holds_loaded_states", False):
+      kinds = ("float32", "8-bit") if keeps_8bit else ("8-bit", "float32")
+      raise ValueError(
+          f"{self._who()}: the checkpoint holds {kinds[0]} states for {variable.name!r} (slot "
+          f"{slot_name!r}), but this optimizer keeps {kinds[1]} states for it (state_bits="
+          f"{self._state_bits}, min_8bit_size={self._min_8bit_size}): restore the checkpoint into "
+          "an optimizer with its state_bits and move the states with "
+          "tf_adam_op.state_8bit.copy_states (docs/state_8bit.md, Converting)")
+    return super()._create_or_restore_slot_variable(slot_variable_position, slot_name, variable)
+
   def _state_names(self):
     return _STATES if self._amsgrad else _STATES[:2]
 
