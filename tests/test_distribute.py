@@ -110,3 +110,29 @@ def test_a_bad_index_in_either_replica_writes_nothing(strategy, mode):
     with pytest.raises(tf.errors.InvalidArgumentError, match="table.*out of range"):
       step(tf.constant(bad_replica))
     assert state() == before
+
+
+@pytest.mark.parametrize("state_bits", [32, 8])
+def test_build_outside_the_scope_makes_mirrored_slots_and_the_step_runs(strategy, state_bits):
+  """v1 `build` (for moving states in before a first step) called outside the strategy's scope on
+  its variables makes the slots the step would, mirrored, and a step in strategy.run then runs and
+  equals one whose optimizer was built inside the scope (an outside check found a placement
+  error)."""
+  results = []
+  for build_in_scope in (True, False):
+    with strategy.scope():
+      w = tf.Variable(np.linspace(-1, 1, 8192, dtype=np.float32).reshape(64, 128), name="w")
+      opt = tf_adam_op.AdamOptimizer(0.05, state_bits=state_bits)
+      if build_in_scope:
+        opt.build([w])
+    if not build_in_scope:
+      opt.build([w])
+    slots = [opt.get_slot(w, name) for name in opt.get_slot_names()]
+    assert slots and all("Mirrored" in type(s).__name__ for s in slots), slots
+
+    @tf.function
+    def step():
+      strategy.run(lambda: opt.apply_gradients([(tf.fill(w.shape, 0.5), w)]))
+    step()
+    results.append([w.numpy()] + [s.numpy() for s in slots])
+  assert_bitwise_equal(results[1], results[0], names=["w"] + opt.get_slot_names())

@@ -9,6 +9,8 @@ the general path one op each, made where the base class asks for them; never gro
 states.
 """
 
+import contextlib
+
 import tensorflow as tf
 
 from tensorflow.python.framework import ops as framework_ops
@@ -82,9 +84,17 @@ class EightBitStates:
 
   def build(self, var_list):
     """Creates the optimizer's slots (and beta powers) for `var_list` now, as its first step would:
-    for moving states into it (tf_adam_op.state_8bit.copy_states) before it steps."""
-    with framework_ops.init_scope():
-      self._create_slots(list(var_list))
+    for moving states into it (tf_adam_op.state_8bit.copy_states) before it steps. Variables of a
+    tf.distribute strategy get them in its scope, mirrored as a step makes them, wherever this is
+    called (outside the scope the slots were plain variables on one device, and the next step
+    failed to place its ops: an outside check)."""
+    var_list = list(var_list)
+    strategy = next((var.distribute_strategy for var in var_list
+                     if isinstance(var, tf.distribute.DistributedValues)), None)
+    in_scope = (strategy.scope() if strategy is not None and not tf.distribute.has_strategy()
+                else contextlib.nullcontext())
+    with in_scope, framework_ops.init_scope():
+      self._create_slots(var_list)
 
   def _create_8bit_slots_first(self, variables):
     """The base class's first act, the slots, made ahead of the step's scale checks when a variable
