@@ -224,7 +224,6 @@ def test_keras_state_variables_are_none_for_a_variable_the_optimizer_does_not_up
 
 
 @needs_keras_3
-@needs_keras_3
 @pytest.mark.parametrize("size", [4095, 4096])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int32"])
 def test_uses_8bit_answers_for_keras_and_tf_variables_as_the_optimizers_choose(size, dtype):
@@ -246,6 +245,7 @@ def test_uses_8bit_answers_for_keras_and_tf_variables_as_the_optimizers_choose(s
   assert isinstance(v1_opt.state_variables(tf_var)["m"], tuple) == expected
 
 
+@needs_keras_3
 def test_keras_config_and_checkpoint(tmp_path):
   model = _keras_model(8)
   rng = np.random.default_rng(0)
