@@ -113,4 +113,4 @@ class AdamWOptimizer(AdamOptimizer):
   @classmethod
   def _deserialize_from_proto(cls, **kwargs):
     """A loaded optimizer holds the loaded steps' state; their weight decay is in the functions."""
-    return cls(0.0)
+    return cls._holding_loaded_states(cls(0.0))

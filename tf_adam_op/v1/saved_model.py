@@ -19,9 +19,14 @@ class SavedModelSupport:
     """The loaded optimizer: the state holder of the loaded train steps (their hyperparameters are
     in the saved functions), default hyperparameters for anything new. It holds the slots the
     saved steps use, whichever kind of states they are (its own state_bits is the default's)."""
-    loaded = cls()
-    loaded._holds_loaded_states = True
-    return loaded
+    return cls._holding_loaded_states(cls())
+
+  @staticmethod
+  def _holding_loaded_states(optimizer):
+    """`optimizer`, marked as a loaded one: its restore takes either kind of states
+    (states_8bit.py), those its saved steps use."""
+    optimizer._holds_loaded_states = True
+    return optimizer
 
   def add_slot(self, var, slot_name):
     """Creates slot `slot_name` ("m", "v", "vhat", or an 8-bit state's codes or scales) for `var`,
