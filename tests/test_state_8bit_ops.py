@@ -96,6 +96,24 @@ def test_a_value_on_a_rounded_midpoint_takes_the_lower_code(x, code, nearest):
   _assert_kernel_codes_count_the_midpoints(np.array([x], np.float32))
 
 
+def test_the_encoder_scales_by_the_reciprocal_not_by_a_division():
+  """docs/state_8bit.md, "The encoder, exactly": x * (1 / absmax) in float32 (an outside check
+  found the docs saying x / absmax, which here lands on midpoint 206 itself and gives 206)."""
+  x, absmax = np.float32(0.86328125), np.float32(2.65625)
+  mids = ref.midpoints(ref.SIGNED)
+  assert x / absmax == mids[206] and x * (np.float32(1) / absmax) > mids[206]
+  block = np.zeros(256, np.float32)
+  block[0], block[1] = x, absmax
+  codes, scales = state_8bit.quantize(block, signed=True)
+  assert scales[0] == absmax and codes[0] == 207
+  grad = np.zeros((1, 256), np.float32)
+  grad[0, :2] = block[:2]
+  s = States(np.zeros_like(grad))
+  m, v, _ = s.handles()
+  ops.resource_apply_adam_8bit(s.var.handle, m, v, 0.5, 0.5, 0.01, 0.0, 0.0, 1e-8, grad)
+  assert s.m[0].numpy()[0, 0] == 207  # the kernel's code for m = grad
+
+
 @pytest.mark.parametrize("signed", [True, False])
 def test_both_maps_fit_the_vectorised_encoders_pieces(signed):
   """The AVX-512 encoder computes codes from affine pieces of the map (core/codebook_pieces.h); if
