@@ -46,14 +46,21 @@ def copy_states(source, target, var_list):
   """Gives `target` the states `source` has for each variable of var_list, converted between
   float32 and 8-bit as the two optimizers keep them (the beta powers and `iterations` are not
   states: restore or copy those as usual). E.g. restore a float32-state checkpoint into a
-  state_bits=32 optimizer, then copy_states into a state_bits=8 one; and back."""
+  state_bits=32 optimizer, then copy_states into a state_bits=8 one; and back. Between two 8-bit
+  states the codes and scales are copied as they are: decoding and encoding again would shrink the
+  scale of an m block whose largest magnitude is negative (the signed map has no -1)."""
   for var in var_list:
+    sources = _states(source, var)
     values = state_values(source, var)
     for name, state in _states(target, var).items():
       if name not in values:
         raise ValueError(f"{type(source).__name__} has no {name!r} state for {var.name!r}: "
                          "AMSGrad's vhat needs amsgrad=True on both optimizers")
-      _assign(state, values[name], _SIGNED[name])
+      if isinstance(state, tuple) and isinstance(sources[name], tuple):
+        for target_part, source_part in zip(state, sources[name]):
+          target_part.assign(source_part.read_value())
+      else:
+        _assign(state, values[name], _SIGNED[name])
 
 
 def to_bitsandbytes(optimizer, var):
