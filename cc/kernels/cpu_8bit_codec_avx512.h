@@ -35,6 +35,25 @@ inline bool CpuHasAvx512Codec() {
          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vbmi");
 }
 
+// The portable codec, out of line, for what the registers do not take (a short last block, a
+// special block, a value within kPieceBand of a piece's integer): rare, and kept out of the
+// `flatten`ed loop, which would otherwise hold a copy of each per state and rule.
+#define TF_ADAM_OP_OUT_OF_LINE __attribute__((noinline, cold))
+template <typename C>
+TF_ADAM_OP_OUT_OF_LINE void DecodeBlockOutOfLine(const Codebook& book, const uint8_t* codes,
+                                                 float absmax, int64_t n, C* x) {
+  DecodeBlock<C>(book, codes, absmax, n, x);
+}
+template <typename C>
+TF_ADAM_OP_OUT_OF_LINE float EncodeBlockOutOfLine(const Codebook& book, const C* x, int64_t n,
+                                                  uint8_t* codes) {
+  return EncodeBlock<C>(book, x, n, codes);
+}
+TF_ADAM_OP_OUT_OF_LINE inline uint8_t EncodeOutOfLine(const Codebook& book, float normalized) {
+  return Encode(book, normalized);
+}
+#undef TF_ADAM_OP_OUT_OF_LINE
+
 // A map's values as byte planes: plane q holds byte q of every value, in four registers.
 struct ValuePlanes {
   uint8_t byte[4][256];
@@ -53,11 +72,22 @@ struct ValuePlanes {
       }
     }
   }
+};
 
-  static const ValuePlanes& Of(bool is_signed) {
-    static const ValuePlanes* const of_signed = new ValuePlanes(SignedCodebook());
-    static const ValuePlanes* const of_unsigned = new ValuePlanes(UnsignedCodebook());
-    return is_signed ? *of_signed : *of_unsigned;
+// The tables the codec reads, built on first use and reached through one call kept out of line:
+// `flatten` (TF_ADAM_OP_AVX512_8BIT) would otherwise copy every table's builder into each rule's
+// loop, and cpu_8bit_loop.cc took minutes to compile instead of seconds.
+struct Avx512Tables {
+  const Codebook* signed_book = &SignedCodebook();
+  const Codebook* unsigned_book = &UnsignedCodebook();
+  ValuePlanes signed_planes{SignedCodebook()};
+  ValuePlanes unsigned_planes{UnsignedCodebook()};
+  const CodebookPieces* signed_pieces = &PiecesOf(true);
+  const CodebookPieces* unsigned_pieces = &PiecesOf(false);
+
+  __attribute__((noinline)) static const Avx512Tables& Get() {
+    static const Avx512Tables* const tables = new Avx512Tables;  // never freed
+    return *tables;
   }
 };
 
@@ -144,7 +174,7 @@ TF_ADAM_OP_AVX512_8BIT inline void EncodeByPieces(const CodebookPieces& pieces,
       alignas(64) float lane[16];
       _mm512_store_ps(lane, normalized);
       for (int k = 0; k < 16; ++k) {
-        if ((uncertain >> k) & 1) codes[i + k] = Encode(book, lane[k]);
+        if ((uncertain >> k) & 1) codes[i + k] = EncodeOutOfLine(book, lane[k]);
       }
     }
   }
@@ -157,17 +187,21 @@ struct Avx512Codec {
   TF_ADAM_OP_AVX512_8BIT static void Decode(const Codebook& book, const uint8_t* codes,
                                             float absmax, int64_t n, C* x) {
     static_assert(std::is_same<C, float>::value, "the AVX-512 codec is float's");
-    if (n != kBlockSize || !IsMap(book)) return DecodeBlock<C>(book, codes, absmax, n, x);
-    DecodeByPlanes(ValuePlanes::Of(&book == &SignedCodebook()), codes, absmax, x);
+    if (n != kBlockSize || !IsMap(book)) return DecodeBlockOutOfLine<C>(book, codes, absmax, n, x);
+    const Avx512Tables& tables = Avx512Tables::Get();
+    DecodeByPlanes(&book == tables.signed_book ? tables.signed_planes : tables.unsigned_planes,
+                   codes, absmax, x);
   }
 
   template <typename C>
   TF_ADAM_OP_AVX512_8BIT static float Encode(const Codebook& book, const C* x, int64_t n,
                                              uint8_t* codes) {
     static_assert(std::is_same<C, float>::value, "the AVX-512 codec is float's");
-    const bool is_signed = &book == &SignedCodebook();
-    if (n != kBlockSize || !IsMap(book) || !PiecesOf(is_signed).fits) {
-      return EncodeBlock<C>(book, x, n, codes);
+    const Avx512Tables& tables = Avx512Tables::Get();
+    const bool is_signed = &book == tables.signed_book;
+    const CodebookPieces& pieces = is_signed ? *tables.signed_pieces : *tables.unsigned_pieces;
+    if (n != kBlockSize || !IsMap(book) || !pieces.fits) {
+      return EncodeBlockOutOfLine<C>(book, x, n, codes);
     }
     const __m512i magnitude_mask = _mm512_set1_epi32(0x7fffffff);
     const __m512 float_max = _mm512_set1_ps(std::numeric_limits<float>::max());
@@ -180,18 +214,19 @@ struct Avx512Codec {
       nonfinite |= _mm512_cmp_ps_mask(magnitude, float_max, _CMP_NLE_UQ);  // NaN or > max
     }
     const float absmax = _mm512_reduce_max_ps(largest);
-    if (nonfinite != 0 || absmax == 0.0f) return EncodeBlock<C>(book, x, n, codes);
+    if (nonfinite != 0 || absmax == 0.0f) return EncodeBlockOutOfLine<C>(book, x, n, codes);
     if (is_signed) {
-      EncodeByPieces<true>(PiecesOf(true), book, x, absmax, codes);
+      EncodeByPieces<true>(pieces, book, x, absmax, codes);
     } else {
-      EncodeByPieces<false>(PiecesOf(false), book, x, absmax, codes);
+      EncodeByPieces<false>(pieces, book, x, absmax, codes);
     }
     return absmax;
   }
 
  private:
   static bool IsMap(const Codebook& book) {
-    return &book == &SignedCodebook() || &book == &UnsignedCodebook();
+    const Avx512Tables& tables = Avx512Tables::Get();
+    return &book == tables.signed_book || &book == tables.unsigned_book;
   }
 };
 
