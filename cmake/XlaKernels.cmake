@@ -47,6 +47,13 @@ if(TF_ADAM_OP_XLA_BUILT)
     cc/xla/check_indices_xla.cc
     $<TARGET_OBJECTS:tf_adam_op_cpu_loop>)
   target_include_directories(tf_adam_op_xla PRIVATE cc)
+  # The three tf2xla kernel files compile as one unit (CMake joins them at build time; they stay
+  # three files): each spent about 30 of its 30-35 seconds in tf2xla's and XLA's headers (GCC 12),
+  # one unit takes 35 seconds in all, a minute less per build.
+  set_target_properties(tf_adam_op_xla PROPERTIES UNITY_BUILD ON UNITY_BUILD_MODE GROUP)
+  set_source_files_properties(
+    cc/xla/adam_xla_kernels.cc cc/xla/adam_8bit_xla_kernels.cc cc/xla/check_indices_xla.cc
+    PROPERTIES UNITY_GROUP tf2xla_kernels)
   # The wheel's copies of the two libraries XLA's headers include (hashing; nothing is linked).
   target_include_directories(tf_adam_op_xla SYSTEM PRIVATE
     "${TensorFlow_INCLUDE_DIR}/external/highwayhash"

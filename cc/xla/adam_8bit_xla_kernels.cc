@@ -210,7 +210,7 @@ REGISTER_XLA_OP(Name("ResourceSparseApplyAdam8bit")
                 Adam8bitXlaOp);
 
 // As adam_xla_kernels.cc: registered directly when XLA built its kernels before the import.
-[[maybe_unused]] const bool registered_late = [] {
+[[maybe_unused]] const bool eight_bit_kernels_registered_late = [] {
   if (!xla_kernels::XlaKernelsAlreadyBuilt()) return false;
   RegisterDirectly<Adam8bitXlaOp>("ResourceApplyAdam8bit", "Adam8bitXlaOp", false);
   RegisterDirectly<Adam8bitXlaOp>("ResourceApplyAdam8bitMultiUnpacked", "Adam8bitXlaOp", false);

@@ -191,7 +191,7 @@ REGISTER_XLA_OP(Name("ResourceSparseApplyAdamV1")
                 SparseAdamXlaOp);
 REGISTER_XLA_OP(Name(kImportMarker).Device(JitDevices()), ImportMarkerXlaOp);
 
-[[maybe_unused]] const bool registered_late = [] {
+[[maybe_unused]] const bool float_kernels_registered_late = [] {
   if (!XlaKernelsAlreadyBuilt()) return false;
   RegisterDirectly<DenseAdamXlaOp>("ResourceApplyAdamV1", "DenseAdamXlaOp", false);
   RegisterDirectly<DenseAdamXlaOp>("ResourceApplyAdamV1MultiUnpacked", "DenseAdamXlaOp", false);
