@@ -379,7 +379,8 @@ class AdamOptimizer(sparse.SparseUpdates, states_8bit.EightBitStates,
         return _HeldBack(grad, var)
       return stock_dtypes.resource_apply_dense(self, self._after_checks(grad), var)
     if self._has_8bit_states(var):
-      xla.check_8bit_usable(var, self._who())
+      # (Refused under XLA where no 8-bit kernel can run var's step: by the op's maker,
+      # _apply_8bit_dense or _apply_8bit_group, which every path reaches.)
       if self._held_for_finish(var):
         return _HeldBack(grad, var)  # made in _finish, in its group's 8-bit op
       return self._apply_8bit_dense(grad, var)
