@@ -156,10 +156,10 @@ def test_16_bit_weight_decay_is_the_same_in_every_mode(dtype, name):
 # --- 4. errors: at trace where Keras's are, and nothing written where they come at run time ------
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_gradient_of_the_wrong_shape_is_a_value_error_before_anything(mode):
-  """Keras raises a ValueError while tracing (eagerly an InvalidArgumentError, after updating the
-  variables before the bad one); ours a ValueError naming the variable in every mode, with
-  nothing written."""
+def test_a_gradient_of_the_wrong_shape_is_keras_error_before_anything(mode):
+  """Keras raises a ValueError while tracing and eagerly an InvalidArgumentError (after updating
+  the variables before the bad one); ours the same type, naming the variable, with nothing
+  written."""
   def step_of(cls):
     variables = _layer_norm_and_kernel()
     opt = cls(learning_rate=0.1)
@@ -167,13 +167,63 @@ def test_a_gradient_of_the_wrong_shape_is_a_value_error_before_anything(mode):
     return opt, variables, _compiled(
         lambda: opt.apply([tf.ones([3, 4]), tf.ones([2, 4])], variables), mode)
   _, _, keras_step = step_of(KERAS["Adam"])
-  with pytest.raises(ValueError if mode != "eager" else tf.errors.InvalidArgumentError):
+  with pytest.raises(Exception) as keras_error:
     keras_step()
+  assert keras_error.type is (ValueError if mode != "eager" else tf.errors.InvalidArgumentError)
   opt, variables, step = step_of(OURS["Adam"])
   before = _state(opt, variables)
-  with pytest.raises(ValueError, match="dense/kernel.*does not broadcast"):
+  with pytest.raises(keras_error.type, match="dense/kernel.*does not broadcast"):
     step()
   assert_same_state(_state(opt, variables), before)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_an_indexed_slices_gradient_without_dense_shape_is_keras_value_error(mode, name):
+  """Keras makes the gradient dense in its update_step, which TF refuses without a dense_shape
+  (ValueError); ours raises the same, before anything is written (found by an outside check:
+  ours updated the rows)."""
+  def step_of(cls):
+    dense, table = keras.Variable(np.ones(3, np.float32)), keras.Variable(np.ones((4, 3), np.float32))
+    opt = cls(learning_rate=0.1)
+    opt.build([dense, table])
+    grad = lambda: tf.IndexedSlices(tf.ones([1, 3]), tf.constant([2], tf.int64))
+    return opt, [dense, table], _compiled(lambda: opt.apply([tf.ones(3), grad()], [dense, table]),
+                                          mode)
+  _, _, keras_step = step_of(KERAS[name])
+  with pytest.raises(ValueError, match="without dense_shape"):
+    keras_step()
+  opt, variables, step = step_of(OURS[name])
+  before = _state(opt, variables)
+  with pytest.raises(ValueError, match="without dense_shape"):
+    step()
+  assert_same_state(_state(opt, variables), before)
+
+
+@pytest.mark.parametrize("mode", ["eager", "tf.function"])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("hyperparameters", [{"beta_1": None}, {"beta_2": None}, {"beta_1": "0.9"}],
+                         ids=["beta_1 None", "beta_2 None", "beta_1 string"])
+def test_a_hyperparameter_keras_cannot_cast_is_keras_error(mode, dtype, hyperparameters):
+  """Keras takes any beta at construction and casts it in its update_step (keras.ops.cast): None is
+  its ValueError, a string its UnimplementedError eagerly. Ours raises the same type and writes
+  nothing (found by an outside check: ours raised a TypeError from its own `1 - beta`)."""
+  def outcome(cls):
+    variable = keras.Variable(np.ones((2, 2), dtype))
+    opt = cls(learning_rate=0.1, **hyperparameters)
+    opt.build([variable])
+    step = _compiled(lambda: opt.apply([tf.ones((2, 2), dtype)], [variable]), mode)
+    before = _state(opt, [variable])
+    try:
+      step()
+    except Exception as error:  # (its type is what is compared)
+      return type(error), before, _state(opt, [variable])
+    return None, before, _state(opt, [variable])
+  keras_type, _, _ = outcome(KERAS["Adam"])
+  assert keras_type is not None
+  ours_type, before, after = outcome(OURS["Adam"])
+  assert ours_type is keras_type
+  assert_same_state(after, before)
 
 
 @pytest.mark.parametrize("mode", MODES)

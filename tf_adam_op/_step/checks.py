@@ -84,33 +84,39 @@ def broadcasts_to_variable(grad_shape, var_shape):
       shape.rank is None or var_shape.rank is None or shape.rank == var_shape.rank)
 
 
+def _raise_shape_error(message):
+  """A shape error of the type TensorFlow's ops raise it in this mode: InvalidArgumentError when
+  an op runs eagerly, ValueError from shape inference while a graph is built."""
+  if tf.executing_eagerly():
+    raise tf.errors.InvalidArgumentError(None, None, message)
+  raise ValueError(message)
+
+
 def check_dense_shapes(grads, variables, who):
-  """ValueError naming the variable and both shapes for a dense gradient that does not broadcast
-  to its variable's shape."""
+  """For Keras's rule (a dense gradient broadcasts to its variable): an error naming the variable
+  and both shapes, of the type Keras's arithmetic raises it in this mode (_raise_shape_error),
+  before any of the step's ops."""
   for grad, var in zip(grads, variables):
     if not _dense_to_check(grad, var):
       continue
     grad_shape = grad.shape
     if not broadcasts_to_variable(grad_shape, tf.TensorShape(var.shape)):
-      raise ValueError(
+      _raise_shape_error(
           f"{who}: the gradient for variable {_name(var)!r} has shape {tf.TensorShape(grad_shape)}, "
           f"which does not broadcast to the variable's shape {tf.TensorShape(var.shape)}")
 
 
 def check_same_shapes(grads, variables, who):
   """For stock's rule (a dense gradient has its variable's shape, no broadcasting): an error naming
-  the variable and both shapes, of the type the ops raise it in this mode (InvalidArgumentError
-  eagerly, ValueError while a graph is built), before any of the step's ops."""
+  the variable and both shapes, of the type the ops raise it in this mode (_raise_shape_error),
+  before any of the step's ops."""
   for grad, var in zip(grads, variables):
     if not _dense_to_check(grad, var):
       continue
     var_shape = tf.TensorShape(var.shape)
     if not tf.TensorShape(grad.shape).is_compatible_with(var_shape):
-      message = (f"{who}: the gradient for variable {_name(var)!r} has shape "
-                 f"{tf.TensorShape(grad.shape)}, but the variable's is {var_shape}")
-      if tf.executing_eagerly():
-        raise tf.errors.InvalidArgumentError(None, None, message)
-      raise ValueError(message)
+      _raise_shape_error(f"{who}: the gradient for variable {_name(var)!r} has shape "
+                         f"{tf.TensorShape(grad.shape)}, but the variable's is {var_shape}")
 
 
 def _variable_shape(var, dtype=tf.int32):

@@ -41,13 +41,15 @@ def promoted_terms(opt, dtype):
   """The hyperparameter terms of Keras's update_step that keras.ops computes in another dtype than
   the variable's `dtype` (e.g. ["1 - beta_1"] for a NumPy float64 beta_1 on a float32 variable)."""
   dtype = keras.backend.standardize_dtype(dtype)
-  terms = (("1 - beta_1", 1 - opt.beta_1), ("1 - beta_2", 1 - opt.beta_2),
-           ("epsilon", opt.epsilon))
-  promoted = []
-  for name, value in terms:
-    if keras.backend.result_type(dtype, _keras_dtype(value)) != dtype:
-      promoted.append(name)
-  return promoted
+  try:
+    terms = (("1 - beta_1", 1 - opt.beta_1), ("1 - beta_2", 1 - opt.beta_2),
+             ("epsilon", opt.epsilon))
+    return [name for name, value in terms
+            if keras.backend.result_type(dtype, _keras_dtype(value)) != dtype]
+  except (TypeError, ValueError):
+    # A hyperparameter Keras's arithmetic does not take (None, a string): Keras's own update_step
+    # judges it, and raises its own error (its cast's ValueError or UnimplementedError).
+    return ["a hyperparameter of a type keras.ops refuses"]
 
 
 _PROMOTED = {}

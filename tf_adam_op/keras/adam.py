@@ -122,9 +122,15 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
 
   def _backend_apply_gradients(self, grads, trainable_variables):
     """Keras's step, after the checks that must come before anything is written (docs/errors.md):
-    a dense gradient that does not broadcast to its variable is a ValueError now (while tracing,
-    as Keras's own shape inference raises it); an IndexedSlices index out of range raises now
-    (eager) or, in a graph, stops the step before any of its writes, `iterations` included."""
+    a dense gradient that does not broadcast to its variable raises now, of the type Keras's own
+    arithmetic raises it (InvalidArgumentError eagerly, ValueError while tracing); an
+    IndexedSlices index out of range raises now (eager) or, in a graph, stops the step before any
+    of its writes, `iterations` included."""
+    for grad in grads:
+      if isinstance(grad, tf.IndexedSlices) and grad.dense_shape is None:
+        # Keras's update_step makes every gradient dense, which refuses this: TF's ValueError, as
+        # there (before anything is written here; Keras's own has updated the variables before).
+        tf.convert_to_tensor(grad)
     # Lazy rows (an IndexedSlices gradient with lazy=True) take their decay in the op, on those
     # rows only, in every mode: Keras's own pass would decay every row (see _decays_in_op).
     # (Not with gradient accumulation: its update densifies the gradients.)
