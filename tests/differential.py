@@ -35,11 +35,17 @@ def bounded(examples):
 # --- hyperparameter values, as users pass them ------------------------------------------------
 
 NUMBER_TYPES = ("python", "numpy32", "numpy64")
+# One value in a container: Keras's arithmetic broadcasts it over the variable (a list is refused
+# where Keras computes `1 - beta`; on a scalar variable the broadcast shape (1,) is refused).
+ONE_ELEMENT_TYPES = ("list1", "array1", "tensor1")
 
 
 def as_type(value, kind):
   if kind == "tensor32":
     return tf.constant(value, tf.float32)
+  if kind in ONE_ELEMENT_TYPES:
+    return {"list1": lambda: [float(value)], "array1": lambda: np.array([value], np.float32),
+            "tensor1": lambda: tf.constant([value], tf.float32)}[kind]()
   return {"python": float, "numpy32": np.float32, "numpy64": np.float64}[kind](value)
 
 
@@ -113,14 +119,18 @@ def make_gradient(spec, var_spec, rng, tf_dtype):
 
 def run_steps(step, state, before, grads_of_step, steps):
   """Runs `steps` steps, each on grads_of_step(): (the state after them or at the failure, the
-  state before, the error or None)."""
+  state before the failing step (or before the steps), the error or None). A step that fails must
+  write nothing; an earlier one may have written (e.g. gradient accumulation's first step, which
+  uses no hyperparameter: Keras raises for a bad one in the step that uses it)."""
+  first = before
   for _ in range(steps):
     grads = grads_of_step()
     try:
       step(grads)
     except Exception as error:
       return state(), before, error
-  return state(), before, None
+    before = state()
+  return state(), first, None
 
 
 def event(text):

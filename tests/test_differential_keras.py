@@ -2,7 +2,8 @@
 
 hypothesis draws an optimizer config (every constructor argument that changes a step: learning
 rate as a number of each type, a schedule or a callable; beta_1, beta_2, epsilon as Python,
-NumPy float32 or float64 numbers; amsgrad; weight decay and exclusions by layer name or variable;
+NumPy float32 or float64 numbers, float32 tensors, or one value in a list, array or tensor (which
+Keras broadcasts); amsgrad; weight decay and exclusions by layer name or variable;
 clipping; EMA; gradient accumulation), a variable set (float16/bfloat16/float32/float64, scalars,
 zero-size, in layer scopes), gradients of every kind (dense, IndexedSlices with duplicates, ones
 that broadcast, wrong shapes, out-of-range indices, the same variable twice) and a mode (eager,
@@ -40,7 +41,7 @@ import tensorflow as tf
 
 from differential import assert_state, bounded, compiled, event, gradient_spec
 from differential import run_steps
-from differential import NUMBER_TYPES, make_gradient, number, variable_specs
+from differential import NUMBER_TYPES, ONE_ELEMENT_TYPES, make_gradient, number, variable_specs
 import tf_adam_op.keras as tk
 from tf_adam_op.keras import _decisions
 
@@ -51,7 +52,7 @@ KERAS_CODE_UNDER_XLA = ("clipnorm", "clipvalue", "global_clipnorm", "use_ema",
                         "ema_overwrite_frequency")
 FEATURE_VALUES = {"use_ema": True, "gradient_accumulation_steps": 2, "loss_scale_factor": 4.0,
                   "ema_overwrite_frequency": 2}
-HYPER_TYPES = NUMBER_TYPES + ("tensor32",)
+HYPER_TYPES = NUMBER_TYPES * 2 + ("tensor32",) + ONE_ELEMENT_TYPES
 
 
 @st.composite
@@ -63,7 +64,7 @@ def configs(draw):
             "beta_2": draw(number((0.999, 0.99), HYPER_TYPES)),
             "epsilon": draw(number((1e-7, 1e-3), HYPER_TYPES)), "amsgrad": draw(st.booleans())}
   if config["class"] == "AdamW" or draw(st.booleans()):
-    config["weight_decay"] = draw(number((0.004, 0.1)))
+    config["weight_decay"] = draw(number((0.004, 0.1), NUMBER_TYPES * 3 + ONE_ELEMENT_TYPES))
     config["exclude"] = draw(st.sampled_from((None, "layer_norm", "first variable")))
   feature = draw(st.sampled_from((None,) * 8 + KERAS_CODE_UNDER_XLA))
   if feature:
@@ -292,6 +293,8 @@ KNOWN_CASES = {
     "the same variable twice": lambda c: len(c[2]) != len(set(c[2])),
     "a gradient that broadcasts": lambda c: any(
         g.kind == "broadcast" and c[1][i].shape for g, i in zip(c[3], c[2])),
+    "a hyperparameter of one element in a list, array or tensor": lambda c: any(
+        np.shape(c[0].get(name)) == (1,) for name in ("beta_1", "epsilon", "weight_decay")),
     "an index on a variable with no rows": lambda c: any(
         g.kind == "bad_index" and c[1][i].shape[:1] == (0,) for g, i in zip(c[3], c[2])),
 }

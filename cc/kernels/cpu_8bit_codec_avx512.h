@@ -187,8 +187,10 @@ struct Avx512Codec {
   TF_ADAM_OP_AVX512_8BIT static void Decode(const Codebook& book, const uint8_t* codes,
                                             float absmax, int64_t n, C* x) {
     static_assert(std::is_same<C, float>::value, "the AVX-512 codec is float's");
-    if (n != kBlockSize || !IsMap(book)) return DecodeBlockOutOfLine<C>(book, codes, absmax, n, x);
     const Avx512Tables& tables = Avx512Tables::Get();
+    if (n != kBlockSize || !IsMap(tables, book)) {
+      return DecodeBlockOutOfLine<C>(book, codes, absmax, n, x);
+    }
     DecodeByPlanes(&book == tables.signed_book ? tables.signed_planes : tables.unsigned_planes,
                    codes, absmax, x);
   }
@@ -200,7 +202,7 @@ struct Avx512Codec {
     const Avx512Tables& tables = Avx512Tables::Get();
     const bool is_signed = &book == tables.signed_book;
     const CodebookPieces& pieces = is_signed ? *tables.signed_pieces : *tables.unsigned_pieces;
-    if (n != kBlockSize || !IsMap(book) || !pieces.fits) {
+    if (n != kBlockSize || !IsMap(tables, book) || !pieces.fits) {
       return EncodeBlockOutOfLine<C>(book, x, n, codes);
     }
     const __m512i magnitude_mask = _mm512_set1_epi32(0x7fffffff);
@@ -224,8 +226,8 @@ struct Avx512Codec {
   }
 
  private:
-  static bool IsMap(const Codebook& book) {
-    const Avx512Tables& tables = Avx512Tables::Get();
+  // Whether `book` is one of the two maps the tables are for (one Get per call of the codec).
+  static bool IsMap(const Avx512Tables& tables, const Codebook& book) {
     return &book == tables.signed_book || &book == tables.unsigned_book;
   }
 };

@@ -33,7 +33,13 @@ def uses_weight_decay(opt, variable):
 
 
 def _keras_dtype(value):
-  """What keras.ops takes as the dtype of `value` (a Python int or float is weak)."""
+  """What keras.ops takes as the dtype of `value` (a Python int or float is weak; a list or tuple
+  is what Keras's conversion makes of it: [1e-7] is float32)."""
+  if isinstance(value, (list, tuple)):
+    try:
+      return keras.ops.convert_to_tensor(value).dtype
+    except (TypeError, ValueError):
+      return type(value)  # (what Keras cannot convert: promoted_terms says so)
   return getattr(value, "dtype", type(value))
 
 
@@ -47,9 +53,10 @@ def promoted_terms(opt, dtype):
     return [name for name, value in terms
             if keras.backend.result_type(dtype, _keras_dtype(value)) != dtype]
   except (TypeError, ValueError):
-    # A hyperparameter Keras's arithmetic does not take (None, a string): Keras's own update_step
-    # judges it, and raises its own error (its cast's ValueError or UnimplementedError).
-    return ["a hyperparameter of a type keras.ops refuses"]
+    # A hyperparameter keras.ops has no dtype for (a list, None, a string): Keras's own update_step
+    # computes it (_hyperparameters.py has raised Keras's error, before any write, where there is
+    # one: a step plan is made before that check).
+    return ["a hyperparameter of a type keras.ops converts itself"]
 
 
 _PROMOTED = {}
@@ -63,8 +70,3 @@ def promoted_terms_cached(opt, dtype):
     terms = _PROMOTED[key] = promoted_terms(opt, dtype)
   return terms
 
-
-def keras_arithmetic_signature(opt):
-  """What promoted_terms depends on besides the dtype: a step plan made under other
-  hyperparameter types is not reused."""
-  return tuple(str(_keras_dtype(x)) for x in (opt.beta_1, opt.beta_2, opt.epsilon))

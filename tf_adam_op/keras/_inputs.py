@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tf_adam_op import ops
 from tf_adam_op._step.scalars import StepScalars
+from tf_adam_op.keras._hyperparameters import as_one_value
 
 
 def as_keras_converts(value, dtype):
@@ -24,15 +25,16 @@ def step_scalars(opt, dtype, learning_rate, decays=False):
   """The StepScalars of a Keras Adam/AdamW step of `dtype` variables (`opt`'s iterations, beta_1,
   beta_2, epsilon and, for an update that decays, weight_decay: all public Keras attributes)."""
   compute = ops.compute_dtype(dtype)
+  one = as_one_value  # a hyperparameter of one element, (1,) or [0.9], as Keras broadcasts it
   local_step = tf.cast(opt.iterations + 1, compute)
-  beta_1, beta_2 = tf.cast(opt.beta_1, compute), tf.cast(opt.beta_2, compute)
-  one_minus_beta = tuple(as_keras_converts(1 - b, compute) for b in (opt.beta_1, opt.beta_2))
+  beta_1, beta_2 = one(tf.cast(opt.beta_1, compute)), one(tf.cast(opt.beta_2, compute))
+  one_minus_beta = tuple(one(as_keras_converts(1 - b, compute)) for b in (opt.beta_1, opt.beta_2))
   weight_decay = None
   if decays:
-    weight_decay = tf.cast(opt.weight_decay, compute)
+    weight_decay = one(tf.cast(opt.weight_decay, compute))
   return StepScalars(tf.pow(beta_1, local_step), tf.pow(beta_2, local_step),
                      tf.cast(learning_rate, compute), beta_1, beta_2,
-                     as_keras_converts(opt.epsilon, compute), one_minus_beta=one_minus_beta,
+                     one(as_keras_converts(opt.epsilon, compute)), one_minus_beta=one_minus_beta,
                      weight_decay=weight_decay, weight_decay_times_lr=True)
 
 

@@ -43,6 +43,7 @@ from tf_adam_op._step import packed
 from tf_adam_op._step import plan as plan_lib
 from tf_adam_op._step import xla
 from tf_adam_op.keras import _decisions
+from tf_adam_op.keras import _hyperparameters
 from tf_adam_op.keras import _inputs
 from tf_adam_op.keras import _plan
 from tf_adam_op.keras import _xla_step
@@ -196,7 +197,10 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     return None
 
   def _apply_weight_decay(self, variables):
-    """Keras's own pass, for the variables whose decay the fused op does not do itself."""
+    """Keras's own pass, for the variables whose decay the fused op does not do itself. First (Keras
+    calls this before any update of the step) Keras's judgement of the hyperparameters
+    (_hyperparameters.py): Keras's error, before anything is written, where it raises one."""
+    _hyperparameters.check_before_writes(self, variables, self._takes_one_value, _WHO)
     if self.weight_decay is None:
       return super()._apply_weight_decay(variables)  # Keras's: nothing to do
     repeated = _repeated(variables)
@@ -325,13 +329,32 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
   # --- decisions: Keras's, and where the fused op takes over -----------------------------------
 
   def _keras_computes(self, var):
-    """Whether Keras's own update_step updates `var`: float32/float64 variables whose Keras update
-    computes a hyperparameter term in another dtype (a NumPy float64 beta on a float32 variable;
-    _decisions.promoted_terms). 16-bit variables are computed in float32 by the fused ops."""
+    """Whether Keras's own update_step updates `var`: a variable of any float dtype given a
+    hyperparameter of one value per element (the fused ops take one value;
+    _hyperparameters.per_element), and float32/float64 variables whose Keras update computes a
+    hyperparameter term in another dtype (a NumPy float64 beta on a float32 variable;
+    _decisions.promoted_terms). Otherwise 16-bit variables are computed in float32 by the fused
+    ops; 8-bit states and lazy rows always (Keras has no rule for them; its own would update every
+    row of a lazy variable)."""
     dtype = var.dtype.base_dtype
-    if dtype not in (tf.float32, tf.float64) or self._has_8bit_states(var):
-      return False  # (Keras has no 8-bit rule: those are always ours)
+    if (self._has_8bit_states(var) or not dtype.is_floating
+        or id(var) in getattr(self._building_step, "lazy_rows", ())):
+      return False
+    if not _hyperparameters.all_plain(self) and _hyperparameters.per_element(self):
+      return True
+    if dtype not in (tf.float32, tf.float64):
+      return False
     return bool(_decisions.promoted_terms_cached(self, dtype))
+
+  def _takes_one_value(self, keras_var):
+    """Why the update of `keras_var` can only be ours, which takes one value of each
+    hyperparameter (never Keras's own: _keras_computes): "8-bit states", "lazy rows", or None."""
+    var = _tf_variable(keras_var)
+    if self._has_8bit_states(var):
+      return "8-bit states"
+    if id(var) in getattr(self._building_step, "lazy_rows", ()):
+      return "lazy rows"
+    return None
 
   def _decays_in_op(self, var, repeated=False):
     """Whether the fused op applies `var`'s weight decay in its own pass; otherwise Keras's own
@@ -410,7 +433,7 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     """The plan of a round (_plan.make_plan), kept per variable list and what it depends on."""
     sparse = tuple(isinstance(grad, tf.IndexedSlices) for grad in grads)
     key = (tuple(map(id, trainable_variables)), sparse, self.weight_decay is None,
-           tf.executing_eagerly(), _decisions.keras_arithmetic_signature(self), repeated)
+           tf.executing_eagerly(), _hyperparameters.signature(self), repeated)
     plan = self._plans.plan_for(key, trainable_variables)
     if plan is None:
       plan = self._plans.put(key, _plan.make_plan(self._step(repeated), trainable_variables,
