@@ -2,7 +2,10 @@
 sparse update runs (CheckIndicesInRange, _step/checks.xla_index_check): a bad index in any of them
 writes nothing, and the error names the variable and the index (docs/errors.md). The op itself,
 eagerly and under XLA; v1 and Keras steps with float and 8-bit states, behavioural (repeated) and
-structural (what the compiled step's sparse updates depend on)."""
+structural (what the compiled step's sparse updates depend on). The Keras optimizers here take
+lazy rows (lazy=True), which every index must be in: under Keras's own rule (lazy=False) Keras's
+XLA step drops an index out of range, and so does ours (tf_adam_op/keras/_kept_rows.py,
+tests/test_keras_edges.py)."""
 
 import re
 
@@ -80,8 +83,8 @@ def _family(family, state_bits=32, decay=False):
   """(make a variable, the optimizer) of v1 or Keras: Adam, or with `decay` AdamW."""
   if family == "keras":
     keras, tk = _keras()
-    opt = (tk.AdamW(0.01, weight_decay=0.1, state_bits=state_bits) if decay
-           else tk.Adam(0.01, state_bits=state_bits))
+    opt = (tk.AdamW(0.01, weight_decay=0.1, state_bits=state_bits, lazy=True) if decay
+           else tk.Adam(0.01, state_bits=state_bits, lazy=True))
     return keras.Variable, opt
   opt = (tf_adam_op.AdamWOptimizer(0.1, learning_rate=0.01, state_bits=state_bits) if decay
          else tf_adam_op.AdamOptimizer(0.01, state_bits=state_bits))
@@ -195,7 +198,7 @@ def test_keras_ema_step_with_a_bad_index_leaves_iterations_and_the_averages():
   and XLA schedules it before any arithmetic (structural, on the scheduled program), so nothing is
   written (behavioural, repeated)."""
   keras, tk = _keras()
-  opt = tk.Adam(0.01, use_ema=True)
+  opt = tk.Adam(0.01, use_ema=True, lazy=True)
   table = keras.Variable(np.ones((64, 8), np.float32), name="table_a")
   dense = keras.Variable(np.ones((6, 4), np.float32))
 
@@ -228,7 +231,8 @@ def test_keras_ema_step_of_a_variable_given_twice_leaves_iterations():
   before the check ran; iterations now takes a zero through it (structural: the optimized program
   copies no parameter)."""
   keras, tk = _keras()
-  opt = tk.Adam(keras.optimizers.schedules.ExponentialDecay(0.01, 2, 0.5), use_ema=True)
+  opt = tk.Adam(keras.optimizers.schedules.ExponentialDecay(0.01, 2, 0.5), use_ema=True,
+                lazy=True)
   w = keras.Variable(np.linspace(-1, 1, 5), dtype="float16", name="w")
 
   @tf.function(jit_compile=True)
@@ -287,7 +291,7 @@ def test_keras_own_update_in_an_earlier_round_waits_for_a_later_rounds_index_che
   rng = np.random.default_rng(16)
   x = keras.Variable(rng.normal(size=(10,)).astype(np.float32), name="x")
   table = keras.Variable(rng.normal(size=(ROWS, 8)).astype(np.float32), name="table")
-  opt = tk.Adam(0.01, beta_1=np.float64(0.9), state_bits=8)
+  opt = tk.Adam(0.01, beta_1=np.float64(0.9), state_bits=8, lazy=True)
 
   @tf.function(jit_compile=True)
   def step(second_round):
@@ -434,7 +438,7 @@ def test_keras_adamw_under_a_strategy_decays_nothing_on_a_refused_step():
   strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
   with strategy.scope():
     table = keras.Variable(np.ones((ROWS, 4), np.float32), name="table")
-    opt = tk.AdamW(0.01, weight_decay=0.1)
+    opt = tk.AdamW(0.01, weight_decay=0.1, lazy=True)
 
   @tf.function(jit_compile=True)
   def step(second):

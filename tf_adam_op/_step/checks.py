@@ -155,10 +155,11 @@ def as_variable_shape(grad, var):
   return tf.broadcast_to(grad, tf.shape(var))
 
 
-def runtime_guards(grads, variables, who, broadcast=False):
-  """The checks of what only the running step knows: every IndexedSlices index in [0, rows), and
-  in a graph a dense gradient whose shape is not known while tracing has its variable's shape (or,
-  with `broadcast`, as Keras, broadcasts to it).
+def runtime_guards(grads, variables, who, broadcast=False, drop_negative=False):
+  """The checks of what only the running step knows: every IndexedSlices index in [0, rows) (with
+  `drop_negative`, as Keras's rule drops a negative index's row, below rows), and in a graph a
+  dense gradient whose shape is not known while tracing has its variable's shape (or, with
+  `broadcast`, as Keras, broadcasts to it).
 
   Eager: raises InvalidArgumentError now, naming the variable and the index, and returns [].
   A graph (tf.function, TF1): returns assertion ops, for the step's writes to wait for.
@@ -173,10 +174,11 @@ def runtime_guards(grads, variables, who, broadcast=False):
     if var.shape.rank == 0:
       continue  # a scalar variable: the sparse op refuses it before it writes
     rows = tf.cast(_rows(var, indices.dtype), indices.dtype)
-    in_range = tf.reduce_all(tf.logical_and(indices >= 0, indices < rows))
+    lowest = indices.dtype.min if drop_negative else 0
+    in_range = tf.reduce_all(tf.logical_and(indices >= lowest, indices < rows))
     if tf.executing_eagerly():
       if not bool(in_range):
-        bad = indices.numpy()[(indices.numpy() < 0) | (indices.numpy() >= int(rows))][0]
+        bad = indices.numpy()[(indices.numpy() < lowest) | (indices.numpy() >= int(rows))][0]
         raise tf.errors.InvalidArgumentError(
             None, None, f"{who}: an index of the IndexedSlices gradient for variable "
             f"{_name(var)!r} is out of range: {bad} is not in [0, {int(rows)}); nothing was "

@@ -45,6 +45,7 @@ from tf_adam_op._step import xla
 from tf_adam_op.keras import _decisions
 from tf_adam_op.keras import _hyperparameters
 from tf_adam_op.keras import _inputs
+from tf_adam_op.keras import _kept_rows
 from tf_adam_op.keras import _plan
 from tf_adam_op.keras import _xla_step
 from tf_adam_op.keras import states_8bit
@@ -154,10 +155,11 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     checks.check_dense_shapes(grads, tf_variables, _WHO)
     # Under XLA, as data every fused update of the step takes: the indices of the fused ops'
     # sparse gradients (Keras's own update_step ignores an index out of range under XLA).
-    ours = [(g, v) for g, v in zip(grads, tf_variables) if not self._keras_computes(v)]
+    ours = self._indices_to_check(zip(grads, tf_variables))
     self._building_step.indices_checked = checks.xla_index_check(
         [g for g, _ in ours], [v for _, v in ours], _WHO)
-    guards = checks.runtime_guards(grads, tf_variables, _WHO, broadcast=True) + scale_guards
+    guards = checks.runtime_guards(grads, tf_variables, _WHO, broadcast=True,
+                                   drop_negative=self._keras_rule_for_slices()) + scale_guards
     if not guards:
       return super()._backend_apply_gradients(grads, trainable_variables)
     with tf.control_dependencies(guards):
@@ -166,6 +168,20 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
       # what that write waits for (tf.function orders the ops on one variable as written).
       self._iterations.value.read_value()
     return None
+
+  def _keras_rule_for_slices(self):
+    """Whether this step's IndexedSlices gradients take Keras's rule, which drops the row of a
+    negative index (and under XLA of one past the last row): _kept_rows.py. Lazy rows do not
+    (unless gradient accumulation makes the gradients dense first: Keras's rule then)."""
+    return _kept_rows.drops_negative(self.lazy and not self.gradient_accumulation_steps)
+
+  def _indices_to_check(self, grads_and_vars):
+    """The (gradient, variable) pairs whose IndexedSlices indices the step's XLA check takes:
+    lazy rows' (every index must be in range); under Keras's rule none (Keras's XLA step drops an
+    index out of range, and so does ours: _kept_rows.py), nor those of Keras's own updates."""
+    if self._keras_rule_for_slices():
+      return []
+    return [(g, v) for g, v in grads_and_vars if not self._keras_computes(v)]
 
   def _one_op_checks_every_state(self, grads, trainable_variables):
     """Whether the step's only write before `iterations` is one ResourceApplyAdam8bitMulti, which
@@ -200,7 +216,7 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     """Keras's own pass, for the variables whose decay the fused op does not do itself. First (Keras
     calls this before any update of the step) Keras's judgement of the hyperparameters
     (_hyperparameters.py): Keras's error, before anything is written, where it raises one."""
-    _hyperparameters.check_before_writes(self, variables, self._takes_one_value, _WHO)
+    self._check_hyperparameters(variables)
     if self.weight_decay is None:
       return super()._apply_weight_decay(variables)  # Keras's: nothing to do
     repeated = _repeated(variables)
@@ -271,7 +287,7 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
                                          if lazy and sparse(g)))}
     in_xla = xla.in_xla_context()
     if in_xla:
-      ours = [(g, v) for g, v in grads_and_vars if not self._keras_computes(v)]
+      ours = self._indices_to_check(grads_and_vars)
       state["indices_checked"] = checks.xla_index_check(
           *checks.replica_components(distribution, ours), _WHO)
       state["strategy_updates"] = []
@@ -345,6 +361,19 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     if dtype not in (tf.float32, tf.float64):
       return False
     return bool(_decisions.promoted_terms_cached(self, dtype))
+
+  def _check_hyperparameters(self, variables):
+    """Keras's judgement of the hyperparameters (_hyperparameters.py), made where Keras makes its
+    conversions: under a strategy in a merge call, as its decay pass and update are, so that a
+    step that cannot merge (a synchronization inside a conditional of a tf.function: gradient
+    accumulation) fails there first with TensorFlow's RuntimeError, as Keras's step does."""
+    if _hyperparameters.all_plain(self):
+      return
+    why = {id(v): self._takes_one_value(v) for v in variables}  # (this thread's step state)
+    tf.__internal__.distribute.interim.maybe_merge_call(
+        lambda distribution: _hyperparameters.check_before_writes(
+            self, variables, lambda v: why[id(v)], _WHO),
+        self._distribution_strategy)
 
   def _takes_one_value(self, keras_var):
     """Why the update of `keras_var` can only be ours, which takes one value of each
@@ -458,6 +487,11 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
                                 getattr(self._building_step, "indices_checked", None))
             if check is not None]
 
+  def _rows_of_rule(self, grad, var):
+    """An IndexedSlices gradient's rows as the op's rule takes them: Keras's rule (not lazy) the
+    rows Keras keeps (_kept_rows.py), lazy rows all of them (checked in range)."""
+    return grad if self.lazy else _kept_rows.keras_kept_rows(grad, var)
+
   def _update_one(self, grad, keras_var, learning_rate, repeated=False):
     """One variable's fused op: the sparse op for IndexedSlices, else the single-variable op."""
     var = _tf_variable(keras_var)
@@ -469,6 +503,7 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     decays = self._decays(var, repeated)
     scalars = self._checked_scalars(dtype, learning_rate, decays)
     if isinstance(grad, tf.IndexedSlices):
+      grad = self._rows_of_rule(grad, var)
       values = tf.cast(grad.values, dtype)  # Keras casts the gradient to the variable's dtype
       return apply.sparse(var.handle, m, v, scalars, values, grad.indices, vhat=vhat,
                           decays=decays, lazy=self.lazy, dense_rule=True)

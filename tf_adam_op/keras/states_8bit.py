@@ -100,6 +100,7 @@ class EightBitStates:
                for pair in self._8bit_pairs(keras_var)]
     scalars = self._checked_scalars(dtype, learning_rate, decays)
     if isinstance(grad, tf.IndexedSlices):
+      grad = self._rows_of_rule(grad, var)  # (adam.py: Keras's kept rows, or lazy rows)
       values = tf.cast(grad.values, dtype)  # Keras casts the gradient to the variable's dtype
       return apply.sparse_8bit(var.handle, handles[0], handles[1], scalars, values, grad.indices,
                                vhat_states=handles[2], decays=decays, lazy=self.lazy,
