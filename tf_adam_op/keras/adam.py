@@ -286,14 +286,15 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
         "lazy_rows": frozenset().union(*(components(v) for g, v in grads_and_vars
                                          if lazy and sparse(g)))}
     in_xla = xla.in_xla_context()
-    if in_xla:
-      ours = self._indices_to_check(grads_and_vars)
-      state["indices_checked"] = checks.xla_index_check(
-          *checks.replica_components(distribution, ours), _WHO)
-      state["strategy_updates"] = []
-      state["scales_checked"] = None  # (set by _scale_guards below, forgotten after the step)
+    if in_xla:  # (set below, once lazy_rows is: forgotten after the step)
+      state.update(indices_checked=None, strategy_updates=[], scales_checked=None)
     with _building(self._building_step, **state):
       if in_xla:
+        # Which updates are Keras's own depends on lazy_rows (a lazy table is ours whatever its
+        # hyperparameters' types): the indices to check are found with it set.
+        ours = self._indices_to_check(grads_and_vars)
+        self._building_step.indices_checked = checks.xla_index_check(
+            *checks.replica_components(distribution, ours), _WHO)
         self._scale_guards([v for _, v in grads_and_vars])  # its XLA check: scales_checked
       super()._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)
       if in_xla:
