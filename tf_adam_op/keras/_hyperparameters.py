@@ -13,7 +13,8 @@ Here Keras's own conversions run first, on a scalar of each variable's dtype and
 a note naming the hyperparameter, and is raised before any write. What Keras accepts is then
 computed: a value of one element by the fused ops (as a scalar: the numbers Keras's broadcasting
 gives), a value with one element per variable element by Keras's own update_step (the fused ops
-take one value), except with 8-bit states, which Keras has no rule for: a ValueError there.
+take one value), except with 8-bit states and lazy rows, which Keras has no rule for: a
+ValueError there.
 Plain values (Python and NumPy numbers, scalar tensors and variables) need none of this and skip it.
 """
 
