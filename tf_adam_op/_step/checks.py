@@ -173,7 +173,7 @@ def runtime_guards(grads, variables, who, broadcast=False, drop_negative=False):
     indices = grad.indices
     if var.shape.rank == 0:
       continue  # a scalar variable: the sparse op refuses it before it writes
-    rows = tf.cast(_rows(var, indices.dtype), indices.dtype)
+    rows = tf.cast(variable_rows(var, indices.dtype), indices.dtype)
     lowest = indices.dtype.min if drop_negative else 0
     in_range = tf.reduce_all(tf.logical_and(indices >= lowest, indices < rows))
     if tf.executing_eagerly():
@@ -211,7 +211,7 @@ def xla_index_check(grads, variables, who):
             if isinstance(grad, tf.IndexedSlices) and var.shape.rank != 0]
   if not sparse or not xla.kernels_usable([var for _, var in sparse]):
     return None
-  rows = tf.stack([tf.cast(_rows(var, tf.int64), tf.int64) for _, var in sparse])
+  rows = tf.stack([tf.cast(variable_rows(var, tf.int64), tf.int64) for _, var in sparse])
   names = [f"{who}: an index of the IndexedSlices gradient for variable {_name(var)!r} is out of "
            "range; nothing was updated" for _, var in sparse]
   return ops.check_indices_in_range([grad.indices for grad, _ in sparse], rows, names)
@@ -234,7 +234,7 @@ def replica_components(distribution, grads_and_vars):
   return grads, variables
 
 
-def _rows(var, dtype):
+def variable_rows(var, dtype):
   """var's row count: the static one, else the variable's shape op, never tf.shape(var), which
   reads (and, for a variable in copy-on-read mode, as sparse updates leave it, copies) the whole
   variable."""

@@ -11,13 +11,8 @@ every index must be in range (docs/errors.md), as in TensorFlow's own sparse upd
 
 import tensorflow as tf
 
+from tf_adam_op._step import checks
 from tf_adam_op._step import xla
-
-
-def drops_negative(lazy):
-  """Whether a step's IndexedSlices gradients follow Keras's rule, where a negative index is
-  dropped (not an error): every one but lazy rows'."""
-  return not lazy
 
 
 def keras_kept_rows(grad, var):
@@ -40,9 +35,8 @@ def keras_kept_rows(grad, var):
       if static is not None and (static < 0).all():
         return tf.IndexedSlices(values[:0], indices[:0], grad.dense_shape)
       return grad
-    if rows is None:
-      rows = tf.raw_ops.VariableShape(input=var.handle, out_type=indices.dtype)[0]
-    keep = tf.logical_and(indices >= 0, indices < tf.cast(rows, indices.dtype))
+    rows = tf.cast(checks.variable_rows(var, indices.dtype), indices.dtype)
+    keep = tf.logical_and(indices >= 0, indices < rows)
     row_keep = tf.reshape(keep, [-1] + [1] * (values.shape.rank - 1))
     return tf.IndexedSlices(tf.where(row_keep, values, tf.zeros_like(values)),
                             tf.where(keep, indices, tf.zeros_like(indices)), grad.dense_shape)

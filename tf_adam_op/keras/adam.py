@@ -136,7 +136,7 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     # Lazy rows (an IndexedSlices gradient with lazy=True) take their decay in the op, on those
     # rows only, in every mode: Keras's own pass would decay every row (see _decays_in_op).
     # (Not with gradient accumulation: its update densifies the gradients.)
-    lazy = self.lazy and not self.gradient_accumulation_steps
+    lazy = self._takes_lazy_rows()
     self._building_step.lazy_rows = frozenset(
         id(_tf_variable(v)) for g, v in zip(grads, trainable_variables)
         if lazy and isinstance(g, tf.IndexedSlices))
@@ -169,11 +169,15 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
       self._iterations.value.read_value()
     return None
 
+  def _takes_lazy_rows(self):
+    """Whether this step's IndexedSlices gradients take lazy rows: lazy=True, unless gradient
+    accumulation makes the gradients dense first (Keras's rule then)."""
+    return self.lazy and not self.gradient_accumulation_steps
+
   def _keras_rule_for_slices(self):
     """Whether this step's IndexedSlices gradients take Keras's rule, which drops the row of a
-    negative index (and under XLA of one past the last row): _kept_rows.py. Lazy rows do not
-    (unless gradient accumulation makes the gradients dense first: Keras's rule then)."""
-    return _kept_rows.drops_negative(self.lazy and not self.gradient_accumulation_steps)
+    negative index (and under XLA of one past the last row): _kept_rows.py."""
+    return not self._takes_lazy_rows()
 
   def _indices_to_check(self, grads_and_vars):
     """The (gradient, variable) pairs whose IndexedSlices indices the step's XLA check takes:
@@ -278,7 +282,7 @@ class _FusedAdamMixin(states_8bit.EightBitStates):
     grads_and_vars = list(grads_and_vars)
     components = lambda v: {id(v), *map(id, distribution.experimental_local_results(v))}
     sparse = lambda g: isinstance(distribution.experimental_local_results(g)[0], tf.IndexedSlices)
-    lazy = self.lazy and not self.gradient_accumulation_steps
+    lazy = self._takes_lazy_rows()
     variables = {id(v): v for _, v in grads_and_vars}
     repeated = grouping.repeated([v for _, v in grads_and_vars])  # ids
     state = {
